@@ -1,0 +1,73 @@
+# tunnel: reach a TCP service (sshd first of all) on a device behind NAT
+# as <device-id>.tunnel. See examples/walkthrough.md.
+#
+#   make build   bin/tunnel
+#   make run     build, print the next steps, run socksd (+ embedded rendezvous node)
+#   make test    deps + lint + unit tests (-race) + end-to-end suite (test/e2e)
+#   make lint    gofmt + go vet
+#   make bench   benchmarks of all packages
+#   make deps    check (as root: install) sshd, ssh, OpenBSD nc, curl for the e2e suite
+#   make clean   remove build and test outputs
+
+SHELL       := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+GO          ?= go
+BIN         := bin/tunnel
+# For `make run`: where socksd's embedded rendezvous node listens. Loopback
+# by default; use RELAY_LISTEN=0.0.0.0:7443 to let other machines publish.
+RELAY_LISTEN ?=
+E2E_TIMEOUT ?= 8m
+
+# All packages except the end-to-end suite (which has its own target).
+UNIT_PKGS = $(GO) list ./... | grep -v '/test/e2e'
+
+.PHONY: all build run test unit e2e lint bench deps clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/tunnel
+
+run: build
+	@echo "Starting: tunnel socksd"
+	@echo "  SOCKS5 proxy for <device-id>.tunnel names on 127.0.0.1:1080"
+	@echo "  with its embedded rendezvous node on $(or $(RELAY_LISTEN),127.0.0.1:7443) (UDP)"
+	@echo
+	@echo "Next steps:"
+	@echo "  1. On the device, publish its sshd (port 22):"
+	@echo "       tunnel publish --relay <this-host>:7443 -public 22"
+	@echo "     (on this same machine: tunnel publish -public 22)"
+	@echo "     The embedded node listens on loopback only; for a device on another"
+	@echo "     machine run: make run RELAY_LISTEN=0.0.0.0:7443"
+	@echo "     (i.e. tunnel socksd --relay-listen 0.0.0.0:7443) and open UDP 7443."
+	@echo "  2. On the device, get its ID:"
+	@echo "       tunnel id"
+	@echo "  3. Here, ssh to it:"
+	@echo '       ssh -o "ProxyCommand=nc -X 5 -x localhost:1080 %h %p" pi@<device-id>.tunnel'
+	@echo
+	exec $(BIN) socksd $(if $(RELAY_LISTEN),--relay-listen $(RELAY_LISTEN))
+
+test: deps lint
+	@echo "== unit tests (-race)"
+	pkgs=$$($(UNIT_PKGS)); $(GO) test -race -count=1 $$pkgs
+	@echo "== end-to-end tests"
+	$(GO) test -count=1 -v -timeout $(E2E_TIMEOUT) ./test/e2e/
+
+unit:
+	pkgs=$$($(UNIT_PKGS)); $(GO) test -race -count=1 $$pkgs
+
+e2e: deps
+	$(GO) test -count=1 -v -timeout $(E2E_TIMEOUT) ./test/e2e/
+
+lint:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt: these files need formatting (run gofmt -w):"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+bench:
+	pkgs=$$($(UNIT_PKGS)); $(GO) test -run '^$$' -bench . -benchmem $$pkgs
+
+deps:
+	@bash .ci/deps.sh
+
+clean:
+	rm -rf bin/ coverage.out coverage.html *.test *.prof

@@ -1,0 +1,93 @@
+// Command tunnel reaches TCP services on devices behind NAT by name,
+// <device-id>.tunnel, through rendezvous nodes that cannot read the traffic.
+// This package only parses flags and wires the other packages together.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+)
+
+// usageError marks errors in what the user typed: exit status 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newApp().RunContext(ctx, os.Args)
+	stop()
+	os.Exit(exitCode(err))
+}
+
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(os.Stderr, "tunnel: %v\n", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintln(os.Stderr, "Run 'tunnel --help' or 'tunnel COMMAND --help' for usage.")
+		return 2
+	}
+	return 1
+}
+
+func newApp() *cli.App {
+	app := &cli.App{
+		Name:  "tunnel",
+		Usage: "reach TCP services on devices behind NAT by name: <device-id>.tunnel",
+		Description: `A device runs 'tunnel publish'; your machine runs 'tunnel socksd'; then
+   ssh -o "ProxyCommand=nc -X 5 -x localhost:1080 %h %p" pi@<device-id>.tunnel
+reaches the device's sshd, end-to-end encrypted between the two node keys.
+A rendezvous node ('tunnel relay', or the one socksd embeds) introduces the
+two and carries packets it cannot read.
+
+Long flags take one dash or two: -public and --public are the same.`,
+		HideHelpCommand: true,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "home", EnvVars: []string{"TUNNEL_HOME"}, Value: defaultHome(),
+				Usage: "directory holding this node's key and state"},
+			&cli.StringFlag{Name: "log-level", EnvVars: []string{"TUNNEL_LOG_LEVEL"}, Value: "info",
+				Usage: "debug, info, warn or error"},
+			&cli.StringFlag{Name: "log-format", EnvVars: []string{"TUNNEL_LOG_FORMAT"},
+				Usage: "console or json (default: console on a terminal, json otherwise)"},
+		},
+		Commands: []*cli.Command{
+			idCommand(),
+			relayCommand(),
+			publishCommand(),
+			socksdCommand(),
+			connectCommand(),
+		},
+		// Errors are reported once, by main, with the right exit status.
+		ExitErrHandler: func(*cli.Context, error) {},
+		OnUsageError:   onUsageError,
+	}
+	for _, c := range app.Commands {
+		c.OnUsageError = onUsageError
+	}
+	return app
+}
+
+func onUsageError(_ *cli.Context, err error, _ bool) error { return usageError{err} }
+
+func defaultHome() string {
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return ".tunnel"
+	}
+	return filepath.Join(dir, "tunnel")
+}

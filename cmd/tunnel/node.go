@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"sync"
+
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+
+	"github.com/tunnel-dev/tunnel/peer/identity"
+	"github.com/tunnel-dev/tunnel/resolver"
+	"github.com/tunnel-dev/tunnel/transport"
+)
+
+const defaultRelay = "127.0.0.1:7443"
+
+func relayFlag() cli.Flag {
+	return &cli.StringFlag{Name: "relay", EnvVars: []string{"TUNNEL_RELAY"},
+		Usage: "rendezvous node, HOST:PORT or ID@HOST:PORT (then its key is checked)"}
+}
+
+// relayAddr parses --relay, falling back to def when it is not set.
+func relayAddr(c *cli.Context, def string) (resolver.RelayAddr, error) {
+	v := c.String("relay")
+	if v == "" {
+		v = def
+	}
+	a, err := resolver.ParseRelayAddr(v)
+	if err != nil {
+		return a, usageError{err}
+	}
+	return a, nil
+}
+
+// node is a running node with its relay connection.
+type node struct {
+	*transport.Node
+	resolver *resolver.Client
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+// startNode opens a node's socket and keeps it registered at relay until
+// ctx ends.
+func startNode(ctx context.Context, key *identity.Key, relay resolver.RelayAddr, publishes bool, log zerolog.Logger) (*node, error) {
+	tn, err := transport.NewNode(key, ":0")
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	n := &node{Node: tn, cancel: cancel}
+	n.resolver = &resolver.Client{Node: tn, Relay: relay, Publishes: publishes, Log: log}
+	n.wg.Go(func() { _ = n.resolver.Run(ctx) })
+	return n, nil
+}
+
+// close ends the relay connection and closes the socket.
+func (n *node) close() {
+	n.cancel()
+	n.wg.Wait()
+	n.Node.Close()
+}

@@ -1,0 +1,197 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tunnel-dev/tunnel/peer/identity"
+	"github.com/tunnel-dev/tunnel/transport"
+)
+
+// rendezvous runs a registry on a loopback relay until the test ends.
+type rendezvous struct {
+	key      *identity.Key
+	relay    *transport.Relay
+	presence *MemoryPresence
+	addr     RelayAddr
+	stop     func()
+}
+
+func startRendezvous(t *testing.T, listen string) *rendezvous {
+	t.Helper()
+	key, _ := identity.Generate()
+	return startRendezvousKey(t, listen, key)
+}
+
+func startRendezvousKey(t *testing.T, listen string, key *identity.Key) *rendezvous {
+	t.Helper()
+	relay, err := transport.ListenRelay(listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := NewMemoryPresence()
+	srv := &Server{Key: key, Relay: relay, Presence: p, Log: zerolog.Nop()}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { srv.Serve(ctx); relay.Close(); close(done) }()
+	var once sync.Once
+	rv := &rendezvous{key: key, relay: relay, presence: p,
+		addr: RelayAddr{ID: key.ID(), HostPort: relay.Socket().LocalAddr().String()}}
+	rv.stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(rv.stop)
+	return rv
+}
+
+// client starts a registered node.
+func startClient(t *testing.T, addr RelayAddr, publishes bool) (*Client, *transport.Node) {
+	t.Helper()
+	key, _ := identity.Generate()
+	nd, err := transport.NewNode(key, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	registered := make(chan struct{}, 16)
+	c := &Client{Node: nd, Relay: addr, Publishes: publishes, Log: zerolog.Nop(),
+		OnRegistered: func(string) { registered <- struct{}{} }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; nd.Close() })
+	select {
+	case <-registered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("node did not register")
+	}
+	return c, nd
+}
+
+func TestRegisterAndLookup(t *testing.T) {
+	rv := startRendezvous(t, "127.0.0.1:0")
+	_, dev := startClient(t, rv.addr, true)
+	cli, _ := startClient(t, rv.addr, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ep, err := cli.Lookup(ctx, dev.Key().ID())
+	if err != nil || ep != dev.Endpoint() {
+		t.Fatalf("lookup = %v, %v; want %v", ep, err, dev.Endpoint())
+	}
+	stranger, _ := identity.Generate()
+	start := time.Now()
+	if _, err := cli.Lookup(ctx, stranger.ID()); !errors.Is(err, ErrOffline) {
+		t.Fatalf("lookup of unknown device: %v, want ErrOffline", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("unknown device took %v to fail", d)
+	}
+	// A node that does not publish is not a device.
+	if _, err := cli.Lookup(ctx, cli.Node.Key().ID()); !errors.Is(err, ErrOffline) {
+		t.Fatalf("lookup of a client: %v, want ErrOffline", err)
+	}
+}
+
+func TestDeviceGoneIsOffline(t *testing.T) {
+	rv := startRendezvous(t, "127.0.0.1:0")
+	cli, _ := startClient(t, rv.addr, false)
+	key, _ := identity.Generate()
+	nd, _ := transport.NewNode(key, "127.0.0.1:0")
+	dc := &Client{Node: nd, Relay: rv.addr, Publishes: true, Log: zerolog.Nop()}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { dc.Run(ctx); close(done) }()
+	waitFor(t, func() bool { return rv.presence.Len() == 1 })
+	cancel()
+	<-done
+	nd.Close()
+	waitFor(t, func() bool { return rv.presence.Len() == 0 })
+	lctx, lcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer lcancel()
+	if _, err := cli.Lookup(lctx, key.ID()); !errors.Is(err, ErrOffline) {
+		t.Fatalf("lookup after the device left: %v", err)
+	}
+}
+
+func TestWrongRelayKeyRefused(t *testing.T) {
+	rv := startRendezvous(t, "127.0.0.1:0")
+	other, _ := identity.Generate()
+	key, _ := identity.Generate()
+	nd, _ := transport.NewNode(key, "127.0.0.1:0")
+	defer nd.Close()
+	c := &Client{Node: nd, Relay: RelayAddr{ID: other.ID(), HostPort: rv.addr.HostPort}, Log: zerolog.Nop(),
+		OnRegistered: func(string) { t.Error("registered with a relay proving the wrong key") }}
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	c.Run(ctx)
+	if rv.relay.Attached() != 0 {
+		t.Fatal("relay attached a node that refused it")
+	}
+}
+
+func TestRelayRestartReregisters(t *testing.T) {
+	rv := startRendezvous(t, "127.0.0.1:0")
+	listen := rv.addr.HostPort
+	_, dev := startClient(t, rv.addr, true)
+	cli, _ := startClient(t, rv.addr, false)
+	rv.stop()
+	start := time.Now()
+	rv2 := startRendezvousKey(t, listen, rv.key)
+	waitFor(t, func() bool { return rv2.presence.Len() == 1 })
+	t.Logf("device re-registered %v after the relay restarted", time.Since(start).Round(time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	ep, err := cli.Lookup(ctx, dev.Key().ID())
+	if err != nil || ep != dev.Endpoint() {
+		t.Fatalf("lookup after restart: %v, %v", ep, err)
+	}
+}
+
+func TestRegistryUnavailableIsFast(t *testing.T) {
+	key, _ := identity.Generate()
+	nd, _ := transport.NewNode(key, "127.0.0.1:0")
+	defer nd.Close()
+	// Nothing listens on this relay address.
+	c := &Client{Node: nd, Relay: RelayAddr{HostPort: "127.0.0.1:9"}, Log: zerolog.Nop()}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	start := time.Now()
+	_, err := c.Lookup(context.Background(), key.ID())
+	if !errors.Is(err, ErrRegistryUnavailable) {
+		t.Fatalf("err %v, want ErrRegistryUnavailable", err)
+	}
+	if d := time.Since(start); d > lookupWait+time.Second {
+		t.Fatalf("took %v", d)
+	}
+}
+
+func TestParseRelayAddr(t *testing.T) {
+	k, _ := identity.Generate()
+	good := []string{"127.0.0.1:7443", "relay.example:7443", "[::1]:7443", k.ID().String() + "@127.0.0.1:7443"}
+	for _, s := range good {
+		a, err := ParseRelayAddr(s)
+		if err != nil || a.String() != s {
+			t.Errorf("ParseRelayAddr(%q) = %v, %v", s, a, err)
+		}
+	}
+	for _, s := range []string{"", "7443", "host", ":7443", "host:0", "host:99999", "host:abc", "bad@127.0.0.1:7443", "@127.0.0.1:7443"} {
+		if _, err := ParseRelayAddr(s); err == nil {
+			t.Errorf("ParseRelayAddr(%q) accepted", s)
+		}
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 20 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

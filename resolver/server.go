@@ -1,0 +1,213 @@
+package resolver
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/rs/zerolog"
+
+	"github.com/tunnel-dev/tunnel/peer/identity"
+	"github.com/tunnel-dev/tunnel/transport"
+)
+
+// Server is the registry side of a rendezvous node: it accepts nodes'
+// outer connections, records who is online, answers lookups, and attaches
+// each registered node to the packet relay so that frames reach it.
+type Server struct {
+	Key      *identity.Key
+	Relay    *transport.Relay
+	Presence Presence
+	Log      zerolog.Logger
+
+	mu   sync.Mutex
+	regs map[transport.Endpoint]*registration // the live registration of each endpoint
+}
+
+// requestTimeout bounds how long one registry request may take to arrive.
+const requestTimeout = 10 * time.Second
+
+// Serve accepts connections until ctx ends. It returns after every
+// goroutine it started has returned.
+func (s *Server) Serve(ctx context.Context) error {
+	ln, err := s.Relay.Listen(s.Key)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.regs = make(map[transport.Endpoint]*registration)
+	s.mu.Unlock()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	for {
+		conn, err := ln.Accept(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("accept relay connection: %w", err)
+		}
+		wg.Go(func() { s.serveConn(ctx, conn) })
+	}
+}
+
+// registration is one node's state on one connection.
+type registration struct {
+	id       identity.ID
+	endpoint transport.Endpoint
+	detach   func()
+	device   bool
+}
+
+func (s *Server) serveConn(ctx context.Context, conn *quic.Conn) {
+	id, err := transport.PeerConnID(conn)
+	if err != nil {
+		conn.CloseWithError(1, "no identity")
+		return
+	}
+	log := s.Log.With().Str("peer", id.Short()).Str("addr", conn.RemoteAddr().String()).Logger()
+	log.Debug().Msg("relay connection")
+	var mu sync.Mutex
+	var reg *registration
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if reg != nil {
+			s.unregister(reg, log)
+		}
+		conn.CloseWithError(0, "")
+	}()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		str, err := conn.AcceptStream(ctx)
+		if err != nil {
+			return
+		}
+		wg.Go(func() {
+			_ = str.SetDeadline(time.Now().Add(requestTimeout))
+			typ, body, err := readMsg(str)
+			if err != nil {
+				str.CancelRead(1)
+				str.CancelWrite(1)
+				return
+			}
+			status, reply := s.handle(ctx, conn, id, typ, body, &mu, &reg, log)
+			if err := writeMsg(str, status, reply); err != nil {
+				str.CancelWrite(1)
+				return
+			}
+			str.Close()
+		})
+	}
+}
+
+func (s *Server) handle(ctx context.Context, conn *quic.Conn, id identity.ID, typ byte, body []byte,
+	mu *sync.Mutex, reg **registration, log zerolog.Logger) (byte, []byte) {
+	switch typ {
+	case reqRegister:
+		if len(body) != 9 {
+			return statusBadRequest, nil
+		}
+		ep := transport.Endpoint(binary.BigEndian.Uint64(body[:8]))
+		if ep == 0 {
+			return statusBadRequest, nil
+		}
+		device := body[8]&flagPublishes != 0
+		addr, ok := udpAddr(conn.RemoteAddr())
+		if !ok {
+			return statusInternal, nil
+		}
+		r := &registration{id: id, endpoint: ep, device: device}
+		mu.Lock()
+		if *reg != nil {
+			s.unregister(*reg, log)
+			*reg = nil
+		}
+		s.mu.Lock()
+		if cur, taken := s.regs[ep]; taken && cur.id != id {
+			s.mu.Unlock()
+			mu.Unlock()
+			log.Warn().Str("endpoint", ep.String()).Msg("endpoint claimed by another key; registration refused")
+			return statusConflict, nil
+		}
+		// A node that reconnected before its old connection timed out
+		// replaces it: the newest registration of an endpoint is the live one.
+		s.regs[ep] = r
+		s.mu.Unlock()
+		r.detach = s.Relay.Attach(ep, addr)
+		*reg = r
+		mu.Unlock()
+		if device {
+			if err := s.Presence.Set(ctx, id, Record{Endpoint: ep}); err != nil {
+				log.Error().Err(err).Msg("record presence")
+				return statusInternal, nil
+			}
+		}
+		log.Info().Str("endpoint", ep.String()).Bool("device", device).Msg("node registered")
+		return statusOK, []byte(addr.String())
+	case reqPing:
+		return statusOK, nil
+	case reqLookup:
+		if len(body) != len(identity.ID{}) {
+			return statusBadRequest, nil
+		}
+		var target identity.ID
+		copy(target[:], body)
+		rec, err := s.Presence.Get(ctx, target)
+		if errors.Is(err, ErrOffline) {
+			log.Debug().Str("device", target.Short()).Msg("lookup: offline")
+			return statusNotFound, nil
+		}
+		if err != nil {
+			log.Error().Err(err).Msg("lookup")
+			return statusInternal, nil
+		}
+		return statusOK, binary.BigEndian.AppendUint64(nil, uint64(rec.Endpoint))
+	}
+	return statusBadRequest, nil
+}
+
+// unregister undoes a registration; the caller holds the connection's lock.
+func (s *Server) unregister(r *registration, log zerolog.Logger) {
+	r.detach()
+	s.mu.Lock()
+	live := s.regs[r.endpoint] == r
+	if live {
+		delete(s.regs, r.endpoint)
+	}
+	s.mu.Unlock()
+	if !live {
+		log.Debug().Str("endpoint", r.endpoint.String()).Msg("replaced connection gone")
+		return
+	}
+	if r.device {
+		// A fresh context: the server's may already be done, and the record
+		// must still go.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Presence.Delete(ctx, r.id, Record{Endpoint: r.endpoint}); err != nil {
+			log.Error().Err(err).Msg("remove presence")
+		}
+	}
+	log.Info().Str("endpoint", r.endpoint.String()).Msg("node gone")
+}
+
+func udpAddr(a net.Addr) (netip.AddrPort, bool) {
+	ua, ok := a.(*net.UDPAddr)
+	if !ok {
+		return netip.AddrPort{}, false
+	}
+	ap := ua.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), true
+}

@@ -1,0 +1,260 @@
+package socks
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tunnel-dev/tunnel/resolver"
+	"github.com/tunnel-dev/tunnel/transport"
+)
+
+// DialFunc opens the upstream connection for a CONNECT request. It must
+// return when ctx ends: Serve waits for it on shutdown. Its errors become
+// reply codes through ReplyCode.
+type DialFunc func(ctx context.Context, req Request) (transport.HalfConn, error)
+
+// Server is a CONNECT-only SOCKS5 server without authentication.
+type Server struct {
+	Dial             DialFunc       // required
+	Log              zerolog.Logger // the zero value logs nothing
+	HandshakeTimeout time.Duration  // time allowed for greeting+request; default 10s
+	DialTimeout      time.Duration  // ctx deadline given to Dial; default 30s
+}
+
+const (
+	defaultHandshakeTimeout = 10 * time.Second
+	defaultDialTimeout      = 30 * time.Second
+
+	// Bounds of the pause after a failed Accept that may pass (a full file
+	// table), so that the loop neither spins nor stays deaf for long.
+	minAcceptBackoff = 5 * time.Millisecond
+	maxAcceptBackoff = time.Second
+)
+
+var errNoAcceptableMethod = errors.New("socks: client offers no acceptable authentication method")
+
+func (s *Server) handshakeTimeout() time.Duration {
+	if s.HandshakeTimeout > 0 {
+		return s.HandshakeTimeout
+	}
+	return defaultHandshakeTimeout
+}
+
+func (s *Server) dialTimeout() time.Duration {
+	if s.DialTimeout > 0 {
+		return s.DialTimeout
+	}
+	return defaultDialTimeout
+}
+
+// Serve accepts on ln until ctx ends or ln fails, serving each connection
+// with ServeConn. Serve owns ln and closes it when it returns. When ctx
+// ends, every open connection is aborted, and Serve returns only after every
+// goroutine it started has returned. It returns nil on ctx-driven shutdown.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if s.Dial == nil {
+		ln.Close()
+		return errors.New("socks: Server.Dial is nil")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	// Closing ln is the only way to interrupt Accept. Since every return
+	// path cancels ctx, this always runs, and ln is always closed.
+	stopCloser := afterFunc(ctx, func() { ln.Close() })
+	var conns sync.WaitGroup
+	defer func() {
+		cancel()
+		conns.Wait()
+		stopCloser()
+	}()
+
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if !isAcceptResourceErr(err) {
+				return fmt.Errorf("socks: accepting connections: %w", err)
+			}
+			backoff = min(max(2*backoff, minAcceptBackoff), maxAcceptBackoff)
+			s.Log.Warn().Err(err).Dur("retry_in", backoff).Msg("socks accept failed")
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			}
+			continue
+		}
+		backoff = 0
+		conns.Go(func() { s.ServeConn(ctx, c) })
+	}
+}
+
+// isAcceptResourceErr reports whether Accept failed for want of a resource
+// that may come back, as net/http also retries. Anything else means ln is
+// unusable.
+func isAcceptResourceErr(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
+}
+
+// ServeConn handles one accepted client connection and returns when it is
+// finished, having closed c. Ending ctx aborts it at any stage.
+func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
+	defer c.Close()
+	start := time.Now()
+	client := transport.Conn(c)
+	// Until splicing starts, ending ctx has to interrupt blocking reads and
+	// writes on c; from then on Splice watches ctx itself.
+	stopWatch := afterFunc(ctx, client.Abort)
+	defer stopWatch()
+
+	_ = c.SetDeadline(start.Add(s.handshakeTimeout()))
+	req, err := s.handshake(c)
+	switch {
+	case errors.Is(err, ErrAddressNotSupported):
+		// The request was cut off at ATYP, but the client still deserves
+		// an answer it can show.
+		code := ReplyCode(err)
+		_, _ = c.Write(appendReply(nil, code))
+		s.logRequest(start, c, req, code, err, 0, 0)
+		return
+	case err != nil:
+		// Scanners, HTTP clients on the wrong port, clients that gave up:
+		// nothing to answer and nothing worth more than a debug line.
+		s.Log.Debug().Str("client", remote(c)).Err(err).Msg("socks handshake failed")
+		return
+	case req.Cmd != CmdConnect:
+		err := fmt.Errorf("%w: %#02x", ErrCommandNotSupported, req.Cmd)
+		code := ReplyCode(err)
+		_, _ = c.Write(appendReply(nil, code))
+		s.logRequest(start, c, req, code, err, 0, 0)
+		return
+	}
+
+	// Nothing touches c during the dial, so the handshake deadline passing
+	// meanwhile does no harm; both deadlines are set afresh below.
+	upstream, err := s.dial(ctx, req)
+	code := ReplyCode(err)
+	// A client that does not read its reply must not hold us here.
+	_ = c.SetWriteDeadline(time.Now().Add(s.handshakeTimeout()))
+	_, werr := c.Write(appendReply(nil, code))
+	if err != nil {
+		s.logRequest(start, c, req, code, err, 0, 0)
+		return
+	}
+	if werr != nil {
+		upstream.Abort()
+		upstream.Close()
+		s.logRequest(start, c, req, code, fmt.Errorf("writing reply: %w", werr), 0, 0)
+		return
+	}
+	// An established session may idle for as long as it likes.
+	_ = c.SetDeadline(time.Time{})
+	stopWatch()
+	up, down, err := transport.Splice(ctx, client, upstream)
+	s.logRequest(start, c, req, code, err, up, down)
+}
+
+// handshake reads the greeting, selects a method, and reads the request.
+// It writes nothing but the method selection.
+func (s *Server) handshake(c net.Conn) (Request, error) {
+	methods, err := ReadGreeting(c)
+	if err != nil {
+		return Request{}, err
+	}
+	if bytes.IndexByte(methods, methodNoAuth) < 0 {
+		_, _ = c.Write([]byte{socksVersion, methodNoAcceptable})
+		return Request{}, fmt.Errorf("%w (offered % x)", errNoAcceptableMethod, methods)
+	}
+	if _, err := c.Write([]byte{socksVersion, methodNoAuth}); err != nil {
+		return Request{}, fmt.Errorf("writing method selection: %w", err)
+	}
+	return ReadRequest(c)
+}
+
+// dial calls s.Dial under DialTimeout and makes sure that success comes
+// with a connection.
+func (s *Server) dial(ctx context.Context, req Request) (transport.HalfConn, error) {
+	if s.Dial == nil {
+		return nil, errors.New("socks: Server.Dial is nil")
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.dialTimeout())
+	defer cancel()
+	upstream, err := s.Dial(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("dialing upstream: %w", err)
+	}
+	if upstream == nil {
+		return nil, errors.New("socks: Dial returned neither a connection nor an error")
+	}
+	return upstream, nil
+}
+
+// logRequest writes the one line each request gets when it ends. Refusals
+// the client or the network caused are routine (Info); a general failure
+// may be ours (Warn).
+func (s *Server) logRequest(start time.Time, c net.Conn, req Request, code byte, err error, up, down int64) {
+	ev := s.Log.Info()
+	if code == ReplyGeneralFailure {
+		ev = s.Log.Warn()
+	}
+	if ev == nil {
+		return
+	}
+	ev = ev.Str("client", remote(c))
+	if req.Cmd != CmdConnect {
+		ev = ev.Str("cmd", fmt.Sprintf("%#02x", req.Cmd))
+	}
+	if req.AddrType != AddrIPv4 && req.AddrType != AddrDomain && req.AddrType != AddrIPv6 {
+		ev = ev.Str("atyp", fmt.Sprintf("%#02x", req.AddrType))
+	} else {
+		ev = ev.Str("host", req.Host).Uint16("port", req.Port)
+	}
+	if id, isTunnel, perr := resolver.ParseName(req.Host); isTunnel && perr == nil {
+		ev = ev.Str("peer", id.Short())
+	}
+	ev = ev.Str("reply", fmt.Sprintf("%#02x", code))
+	if err != nil {
+		ev = ev.Err(err)
+	}
+	msg := "socks connect"
+	if req.Cmd != CmdConnect {
+		msg = "socks request"
+	}
+	ev.Int64("up", up).Int64("down", down).Dur("dur", time.Since(start)).Msg(msg)
+}
+
+func remote(c net.Conn) string {
+	if a := c.RemoteAddr(); a != nil {
+		return a.String()
+	}
+	return ""
+}
+
+// afterFunc is context.AfterFunc whose stop also waits for f if f has
+// already started, so that f never outlives its owner. stop may be called
+// more than once.
+func afterFunc(ctx context.Context, f func()) (stop func()) {
+	done := make(chan struct{})
+	stopf := context.AfterFunc(ctx, func() {
+		defer close(done)
+		f()
+	})
+	return sync.OnceFunc(func() {
+		if !stopf() {
+			<-done
+		}
+	})
+}

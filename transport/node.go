@@ -1,0 +1,187 @@
+package transport
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/tunnel-dev/tunnel/peer/identity"
+)
+
+// Node is one process's presence on the network: its key, its Endpoint, its
+// UDP socket, the outer QUIC transport it reaches relays with, and the inner
+// QUIC transport its end-to-end connections run on. Inner packets leave
+// through the current relay (SetRelay); until a relay is set they are
+// dropped, as a network without a route would.
+type Node struct {
+	key      *identity.Key
+	endpoint Endpoint
+	sock     *Socket
+	outer    *quic.Transport
+	inner    *quic.Transport
+	innerPC  *queueConn
+	relay    atomic.Pointer[netip.AddrPort]
+
+	addrMu sync.Mutex
+	addrs  map[Endpoint]*EndpointAddr
+
+	gone atomic.Pointer[func(Endpoint)]
+
+	// Bytes of inner traffic, for status and metrics.
+	RelayedIn, RelayedOut atomic.Uint64
+}
+
+// NewNode opens a node's socket on listen (usually ":0").
+func NewNode(key *identity.Key, listen string) (*Node, error) {
+	n := &Node{key: key, endpoint: NewEndpoint(), addrs: make(map[Endpoint]*EndpointAddr)}
+	n.innerPC = newQueueConn(4096, NewEndpointAddr(n.endpoint), n.send)
+	sock, err := ListenSocket(listen, n.receive)
+	if err != nil {
+		return nil, err
+	}
+	n.sock = sock
+	n.outer = &quic.Transport{Conn: sock.PacketConn()}
+	n.inner = &quic.Transport{Conn: n.innerPC}
+	return n, nil
+}
+
+// Key returns the node's identity.
+func (n *Node) Key() *identity.Key { return n.key }
+
+// Endpoint returns the node's Endpoint.
+func (n *Node) Endpoint() Endpoint { return n.endpoint }
+
+// LocalAddr is the node's UDP address.
+func (n *Node) LocalAddr() netip.AddrPort { return n.sock.LocalAddr() }
+
+// SetRelay sets the relay that carries inner packets.
+func (n *Node) SetRelay(addr netip.AddrPort) {
+	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+	n.relay.Store(&addr)
+}
+
+// DialRelay opens the outer QUIC connection to a relay. expect, if not
+// zero, is the relay's ID; a relay proving another key fails the handshake.
+func (n *Node) DialRelay(ctx context.Context, addr netip.AddrPort, expect identity.ID) (*quic.Conn, error) {
+	tlsConf, err := ClientTLS(n.key, ALPNRelay, expect)
+	if err != nil {
+		return nil, err
+	}
+	return n.outer.Dial(ctx, net.UDPAddrFromAddrPort(addr), tlsConf, RelayQUICConfig())
+}
+
+// DialPeer opens an end-to-end connection to the node with ID id running
+// as Endpoint ep. The handshake fails, wrapping ErrPeerMismatch, unless the
+// peer proves id's key — whoever carried the packets.
+func (n *Node) DialPeer(ctx context.Context, id identity.ID, ep Endpoint) (*quic.Conn, error) {
+	tlsConf, err := ClientTLS(n.key, ALPNPeer, id)
+	if err != nil {
+		return nil, err
+	}
+	c, err := n.inner.Dial(ctx, n.addr(ep), tlsConf, PeerQUICConfig())
+	if err != nil {
+		return nil, fmt.Errorf("handshake with %s: %w", id.Short(), err)
+	}
+	return c, nil
+}
+
+// ListenPeers accepts end-to-end connections from any node; the caller
+// reads the peer's ID with PeerID(conn.ConnectionState().TLS) and decides
+// what it may do.
+func (n *Node) ListenPeers() (*quic.Listener, error) {
+	tlsConf, err := ServerTLS(n.key, ALPNPeer)
+	if err != nil {
+		return nil, err
+	}
+	return n.inner.Listen(tlsConf, PeerQUICConfig())
+}
+
+// Close closes both transports and the socket.
+func (n *Node) Close() error {
+	err := errors.Join(n.inner.Close(), n.outer.Close())
+	n.innerPC.Close()
+	return errors.Join(err, n.sock.Close())
+}
+
+func (n *Node) addr(ep Endpoint) *EndpointAddr {
+	n.addrMu.Lock()
+	defer n.addrMu.Unlock()
+	a, ok := n.addrs[ep]
+	if !ok {
+		// Endpoints come from the relay; bound what a misbehaving one can
+		// make us keep. Live connections hold their own *EndpointAddr and
+		// quic-go compares by String, so forgetting is safe.
+		if len(n.addrs) >= 1<<16 {
+			clear(n.addrs)
+		}
+		a = NewEndpointAddr(ep)
+		n.addrs[ep] = a
+	}
+	return a
+}
+
+// send carries one inner packet to its peer through the relay.
+func (n *Node) send(b []byte, to net.Addr) (int, error) {
+	ea, ok := to.(*EndpointAddr)
+	if !ok {
+		return 0, fmt.Errorf("inner packet to %T, want *EndpointAddr", to)
+	}
+	relay := n.relay.Load()
+	if relay == nil {
+		return len(b), nil // no route yet: dropped, QUIC retransmits
+	}
+	bp := packetBufs.Get().(*[]byte)
+	defer packetBufs.Put(bp)
+	if frameHeaderLen+len(b) > len(*bp) {
+		return 0, fmt.Errorf("inner packet of %d bytes too large", len(b))
+	}
+	f := (*bp)[:frameHeaderLen+len(b)]
+	f[0] = frameToRelay
+	binary.BigEndian.PutUint64(f[1:9], uint64(ea.ep))
+	copy(f[frameHeaderLen:], b)
+	if err := n.sock.WriteTo(f, *relay); err != nil {
+		// A lost datagram, not a broken transport: QUIC retransmits.
+		return len(b), nil
+	}
+	n.RelayedOut.Add(uint64(len(b)))
+	return len(b), nil
+}
+
+// OnGone sets the function called when the relay reports that an
+// Endpoint this node sent to is not attached there (the process left).
+// It runs on the socket's reader and must not block.
+func (n *Node) OnGone(f func(Endpoint)) { n.gone.Store(&f) }
+
+// receive takes a frame from the socket.
+func (n *Node) receive(b []byte, from netip.AddrPort) {
+	relay := n.relay.Load()
+	if relay == nil || from != *relay || len(b) < frameHeaderLen {
+		return
+	}
+	src := Endpoint(binary.BigEndian.Uint64(b[1:9]))
+	switch {
+	case b[0] == frameGone:
+		if f := n.gone.Load(); f != nil {
+			(*f)(src)
+		}
+		return
+	case b[0] != frameFromRelay || len(b) == frameHeaderLen:
+		return
+	}
+	bp := packetBufs.Get().(*[]byte)
+	m := copy(*bp, b[frameHeaderLen:])
+	n.RelayedIn.Add(uint64(m))
+	n.innerPC.deliver(bp, m, n.addr(src))
+}
+
+// PeerConnID returns the peer ID of an end-to-end connection.
+func PeerConnID(c *quic.Conn) (identity.ID, error) {
+	return PeerID(c.ConnectionState().TLS)
+}

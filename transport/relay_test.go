@@ -1,0 +1,226 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/tunnel-dev/tunnel/peer/identity"
+)
+
+type testNet struct {
+	relay     *Relay
+	relayAddr netip.AddrPort
+}
+
+func newTestNet(t *testing.T) *testNet {
+	t.Helper()
+	r, err := ListenRelay("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return &testNet{relay: r, relayAddr: r.Socket().LocalAddr()}
+}
+
+// node starts a node attached to the relay, as the registry would after a
+// registration.
+func (n *testNet) node(t *testing.T) *Node {
+	t.Helper()
+	k, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd, err := NewNode(k, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nd.Close() })
+	nd.SetRelay(n.relayAddr)
+	detach := n.relay.Attach(nd.Endpoint(), nd.LocalAddr())
+	t.Cleanup(detach)
+	return nd
+}
+
+// echoServer accepts end-to-end connections on nd and echoes every stream.
+func echoServer(t *testing.T, nd *Node) {
+	t.Helper()
+	ln, err := nd.ListenPeers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); ln.Close(); <-done })
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept(ctx)
+			if err != nil {
+				return
+			}
+			go func() {
+				for {
+					s, err := c.AcceptStream(ctx)
+					if err != nil {
+						return
+					}
+					go func() { io.Copy(s, s); s.Close() }()
+				}
+			}()
+		}
+	}()
+}
+
+func TestRelayCarriesEndToEnd(t *testing.T) {
+	tn := newTestNet(t)
+	dev, cli := tn.node(t), tn.node(t)
+	echoServer(t, dev)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := cli.DialPeer(ctx, dev.Key().ID(), dev.Endpoint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseWithError(0, "")
+	s, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := make([]byte, 4<<20)
+	rand.Read(payload)
+	go func() { s.Write(payload); s.Close() }()
+	got, err := io.ReadAll(s)
+	if err != nil || !bytes.Equal(got, payload) {
+		t.Fatalf("echo: %d bytes, err %v", len(got), err)
+	}
+	if tn.relay.Forwarded.Load() == 0 {
+		t.Fatal("relay forwarded nothing: the traffic did not cross it")
+	}
+	if dev.RelayedIn.Load() < uint64(len(payload)) {
+		t.Fatalf("device received %d relayed bytes, want ≥ %d", dev.RelayedIn.Load(), len(payload))
+	}
+}
+
+// A relay (or registry) that sends a client to another node than the one
+// it asked for must not be able to answer for it: the handshake fails.
+func TestImpostorFailsHandshake(t *testing.T) {
+	tn := newTestNet(t)
+	dev, impostor, cli := tn.node(t), tn.node(t), tn.node(t)
+	echoServer(t, impostor)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Ask for dev's ID, but the packets reach the impostor's endpoint.
+	_, err := cli.DialPeer(ctx, dev.Key().ID(), impostor.Endpoint())
+	if err == nil {
+		t.Fatal("handshake with an impostor succeeded")
+	}
+	if !errors.Is(err, ErrPeerMismatch) {
+		t.Fatalf("error %v does not wrap ErrPeerMismatch", err)
+	}
+}
+
+func TestRelayDropsStrangersAndGarbage(t *testing.T) {
+	tn := newTestNet(t)
+	dev := tn.node(t)
+	echoServer(t, dev)
+	// A socket that never registered.
+	stranger, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stranger.Close()
+	ra := net.UDPAddrFromAddrPort(tn.relayAddr)
+	frame := append([]byte{frameToRelay}, make([]byte, 8)...)
+	putEP(frame, dev.Endpoint())
+	frame = append(frame, bytes.Repeat([]byte{0x42}, 1200)...)
+	before := tn.relay.Forwarded.Load()
+	for _, b := range [][]byte{frame, {0}, {0x01}, {0x3f, 1, 2}, bytes.Repeat([]byte{0xff}, 1500), {}} {
+		stranger.WriteToUDP(b, ra)
+	}
+	// Nothing comes back to a stranger.
+	stranger.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if n, _, err := stranger.ReadFromUDP(make([]byte, 2048)); err == nil {
+		t.Fatalf("relay answered a stranger with %d bytes", n)
+	}
+	if tn.relay.Forwarded.Load() != before {
+		t.Fatal("relay forwarded a frame from an unregistered address")
+	}
+	// The relay still works.
+	cli := tn.node(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := cli.DialPeer(ctx, dev.Key().ID(), dev.Endpoint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.CloseWithError(0, "")
+}
+
+func TestGoneFrame(t *testing.T) {
+	tn := newTestNet(t)
+	cli := tn.node(t)
+	gone := make(chan Endpoint, 16)
+	cli.OnGone(func(ep Endpoint) {
+		select {
+		case gone <- ep:
+		default:
+		}
+	})
+	absent := NewEndpoint()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	k, _ := identity.Generate()
+	go cli.DialPeer(ctx, k.ID(), absent)
+	select {
+	case ep := <-gone:
+		if ep != absent {
+			t.Fatalf("gone for %v, want %v", ep, absent)
+		}
+	case <-ctx.Done():
+		t.Fatal("no gone frame for an endpoint that is not attached")
+	}
+}
+
+func TestQueueConnDeadline(t *testing.T) {
+	c := newQueueConn(1, NewEndpointAddr(1), func(b []byte, _ net.Addr) (int, error) { return len(b), nil })
+	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	start := time.Now()
+	if _, _, err := c.ReadFrom(make([]byte, 10)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("err %v, want deadline", err)
+	}
+	if time.Since(start) > 2*time.Second {
+		t.Fatal("deadline not honoured")
+	}
+	// A deadline set while a read is blocked wakes it.
+	done := make(chan error, 1)
+	c.SetReadDeadline(time.Time{})
+	go func() { _, _, err := c.ReadFrom(make([]byte, 10)); done <- err }()
+	time.Sleep(20 * time.Millisecond)
+	c.SetReadDeadline(time.Now())
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("err %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("blocked read not woken by a new deadline")
+	}
+	c.Close()
+	if _, _, err := c.ReadFrom(make([]byte, 10)); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("after close: %v", err)
+	}
+}
+
+func putEP(b []byte, ep Endpoint) {
+	for i := 0; i < 8; i++ {
+		b[1+i] = byte(uint64(ep) >> (56 - 8*i))
+	}
+}

@@ -1,0 +1,163 @@
+package transport
+
+// The stream header: the first bytes of every end-to-end stream.
+//
+// A client opens one bidirectional QUIC stream per TCP connection it
+// carries. Before any payload it sends an Open, and the device answers with
+// a Status before any payload of its own, so a SOCKS server can send the
+// right reply before the first byte of the session. All integers are
+// big-endian.
+//
+//	Open, client → device
+//	  version  uint8    always 1
+//	  port     uint16   the published (remote) port the client wants
+//	  credLen  uint16   length of cred, at most MaxCredentialLen
+//	  cred     [credLen]byte  a credential for protected ports, or empty
+//
+//	Status, device → client
+//	  code     uint8    see StatusCode
+//	  msgLen   uint8
+//	  msg      [msgLen]byte   a short reason for logs, UTF-8, may be empty
+//
+// After the Status with code StatusOK, both directions carry the TCP bytes
+// verbatim; a FIN on the stream is a TCP half-close. Any other Status is
+// followed by the device closing the stream.
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// StreamVersion is the only version of the stream header.
+const StreamVersion = 1
+
+// MaxCredentialLen bounds the credential in an Open.
+const MaxCredentialLen = 8192
+
+// Open is what a client asks of a device on one stream.
+type Open struct {
+	Port       uint16
+	Credential []byte
+}
+
+// ErrMalformedHeader is returned for a stream header that does not parse.
+var ErrMalformedHeader = errors.New("malformed stream header")
+
+// AppendOpen appends the wire form of o to b.
+func AppendOpen(b []byte, o Open) ([]byte, error) {
+	if len(o.Credential) > MaxCredentialLen {
+		return b, fmt.Errorf("credential of %d bytes exceeds %d", len(o.Credential), MaxCredentialLen)
+	}
+	b = append(b, StreamVersion)
+	b = binary.BigEndian.AppendUint16(b, o.Port)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(o.Credential)))
+	return append(b, o.Credential...), nil
+}
+
+// ReadOpen reads an Open from r. It never reads past the header.
+func ReadOpen(r io.Reader) (Open, error) {
+	var hdr [5]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return Open{}, fmt.Errorf("%w: %w", ErrMalformedHeader, err)
+	}
+	if hdr[0] != StreamVersion {
+		return Open{}, fmt.Errorf("%w: version %d, want %d", ErrMalformedHeader, hdr[0], StreamVersion)
+	}
+	o := Open{Port: binary.BigEndian.Uint16(hdr[1:3])}
+	n := int(binary.BigEndian.Uint16(hdr[3:5]))
+	if n > MaxCredentialLen {
+		return Open{}, fmt.Errorf("%w: credential of %d bytes exceeds %d", ErrMalformedHeader, n, MaxCredentialLen)
+	}
+	if n > 0 {
+		o.Credential = make([]byte, n)
+		if _, err := io.ReadFull(r, o.Credential); err != nil {
+			return Open{}, fmt.Errorf("%w: credential: %w", ErrMalformedHeader, err)
+		}
+	}
+	if o.Port == 0 {
+		return Open{}, fmt.Errorf("%w: port 0", ErrMalformedHeader)
+	}
+	return o, nil
+}
+
+// StatusCode is a device's answer to an Open.
+type StatusCode uint8
+
+// Status codes. Values are part of the wire format.
+const (
+	StatusOK           StatusCode = 0
+	StatusNotPublished StatusCode = 1
+	StatusDenied       StatusCode = 2
+	StatusRefused      StatusCode = 3
+	StatusTimeout      StatusCode = 4
+	StatusBadRequest   StatusCode = 5
+)
+
+// String names the code for logs.
+func (c StatusCode) String() string {
+	switch c {
+	case StatusOK:
+		return "ok"
+	case StatusNotPublished:
+		return "not published"
+	case StatusDenied:
+		return "denied"
+	case StatusRefused:
+		return "refused"
+	case StatusTimeout:
+		return "timeout"
+	case StatusBadRequest:
+		return "bad request"
+	}
+	return fmt.Sprintf("status(%d)", uint8(c))
+}
+
+// Err returns the sentinel error for c, nil for StatusOK.
+func (c StatusCode) Err() error {
+	switch c {
+	case StatusOK:
+		return nil
+	case StatusNotPublished:
+		return ErrPortNotPublished
+	case StatusDenied:
+		return ErrDenied
+	case StatusRefused:
+		return ErrRefused
+	case StatusTimeout:
+		return ErrTimeout
+	default:
+		return ErrBadRequest
+	}
+}
+
+// AppendStatus appends the wire form of a status to b; msg is cut to 255 bytes.
+func AppendStatus(b []byte, c StatusCode, msg string) []byte {
+	if len(msg) > 255 {
+		msg = msg[:255]
+	}
+	b = append(b, byte(c), byte(len(msg)))
+	return append(b, msg...)
+}
+
+// ReadStatus reads a Status from r. It returns the code's sentinel error,
+// wrapped with the device's reason, or nil for StatusOK.
+func ReadStatus(r io.Reader) error {
+	var hdr [2]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return fmt.Errorf("read stream status: %w", err)
+	}
+	msg := make([]byte, hdr[1])
+	if _, err := io.ReadFull(r, msg); err != nil {
+		return fmt.Errorf("read stream status: %w", err)
+	}
+	code := StatusCode(hdr[0])
+	if err := code.Err(); err != nil {
+		if len(msg) > 0 {
+			return fmt.Errorf("%w: %s", err, msg)
+		}
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,93 @@
+package transport
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestOpenRoundTrip(t *testing.T) {
+	for _, o := range []Open{{Port: 22}, {Port: 65535, Credential: []byte("cred")}, {Port: 1, Credential: bytes.Repeat([]byte{7}, MaxCredentialLen)}} {
+		b, err := AppendOpen(nil, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := bytes.NewReader(append(b, "payload"...))
+		got, err := ReadOpen(r)
+		if err != nil {
+			t.Fatalf("ReadOpen(%+v): %v", o, err)
+		}
+		if got.Port != o.Port || !bytes.Equal(got.Credential, o.Credential) {
+			t.Fatalf("got %+v, want %+v", got, o)
+		}
+		if r.Len() != len("payload") {
+			t.Fatalf("ReadOpen read past the header: %d bytes left", r.Len())
+		}
+	}
+	if _, err := AppendOpen(nil, Open{Port: 1, Credential: make([]byte, MaxCredentialLen+1)}); err == nil {
+		t.Fatal("oversized credential accepted")
+	}
+}
+
+func TestReadOpenRejects(t *testing.T) {
+	good, _ := AppendOpen(nil, Open{Port: 22, Credential: []byte("abc")})
+	for i := range good {
+		if _, err := ReadOpen(bytes.NewReader(good[:i])); !errors.Is(err, ErrMalformedHeader) {
+			t.Errorf("truncated at %d: err %v", i, err)
+		}
+	}
+	for name, b := range map[string][]byte{
+		"version 2": {2, 0, 22, 0, 0},
+		"port 0":    {1, 0, 0, 0, 0},
+		"huge cred": {1, 0, 22, 0xff, 0xff},
+	} {
+		if _, err := ReadOpen(bytes.NewReader(b)); !errors.Is(err, ErrMalformedHeader) {
+			t.Errorf("%s: err %v", name, err)
+		}
+	}
+}
+
+func TestStatus(t *testing.T) {
+	cases := map[StatusCode]error{
+		StatusOK: nil, StatusNotPublished: ErrPortNotPublished, StatusDenied: ErrDenied,
+		StatusRefused: ErrRefused, StatusTimeout: ErrTimeout, StatusBadRequest: ErrBadRequest, 99: ErrBadRequest,
+	}
+	for code, want := range cases {
+		err := ReadStatus(bytes.NewReader(AppendStatus(nil, code, "why")))
+		if !errors.Is(err, want) || (want == nil) != (err == nil) {
+			t.Errorf("status %v: err %v, want %v", code, err, want)
+		}
+		if want != nil && !strings.Contains(err.Error(), "why") {
+			t.Errorf("status %v: reason lost: %v", code, err)
+		}
+	}
+	long := strings.Repeat("x", 300)
+	if err := ReadStatus(bytes.NewReader(AppendStatus(nil, StatusDenied, long))); !errors.Is(err, ErrDenied) {
+		t.Errorf("long reason: %v", err)
+	}
+	if err := ReadStatus(bytes.NewReader([]byte{0})); err == nil {
+		t.Error("truncated status accepted")
+	}
+}
+
+func FuzzReadOpen(f *testing.F) {
+	f.Add([]byte{1, 0, 22, 0, 0})
+	f.Add([]byte{1, 0x1f, 0x90, 0, 3, 'a', 'b', 'c'})
+	f.Add([]byte{2, 0, 22, 0, 0})
+	f.Add([]byte{1, 0, 0, 0, 0})
+	f.Add([]byte{1, 0, 22, 0xff, 0xff, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		o, err := ReadOpen(bytes.NewReader(b))
+		if err != nil {
+			return
+		}
+		enc, err := AppendOpen(nil, o)
+		if err != nil {
+			t.Fatalf("parsed %+v but cannot encode it: %v", o, err)
+		}
+		if !bytes.Equal(enc, b[:len(enc)]) {
+			t.Fatalf("re-encoding %x gave %x", b[:len(enc)], enc)
+		}
+	})
+}
