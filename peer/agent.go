@@ -88,6 +88,12 @@ func (a *Agent) serveStream(ctx context.Context, peerID identity.ID, str *quic.S
 	_ = str.SetReadDeadline(time.Now().Add(hdrTimeout))
 	open, err := transport.ReadOpen(str)
 	if err != nil {
+		var se *quic.StreamError
+		if errors.As(err, &se) && se.Remote {
+			// The client gave up before asking for anything.
+			log.Debug().Err(err).Str("outcome", "client gone").Msg("stream")
+			return
+		}
 		log.Warn().Err(err).Str("outcome", "bad request").Msg("stream")
 		a.refuse(str, transport.StatusBadRequest, "malformed stream header")
 		return

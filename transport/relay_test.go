@@ -20,7 +20,7 @@ type testNet struct {
 	relayAddr netip.AddrPort
 }
 
-func newTestNet(t *testing.T) *testNet {
+func newTestNet(t testing.TB) *testNet {
 	t.Helper()
 	r, err := ListenRelay("127.0.0.1:0")
 	if err != nil {
@@ -32,7 +32,7 @@ func newTestNet(t *testing.T) *testNet {
 
 // node starts a node attached to the relay, as the registry would after a
 // registration.
-func (n *testNet) node(t *testing.T) *Node {
+func (n *testNet) node(t testing.TB) *Node {
 	t.Helper()
 	k, err := identity.Generate()
 	if err != nil {
