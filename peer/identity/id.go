@@ -61,6 +61,9 @@ func ParseID(s string) (ID, error) {
 	if id.String() != lower {
 		return ID{}, fmt.Errorf("%w: %q has stray trailing bits", ErrMalformedID, truncate(s))
 	}
+	if id.Weak() {
+		return ID{}, fmt.Errorf("%w: %q is a weak key no node can hold", ErrMalformedID, truncate(s))
+	}
 	return id, nil
 }
 
@@ -71,6 +74,9 @@ func IDFromPublicKey(pub ed25519.PublicKey) (ID, error) {
 		return id, fmt.Errorf("%w: public key has %d bytes", ErrMalformedID, len(pub))
 	}
 	copy(id[:], pub)
+	if id.Weak() {
+		return ID{}, fmt.Errorf("%w: weak public key", ErrMalformedID)
+	}
 	return id, nil
 }
 

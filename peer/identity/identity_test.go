@@ -110,3 +110,27 @@ func TestCorruptKeyIsNotOverwritten(t *testing.T) {
 		t.Fatal("corrupt key file was overwritten")
 	}
 }
+
+func TestWeakIDsRejected(t *testing.T) {
+	for i, w := range smallOrder {
+		for _, sign := range []byte{0, 0x80} {
+			var id ID = w
+			id[31] |= sign
+			if !id.Weak() {
+				t.Errorf("entry %d (sign %#x) not weak", i, sign)
+			}
+			if _, err := ParseID(id.String()); err == nil {
+				t.Errorf("ParseID accepted weak entry %d (sign %#x)", i, sign)
+			}
+			if _, err := IDFromPublicKey(id[:]); err == nil {
+				t.Errorf("IDFromPublicKey accepted weak entry %d", i)
+			}
+		}
+	}
+	for range 100 {
+		k, _ := Generate()
+		if k.ID().Weak() {
+			t.Fatal("a generated key is weak")
+		}
+	}
+}
