@@ -27,6 +27,8 @@ type Agent struct {
 	// HeaderTimeout bounds how long a new stream may take to send its
 	// header; default 10 s.
 	HeaderTimeout time.Duration
+	// Fleet is the fleet whose members may use Protected ports.
+	Fleet identity.ID
 }
 
 // Serve accepts connections until ctx ends, then closes them and returns
@@ -75,17 +77,18 @@ func (a *Agent) serveConn(ctx context.Context, conn *quic.Conn, ports map[uint16
 			log.Debug().Err(err).Msg("client gone")
 			return
 		}
-		wg.Go(func() { a.serveStream(ctx, peerID, str, ports, log) })
+		wg.Go(func() { a.serveStream(ctx, conn, peerID, str, ports, log) })
 	}
 }
 
-func (a *Agent) serveStream(ctx context.Context, peerID identity.ID, str *quic.Stream, ports map[uint16]Port, log zerolog.Logger) {
+func (a *Agent) serveStream(ctx context.Context, conn *quic.Conn, peerID identity.ID, str *quic.Stream, ports map[uint16]Port, log zerolog.Logger) {
 	start := time.Now()
 	hdrTimeout := a.HeaderTimeout
 	if hdrTimeout == 0 {
 		hdrTimeout = 10 * time.Second
 	}
-	_ = str.SetReadDeadline(time.Now().Add(hdrTimeout))
+	deadline := time.Now().Add(hdrTimeout)
+	_ = str.SetReadDeadline(deadline)
 	open, err := transport.ReadOpen(str)
 	if err != nil {
 		var se *quic.StreamError
@@ -98,7 +101,6 @@ func (a *Agent) serveStream(ctx context.Context, peerID identity.ID, str *quic.S
 		a.refuse(str, transport.StatusBadRequest, "malformed stream header")
 		return
 	}
-	_ = str.SetReadDeadline(time.Time{})
 	ev := func(lvl zerolog.Level, outcome string) *zerolog.Event {
 		return log.WithLevel(lvl).Uint16("port", open.Port).Str("outcome", outcome)
 	}
@@ -108,13 +110,36 @@ func (a *Agent) serveStream(ctx context.Context, peerID identity.ID, str *quic.S
 		a.refuse(str, transport.StatusNotPublished, fmt.Sprintf("port %d is not published", open.Port))
 		return
 	}
+	d := authorize(p, peerID, open.Credential, a.Fleet, false, time.Now())
+	if d.code == transport.StatusCredentialRequired {
+		if _, err := str.Write(transport.AppendStatus(nil, d.code, d.reason)); err != nil {
+			ev(zerolog.DebugLevel, "client gone").Err(err).Msg("stream")
+			str.CancelRead(transport.StreamAborted)
+			return
+		}
+		cred, err := transport.ReadCredential(str)
+		if err != nil {
+			ev(zerolog.InfoLevel, "client gone").Str("error", err.Error()).Msg("stream")
+			a.refuse(str, transport.StatusBadRequest, "no credential")
+			return
+		}
+		d = authorize(p, peerID, cred, a.Fleet, true, time.Now())
+	}
+	_ = str.SetReadDeadline(time.Time{})
+	if d.code != transport.StatusOK {
+		// The full client ID, so an admin can copy it into -private.
+		ev(zerolog.WarnLevel, "denied").Str("client", peerID.String()).Str("access", p.Access.String()).
+			Str("reason", d.reason).Msg("stream")
+		a.refuse(str, transport.StatusDenied, d.reason)
+		return
+	}
 	dialTimeout := a.DialTimeout
 	if dialTimeout == 0 {
 		dialTimeout = 5 * time.Second
 	}
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
-	var d net.Dialer
-	local, err := d.DialContext(dctx, "tcp", p.Target)
+	var nd net.Dialer
+	local, err := nd.DialContext(dctx, "tcp", p.Target)
 	cancel()
 	if err != nil {
 		code := transport.StatusRefused
@@ -125,6 +150,16 @@ func (a *Agent) serveStream(ctx context.Context, peerID identity.ID, str *quic.S
 		a.refuse(str, code, "local service: "+errText(err))
 		return
 	}
+	if p.ProxyProtocol {
+		_ = local.SetWriteDeadline(time.Now().Add(dialTimeout))
+		if _, err := local.Write(AppendProxyHeader(nil, peerID, p.Access)); err != nil {
+			local.Close()
+			ev(zerolog.WarnLevel, transport.StatusRefused.String()).Str("target", p.Target).Err(err).Msg("stream")
+			a.refuse(str, transport.StatusRefused, "local service: "+errText(err))
+			return
+		}
+		_ = local.SetWriteDeadline(time.Time{})
+	}
 	if _, err := str.Write(transport.AppendStatus(nil, transport.StatusOK, "")); err != nil {
 		local.Close()
 		str.CancelRead(transport.StreamAborted)
@@ -132,7 +167,9 @@ func (a *Agent) serveStream(ctx context.Context, peerID identity.ID, str *quic.S
 		ev(zerolog.InfoLevel, "client gone").Err(err).Msg("stream")
 		return
 	}
+	a.Node.CountStreams(conn, 1)
 	up, down, err := transport.Splice(ctx, transport.Stream(str), transport.Conn(local))
+	a.Node.CountStreams(conn, -1)
 	e := ev(zerolog.InfoLevel, "ok")
 	if err != nil {
 		e = ev(zerolog.InfoLevel, "aborted").Str("error", errText(err))

@@ -6,13 +6,20 @@ import (
 	"net"
 	"strconv"
 	"strings"
+
+	"github.com/tunnel-dev/tunnel/peer/identity"
 )
 
-// Port is one published port: the port clients ask for (Remote) and the
-// TCP address the agent dials for it (Target).
+// Port is one published port: the port clients ask for (Remote), the TCP
+// address the agent dials for it (Target), and who may use it.
 type Port struct {
-	Remote uint16
-	Target string // host:port
+	Remote  uint16
+	Target  string // host:port
+	Access  Access
+	Allowed []identity.ID // the clients of a Private port
+	// ProxyProtocol makes the agent send a PROXY v2 header naming the
+	// client before its bytes.
+	ProxyProtocol bool
 }
 
 // ErrBadSpec is wrapped by every port-spec parse error.

@@ -163,6 +163,9 @@ func (c *Client) session(ctx context.Context) error {
 	c.conn = conn
 	close(c.ready)
 	c.mu.Unlock()
+	if ap, err := netip.ParseAddrPort(string(reply)); err == nil {
+		c.Node.SetObserved(ap)
+	}
 	c.Log.Info().Str("relay", c.Relay.String()).Str("observed", string(reply)).
 		Str("endpoint", c.Node.Endpoint().String()).Msg("registered with relay")
 	if c.OnRegistered != nil {

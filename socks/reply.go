@@ -45,7 +45,8 @@ func ReplyCode(err error) byte {
 		return ReplyNotAllowed
 	case errors.Is(err, resolver.ErrMalformedName),
 		errors.Is(err, resolver.ErrOffline),
-		errors.Is(err, resolver.ErrRegistryUnavailable):
+		errors.Is(err, resolver.ErrRegistryUnavailable),
+		errors.Is(err, ErrNoDirectPath):
 		return ReplyHostUnreachable
 	case errors.Is(err, transport.ErrPortNotPublished),
 		errors.Is(err, transport.ErrRefused):

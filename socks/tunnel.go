@@ -33,6 +33,10 @@ const (
 	goneGrace = 5 * time.Second
 )
 
+// ErrNoDirectPath: with --path direct, no direct path to the device
+// answered in time.
+var ErrNoDirectPath = errors.New("no direct path")
+
 // TunnelDialer opens streams to devices by name: one end-to-end QUIC
 // connection per device, shared by all streams to it, one stream per
 // CONNECT. It is safe for concurrent use; Close stops everything it started.
@@ -46,12 +50,21 @@ type TunnelDialer struct {
 	// IdleTimeout closes a device connection that has had no stream for
 	// this long; zero means two minutes.
 	IdleTimeout time.Duration
+	// Credential returns this node's membership credential for a fleet,
+	// in wire form, or nil if it holds none. Nil: never any.
+	Credential func(fleet identity.ID) []byte
 
 	mu     sync.Mutex
 	peers  map[identity.ID]*peerConn
+	fleets map[guardedPort]identity.ID // learned from devices' challenges
 	closed bool
 	wg     sync.WaitGroup
 	init   sync.Once
+}
+
+type guardedPort struct {
+	device identity.ID
+	port   uint16
 }
 
 type peerConn struct {
@@ -68,6 +81,7 @@ type peerConn struct {
 func (d *TunnelDialer) setup() {
 	d.init.Do(func() {
 		d.peers = make(map[identity.ID]*peerConn)
+		d.fleets = make(map[guardedPort]identity.ID)
 		d.Node.OnGone(d.onGone)
 	})
 }
@@ -163,6 +177,13 @@ func (d *TunnelDialer) dial(pc *peerConn) {
 			err = fmt.Errorf("%w: %w", os.ErrDeadlineExceeded, err)
 		}
 	}
+	if err == nil && d.Node.Mode() == transport.PathDirect {
+		// Streams wait for a direct path: --path direct never relays them.
+		if err = d.Node.WaitDirect(ctx, ep); err != nil {
+			conn.CloseWithError(0, "no direct path")
+			err = fmt.Errorf("connect to %s: %w: %w", pc.id.Short(), ErrNoDirectPath, err)
+		}
+	}
 	d.mu.Lock()
 	pc.conn, pc.endpoint, pc.err = conn, ep, err
 	if err != nil {
@@ -196,7 +217,15 @@ func (d *TunnelDialer) open(ctx context.Context, pc *peerConn, port uint16) (tra
 	abort := func() { str.CancelRead(transport.StreamAborted); str.CancelWrite(transport.StreamAborted) }
 	stop := context.AfterFunc(ctx, abort)
 	defer stop()
-	hdr, err := transport.AppendOpen(nil, transport.Open{Port: port})
+	gp := guardedPort{pc.id, port}
+	d.mu.Lock()
+	fleetID, guarded := d.fleets[gp]
+	d.mu.Unlock()
+	var cred []byte
+	if guarded {
+		cred = d.credential(fleetID)
+	}
+	hdr, err := transport.AppendOpen(nil, transport.Open{Port: port, Credential: cred})
 	if err != nil {
 		abort()
 		return nil, err
@@ -206,7 +235,29 @@ func (d *TunnelDialer) open(ctx context.Context, pc *peerConn, port uint16) (tra
 		return nil, err
 	}
 	_ = str.SetReadDeadline(time.Now().Add(statusTimeout))
-	if err := transport.ReadStatus(str); err != nil {
+	code, msg, err := transport.ReadStatus(str)
+	if err == nil && code == transport.StatusCredentialRequired {
+		fleetID, ferr := identity.ParseID(msg)
+		if ferr != nil {
+			abort()
+			return nil, fmt.Errorf("device asked for a credential of fleet %q: %w", msg, ferr)
+		}
+		d.mu.Lock()
+		d.fleets[gp] = fleetID
+		d.mu.Unlock()
+		cred = d.credential(fleetID)
+		b, _ := transport.AppendCredential(nil, cred)
+		if _, err = str.Write(b); err == nil {
+			code, msg, err = transport.ReadStatus(str)
+		}
+		if err == nil && cred == nil && code == transport.StatusDenied {
+			msg += fmt.Sprintf(" (this node holds no credential of fleet %s)", fleetID.Short())
+		}
+	}
+	if err == nil {
+		err = transport.StatusError(code, msg)
+	}
+	if err != nil {
 		abort()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -214,7 +265,18 @@ func (d *TunnelDialer) open(ctx context.Context, pc *peerConn, port uint16) (tra
 		return nil, err
 	}
 	_ = str.SetReadDeadline(time.Time{})
-	return &countedStream{HalfConn: transport.Stream(str), release: func() { d.release(pc) }}, nil
+	d.Node.CountStreams(pc.conn, 1)
+	return &countedStream{HalfConn: transport.Stream(str), release: func() {
+		d.Node.CountStreams(pc.conn, -1)
+		d.release(pc)
+	}}, nil
+}
+
+func (d *TunnelDialer) credential(fleetID identity.ID) []byte {
+	if d.Credential == nil {
+		return nil
+	}
+	return d.Credential(fleetID)
 }
 
 // release counts one stream less on pc and starts its idle timer at zero.

@@ -5,16 +5,19 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/tunnel-dev/tunnel/peer"
+	"github.com/tunnel-dev/tunnel/peer/fleet"
 	"github.com/tunnel-dev/tunnel/peer/identity"
 	"github.com/tunnel-dev/tunnel/resolver"
 	"github.com/tunnel-dev/tunnel/transport"
@@ -27,6 +30,8 @@ type world struct {
 	presence resolver.Presence
 	device   *transport.Node
 	dialer   *TunnelDialer
+	// addDevice starts another device agent on the same rendezvous node.
+	addDevice func(t *testing.T, fleet identity.ID, ports []peer.Port) *transport.Node
 }
 
 func startWorld(t *testing.T, ports []peer.Port, presence resolver.Presence) *world {
@@ -64,9 +69,13 @@ func startWorld(t *testing.T, ports []peer.Port, presence resolver.Presence) *wo
 		}
 		return nd, c
 	}
-	w.device, _ = node(true)
-	agent := &peer.Agent{Node: w.device, Ports: ports, Log: zerolog.Nop(), DialTimeout: time.Second}
-	wg.Go(func() { agent.Serve(ctx) })
+	w.addDevice = func(t *testing.T, fleetID identity.ID, ports []peer.Port) *transport.Node {
+		nd, _ := node(true)
+		agent := &peer.Agent{Node: nd, Ports: ports, Fleet: fleetID, Log: zerolog.Nop(), DialTimeout: time.Second}
+		wg.Go(func() { agent.Serve(ctx) })
+		return nd
+	}
+	w.device = w.addDevice(t, identity.ID{}, ports)
 	cnode, cres := node(false)
 	w.dialer = &TunnelDialer{Node: cnode, Resolver: cres, Log: zerolog.Nop()}
 	t.Cleanup(func() { w.dialer.Close() })
@@ -230,4 +239,185 @@ func (l *lyingPresence) Get(context.Context, identity.ID) (resolver.Record, erro
 		return resolver.Record{}, resolver.ErrOffline
 	}
 	return *l.last, nil
+}
+
+// Access modes, decided by the device on the client's key.
+func TestAccessModes(t *testing.T) {
+	echo := echoTCP(t)
+	fleetKey, _ := identity.Generate()
+	otherFleet, _ := identity.Generate()
+	// The client key is made first so that a private port can list it.
+	w := startWorld(t, nil, nil)
+	me := w.dialer.Node.Key().ID()
+	stranger, _ := identity.Generate()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// A second device with every mode, reached by the same client.
+	dev := w.addDevice(t, fleetKey.ID(), []peer.Port{
+		{Remote: 80, Target: echo, Access: peer.Public},
+		{Remote: 22, Target: echo, Access: peer.Private, Allowed: []identity.ID{me}},
+		{Remote: 23, Target: echo, Access: peer.Private, Allowed: []identity.ID{stranger.ID()}},
+		{Remote: 24, Target: echo, Access: peer.Protected},
+	})
+	now := time.Now()
+	cases := []struct {
+		name string
+		port uint16
+		cred *fleet.Credential
+		want byte
+	}{
+		{"public", 80, nil, ReplySucceeded},
+		{"private, listed", 22, nil, ReplySucceeded},
+		{"private, not listed", 23, nil, ReplyNotAllowed},
+		{"protected, no credential", 24, nil, ReplyNotAllowed},
+		{"protected, member", 24, issue(t, fleetKey, me, time.Hour, now), ReplySucceeded},
+		{"protected, other fleet", 24, issue(t, otherFleet, me, time.Hour, now), ReplyNotAllowed},
+		{"protected, expired", 24, issue(t, fleetKey, me, time.Hour, now.Add(-2*time.Hour)), ReplyNotAllowed},
+		{"protected, someone else's credential", 24, issue(t, fleetKey, stranger.ID(), time.Hour, now), ReplyNotAllowed},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			w.dialer.Credential = func(f identity.ID) []byte {
+				if c.cred == nil {
+					return nil
+				}
+				return c.cred.Wire()
+			}
+			s, err := w.dialer.DialDevice(ctx, dev.Key().ID(), c.port)
+			if got := ReplyCode(err); got != c.want {
+				t.Fatalf("reply %#x (%v), want %#x", got, err, c.want)
+			}
+			if err == nil {
+				s.Write([]byte("x"))
+				s.CloseWrite()
+				b, _ := io.ReadAll(s)
+				s.Close()
+				if string(b) != "x" {
+					t.Fatalf("echo %q", b)
+				}
+			}
+		})
+	}
+}
+
+func issue(t *testing.T, fleetKey *identity.Key, member identity.ID, validFor time.Duration, now time.Time) *fleet.Credential {
+	t.Helper()
+	c, err := fleet.Issue(fleetKey, member, validFor, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// A relay that replays every packet a client sends (its stream opens
+// included) gets nothing extra through: QUIC drops replayed packets, so the
+// device opens its local service once per stream the client really opened.
+func TestReplayedStreamOpenRefused(t *testing.T) {
+	var accepted atomic.Int64
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var swg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); swg.Wait() })
+	swg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			swg.Go(func() { io.Copy(c, c); c.Close() })
+		}
+	})
+	w := startWorld(t, []peer.Port{{Remote: 22, Target: ln.Addr().String()}}, nil)
+
+	// The client reaches the relay through a middlebox that sends every
+	// datagram twice, the copy 50 ms later.
+	relayUDP, _ := net.ResolveUDPAddr("udp", w.relay.HostPort)
+	mb, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, err := net.DialUDP("udp", nil, relayUDP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mwg sync.WaitGroup
+	t.Cleanup(func() { mb.Close(); up.Close(); mwg.Wait() })
+	var client atomic.Pointer[net.UDPAddr]
+	var replayed atomic.Int64
+	mwg.Go(func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := mb.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			client.Store(from)
+			pkt := append([]byte(nil), buf[:n]...)
+			up.Write(pkt)
+			mwg.Go(func() {
+				time.Sleep(50 * time.Millisecond)
+				if _, err := up.Write(pkt); err == nil {
+					replayed.Add(1)
+				}
+			})
+		}
+	})
+	mwg.Go(func() {
+		buf := make([]byte, 2048)
+		for {
+			n, err := up.Read(buf)
+			if err != nil {
+				return
+			}
+			if c := client.Load(); c != nil {
+				mb.WriteToUDP(buf[:n], c)
+			}
+		}
+	})
+	k, _ := identity.Generate()
+	nd, err := transport.NewNode(k, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd.SetMode(transport.PathRelay) // every packet crosses the middlebox
+	ctx, cancel := context.WithCancel(context.Background())
+	registered := make(chan struct{}, 4)
+	rc := &resolver.Client{Node: nd, Relay: resolver.RelayAddr{ID: w.relay.ID, HostPort: mb.LocalAddr().String()},
+		Log: zerolog.Nop(), OnRegistered: func(string) { registered <- struct{}{} }}
+	var cwg sync.WaitGroup
+	cwg.Go(func() { rc.Run(ctx) })
+	d := &TunnelDialer{Node: nd, Resolver: rc, Log: zerolog.Nop()}
+	t.Cleanup(func() { d.Close(); cancel(); cwg.Wait(); nd.Close() })
+	select {
+	case <-registered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("client did not register through the middlebox")
+	}
+	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer dcancel()
+	const streams = 5
+	for i := range streams {
+		s, err := d.DialDevice(dctx, w.device.Key().ID(), 22)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := []byte(fmt.Sprintf("stream %d", i))
+		s.Write(msg)
+		s.CloseWrite()
+		got, _ := io.ReadAll(s)
+		s.Close()
+		if !bytes.Equal(got, msg) {
+			t.Fatalf("echo %q, want %q", got, msg)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // let the replays arrive
+	if replayed.Load() == 0 {
+		t.Fatal("the middlebox replayed nothing")
+	}
+	if n := accepted.Load(); n != streams {
+		t.Fatalf("device opened its service %d times for %d streams (%d packets replayed)", n, streams, replayed.Load())
+	}
 }

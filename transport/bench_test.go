@@ -10,9 +10,16 @@ import (
 // BenchmarkRelayedStream measures one end-to-end stream crossing a relay on
 // loopback: client node → relay → device node, all in this process. It
 // reports throughput (MB/s, from SetBytes) and the relay's own packet count.
-func BenchmarkRelayedStream(b *testing.B) {
+func BenchmarkRelayedStream(b *testing.B) { benchmarkStream(b, PathRelay) }
+
+// BenchmarkDirectStream is the same over the direct path.
+func BenchmarkDirectStream(b *testing.B) { benchmarkStream(b, PathAuto) }
+
+func benchmarkStream(b *testing.B, mode PathMode) {
 	tn := newTestNet(b)
 	dev, cli := tn.node(b), tn.node(b)
+	dev.SetMode(mode)
+	cli.SetMode(mode)
 	ln, err := dev.ListenPeers()
 	if err != nil {
 		b.Fatal(err)
@@ -40,6 +47,11 @@ func BenchmarkRelayedStream(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer conn.CloseWithError(0, "")
+	if mode == PathAuto {
+		if err := cli.WaitDirect(dctx, dev.Endpoint()); err != nil {
+			b.Fatal(err)
+		}
+	}
 	s, err := conn.OpenStreamSync(dctx)
 	if err != nil {
 		b.Fatal(err)

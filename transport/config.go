@@ -46,5 +46,7 @@ func PeerQUICConfig() *quic.Config {
 		MaxStreamReceiveWindow:         16 << 20,
 		InitialConnectionReceiveWindow: 2 << 20,
 		MaxConnectionReceiveWindow:     32 << 20,
+		// Datagrams carry the candidate exchange of direct paths.
+		EnableDatagrams: true,
 	}
 }

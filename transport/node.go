@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/quic-go/quic-go"
 
@@ -17,9 +18,10 @@ import (
 
 // Node is one process's presence on the network: its key, its Endpoint, its
 // UDP socket, the outer QUIC transport it reaches relays with, and the inner
-// QUIC transport its end-to-end connections run on. Inner packets leave
-// through the current relay (SetRelay); until a relay is set they are
-// dropped, as a network without a route would.
+// QUIC transport its end-to-end connections run on. Inner packets to a peer
+// take its direct path when one is confirmed (disco.go) and the current
+// relay (SetRelay) otherwise; with neither they are dropped, as a network
+// without a route would, and QUIC retransmits.
 type Node struct {
 	key      *identity.Key
 	endpoint Endpoint
@@ -34,13 +36,22 @@ type Node struct {
 
 	gone atomic.Pointer[func(Endpoint)]
 
+	mode     atomic.Int32 // PathMode
+	observed atomic.Pointer[netip.AddrPort]
+	pathMu   sync.RWMutex
+	paths    map[Endpoint]*path
+	byAddr   map[netip.AddrPort]*path // direct addresses proved by ping or pong
+	conns    map[*quic.Conn]*tracked
+	wg       sync.WaitGroup
+
 	// Bytes of inner traffic, for status and metrics.
 	RelayedIn, RelayedOut atomic.Uint64
 }
 
 // NewNode opens a node's socket on listen (usually ":0").
 func NewNode(key *identity.Key, listen string) (*Node, error) {
-	n := &Node{key: key, endpoint: NewEndpoint(), addrs: make(map[Endpoint]*EndpointAddr)}
+	n := &Node{key: key, endpoint: NewEndpoint(), addrs: make(map[Endpoint]*EndpointAddr),
+		paths: make(map[Endpoint]*path), byAddr: make(map[netip.AddrPort]*path), conns: make(map[*quic.Conn]*tracked)}
 	n.innerPC = newQueueConn(4096, NewEndpointAddr(n.endpoint), n.send)
 	sock, err := ListenSocket(listen, n.receive)
 	if err != nil {
@@ -60,6 +71,13 @@ func (n *Node) Endpoint() Endpoint { return n.endpoint }
 
 // LocalAddr is the node's UDP address.
 func (n *Node) LocalAddr() netip.AddrPort { return n.sock.LocalAddr() }
+
+// SetMode sets which paths inner packets may take; set it before the
+// first connection.
+func (n *Node) SetMode(m PathMode) { n.mode.Store(int32(m)) }
+
+// Mode returns the path mode.
+func (n *Node) Mode() PathMode { return PathMode(n.mode.Load()) }
 
 // SetRelay sets the relay that carries inner packets.
 func (n *Node) SetRelay(addr netip.AddrPort) {
@@ -89,24 +107,51 @@ func (n *Node) DialPeer(ctx context.Context, id identity.ID, ep Endpoint) (*quic
 	if err != nil {
 		return nil, fmt.Errorf("handshake with %s: %w", id.Short(), err)
 	}
+	n.track(c, ep)
 	return c, nil
 }
 
-// ListenPeers accepts end-to-end connections from any node; the caller
-// reads the peer's ID with PeerID(conn.ConnectionState().TLS) and decides
-// what it may do.
-func (n *Node) ListenPeers() (*quic.Listener, error) {
+// PeerListener accepts end-to-end connections.
+type PeerListener struct {
+	n  *Node
+	ln *quic.Listener
+}
+
+// Accept waits for the next connection; the caller reads the peer's ID
+// with PeerConnID and decides what it may do.
+func (l *PeerListener) Accept(ctx context.Context) (*quic.Conn, error) {
+	c, err := l.ln.Accept(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if ea, ok := c.RemoteAddr().(*EndpointAddr); ok {
+		l.n.track(c, ea.ep)
+	}
+	return c, nil
+}
+
+// Close stops accepting.
+func (l *PeerListener) Close() error { return l.ln.Close() }
+
+// ListenPeers accepts end-to-end connections from any node.
+func (n *Node) ListenPeers() (*PeerListener, error) {
 	tlsConf, err := ServerTLS(n.key, ALPNPeer)
 	if err != nil {
 		return nil, err
 	}
-	return n.inner.Listen(tlsConf, PeerQUICConfig())
+	ln, err := n.inner.Listen(tlsConf, PeerQUICConfig())
+	if err != nil {
+		return nil, err
+	}
+	return &PeerListener{n, ln}, nil
 }
 
-// Close closes both transports and the socket.
+// Close closes both transports and the socket, and waits for the path
+// goroutines of the connections that closed with them.
 func (n *Node) Close() error {
 	err := errors.Join(n.inner.Close(), n.outer.Close())
 	n.innerPC.Close()
+	n.wg.Wait()
 	return errors.Join(err, n.sock.Close())
 }
 
@@ -127,11 +172,33 @@ func (n *Node) addr(ep Endpoint) *EndpointAddr {
 	return a
 }
 
-// send carries one inner packet to its peer through the relay.
+// send carries one inner packet to its peer: on its direct path if one is
+// confirmed, through the relay otherwise.
 func (n *Node) send(b []byte, to net.Addr) (int, error) {
 	ea, ok := to.(*EndpointAddr)
 	if !ok {
 		return 0, fmt.Errorf("inner packet to %T, want *EndpointAddr", to)
+	}
+	mode := n.Mode()
+	if mode != PathRelay {
+		n.pathMu.RLock()
+		p := n.paths[ea.ep]
+		n.pathMu.RUnlock()
+		if p != nil {
+			if a, ok := p.current(time.Now()); ok {
+				bp := packetBufs.Get().(*[]byte)
+				f := append((*bp)[:0], frameDirect)
+				f = append(f, b...)
+				if n.sock.WriteTo(f, a) == nil {
+					p.DirectOut.Add(uint64(len(b)))
+				}
+				packetBufs.Put(bp)
+				return len(b), nil
+			}
+			if mode == PathDirect && p.everBest {
+				return len(b), nil // the direct path is gone; never relay
+			}
+		}
 	}
 	relay := n.relay.Load()
 	if relay == nil {
@@ -161,6 +228,23 @@ func (n *Node) OnGone(f func(Endpoint)) { n.gone.Store(&f) }
 
 // receive takes a frame from the socket.
 func (n *Node) receive(b []byte, from netip.AddrPort) {
+	switch b[0] {
+	case frameDiscoPing, frameDiscoPong:
+		n.receiveDisco(b, from)
+		return
+	case frameDirect:
+		n.pathMu.RLock()
+		p := n.byAddr[from]
+		n.pathMu.RUnlock()
+		if p == nil || len(b) == 1 {
+			return
+		}
+		bp := packetBufs.Get().(*[]byte)
+		m := copy(*bp, b[1:])
+		p.DirectIn.Add(uint64(m))
+		n.innerPC.deliver(bp, m, p.addr)
+		return
+	}
 	relay := n.relay.Load()
 	if relay == nil || from != *relay || len(b) < frameHeaderLen {
 		return

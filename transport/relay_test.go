@@ -82,6 +82,8 @@ func echoServer(t *testing.T, nd *Node) {
 func TestRelayCarriesEndToEnd(t *testing.T) {
 	tn := newTestNet(t)
 	dev, cli := tn.node(t), tn.node(t)
+	dev.SetMode(PathRelay)
+	cli.SetMode(PathRelay)
 	echoServer(t, dev)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -222,5 +224,91 @@ func TestQueueConnDeadline(t *testing.T) {
 func putEP(b []byte, ep Endpoint) {
 	for i := 0; i < 8; i++ {
 		b[1+i] = byte(uint64(ep) >> (56 - 8*i))
+	}
+}
+
+// On loopback both nodes' candidates answer at once: the connection that
+// started on the relay moves to the direct path, and keeps working when the
+// relay is gone.
+func TestDirectPathTakesOver(t *testing.T) {
+	tn := newTestNet(t)
+	dev, cli := tn.node(t), tn.node(t)
+	echoServer(t, dev)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, err := cli.DialPeer(ctx, dev.Key().ID(), dev.Endpoint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseWithError(0, "")
+	if err := cli.WaitDirect(ctx, dev.Endpoint()); err != nil {
+		t.Fatal(err)
+	}
+	peers := cli.Peers()
+	if len(peers) != 1 || !peers[0].Direct.IsValid() || peers[0].ID != dev.Key().ID() {
+		t.Fatalf("peers %+v, want one direct", peers)
+	}
+	before := tn.relay.Forwarded.Load()
+	tn.relay.Close() // the relay dies
+	s, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := make([]byte, 1<<20)
+	rand.Read(payload)
+	go func() { s.Write(payload); s.Close() }()
+	got, err := io.ReadAll(s)
+	if err != nil || !bytes.Equal(got, payload) {
+		t.Fatalf("echo after the relay died: %d bytes, %v", len(got), err)
+	}
+	if tn.relay.Forwarded.Load() != before {
+		t.Fatal("relay forwarded after the direct path was up")
+	}
+}
+
+func TestPathModeRelayNeverDirect(t *testing.T) {
+	tn := newTestNet(t)
+	dev, cli := tn.node(t), tn.node(t)
+	cli.SetMode(PathRelay)
+	dev.SetMode(PathRelay)
+	echoServer(t, dev)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := cli.DialPeer(ctx, dev.Key().ID(), dev.Endpoint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseWithError(0, "")
+	wctx, wcancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	defer wcancel()
+	if err := cli.WaitDirect(wctx, dev.Endpoint()); err == nil {
+		t.Fatal("relay mode found a direct path")
+	}
+}
+
+func TestCandidatesWire(t *testing.T) {
+	in := []netip.AddrPort{netip.MustParseAddrPort("203.0.113.11:4000"), netip.MustParseAddrPort("[2001:db8::1]:5")}
+	got, err := parseCandidates(appendCandidates(nil, in))
+	if err != nil || len(got) != 2 || got[0] != in[0] || got[1] != in[1] {
+		t.Fatalf("%v %v", got, err)
+	}
+	b := appendCandidates(nil, in)
+	for i := range b {
+		if _, err := parseCandidates(b[:i]); err == nil {
+			t.Fatalf("truncated at %d accepted", i)
+		}
+	}
+}
+
+func TestDiscoMAC(t *testing.T) {
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	b := appendDisco(nil, discoMsg{frameDiscoPing, 1, 2, 3}, secret)
+	m, ok := parseDisco(b)
+	if !ok || m.src != 1 || m.dst != 2 || m.txid != 3 || !discoMACOK(b, secret) {
+		t.Fatal("round trip failed")
+	}
+	b[10] ^= 1
+	if discoMACOK(b, secret) {
+		t.Fatal("tampered ping accepted")
 	}
 }

@@ -19,9 +19,21 @@ package transport
 //	  msgLen   uint8
 //	  msg      [msgLen]byte   a short reason for logs, UTF-8, may be empty
 //
+//	Credential, client → device, only after StatusCredentialRequired
+//	  credLen  uint16   0 if the client holds no credential for that fleet
+//	  cred     [credLen]byte
+//
+// A protected port answers an Open that carries no credential with
+// StatusCredentialRequired, whose msg is the fleet ID; the client answers
+// with a Credential (possibly empty) and the device with a final Status.
+// Clients remember which fleet guards a port and put the credential in the
+// Open next time, saving the round trip. Credentials are sent only to the
+// device that asked, on the end-to-end connection, and are bound to the
+// client's key, so the device learns nothing it could use elsewhere.
+//
 // After the Status with code StatusOK, both directions carry the TCP bytes
-// verbatim; a FIN on the stream is a TCP half-close. Any other Status is
-// followed by the device closing the stream.
+// verbatim; a FIN on the stream is a TCP half-close. Any other final Status
+// is followed by the device closing the stream.
 
 import (
 	"encoding/binary"
@@ -82,6 +94,35 @@ func ReadOpen(r io.Reader) (Open, error) {
 	return o, nil
 }
 
+// AppendCredential appends the wire form of a Credential message.
+func AppendCredential(b, cred []byte) ([]byte, error) {
+	if len(cred) > MaxCredentialLen {
+		return b, fmt.Errorf("credential of %d bytes exceeds %d", len(cred), MaxCredentialLen)
+	}
+	b = binary.BigEndian.AppendUint16(b, uint16(len(cred)))
+	return append(b, cred...), nil
+}
+
+// ReadCredential reads a Credential message; an empty one is nil.
+func ReadCredential(r io.Reader) ([]byte, error) {
+	var hdr [2]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, fmt.Errorf("%w: credential: %w", ErrMalformedHeader, err)
+	}
+	n := int(binary.BigEndian.Uint16(hdr[:]))
+	if n > MaxCredentialLen {
+		return nil, fmt.Errorf("%w: credential of %d bytes exceeds %d", ErrMalformedHeader, n, MaxCredentialLen)
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	cred := make([]byte, n)
+	if _, err := io.ReadFull(r, cred); err != nil {
+		return nil, fmt.Errorf("%w: credential: %w", ErrMalformedHeader, err)
+	}
+	return cred, nil
+}
+
 // StatusCode is a device's answer to an Open.
 type StatusCode uint8
 
@@ -93,6 +134,9 @@ const (
 	StatusRefused      StatusCode = 3
 	StatusTimeout      StatusCode = 4
 	StatusBadRequest   StatusCode = 5
+	// StatusCredentialRequired is not final: msg names the fleet, and the
+	// client answers with a Credential.
+	StatusCredentialRequired StatusCode = 6
 )
 
 // String names the code for logs.
@@ -110,6 +154,8 @@ func (c StatusCode) String() string {
 		return "timeout"
 	case StatusBadRequest:
 		return "bad request"
+	case StatusCredentialRequired:
+		return "credential required"
 	}
 	return fmt.Sprintf("status(%d)", uint8(c))
 }
@@ -141,23 +187,25 @@ func AppendStatus(b []byte, c StatusCode, msg string) []byte {
 	return append(b, msg...)
 }
 
-// ReadStatus reads a Status from r. It returns the code's sentinel error,
-// wrapped with the device's reason, or nil for StatusOK.
-func ReadStatus(r io.Reader) error {
+// ReadStatus reads a Status from r.
+func ReadStatus(r io.Reader) (StatusCode, string, error) {
 	var hdr [2]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return fmt.Errorf("read stream status: %w", err)
+		return 0, "", fmt.Errorf("read stream status: %w", err)
 	}
 	msg := make([]byte, hdr[1])
 	if _, err := io.ReadFull(r, msg); err != nil {
-		return fmt.Errorf("read stream status: %w", err)
+		return 0, "", fmt.Errorf("read stream status: %w", err)
 	}
-	code := StatusCode(hdr[0])
-	if err := code.Err(); err != nil {
-		if len(msg) > 0 {
-			return fmt.Errorf("%w: %s", err, msg)
-		}
-		return err
+	return StatusCode(hdr[0]), string(msg), nil
+}
+
+// StatusError returns the sentinel error of a final status, wrapped with
+// the device's reason, or nil for StatusOK.
+func StatusError(code StatusCode, msg string) error {
+	err := code.Err()
+	if err != nil && msg != "" {
+		return fmt.Errorf("%w: %s", err, msg)
 	}
-	return nil
+	return err
 }

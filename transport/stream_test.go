@@ -54,7 +54,11 @@ func TestStatus(t *testing.T) {
 		StatusRefused: ErrRefused, StatusTimeout: ErrTimeout, StatusBadRequest: ErrBadRequest, 99: ErrBadRequest,
 	}
 	for code, want := range cases {
-		err := ReadStatus(bytes.NewReader(AppendStatus(nil, code, "why")))
+		c, msg, err := ReadStatus(bytes.NewReader(AppendStatus(nil, code, "why")))
+		if err != nil || c != code || msg != "why" {
+			t.Fatalf("status %v: read %v %q %v", code, c, msg, err)
+		}
+		err = StatusError(c, msg)
 		if !errors.Is(err, want) || (want == nil) != (err == nil) {
 			t.Errorf("status %v: err %v, want %v", code, err, want)
 		}
@@ -63,11 +67,34 @@ func TestStatus(t *testing.T) {
 		}
 	}
 	long := strings.Repeat("x", 300)
-	if err := ReadStatus(bytes.NewReader(AppendStatus(nil, StatusDenied, long))); !errors.Is(err, ErrDenied) {
-		t.Errorf("long reason: %v", err)
+	if c, msg, err := ReadStatus(bytes.NewReader(AppendStatus(nil, StatusDenied, long))); c != StatusDenied || len(msg) != 255 || err != nil {
+		t.Errorf("long reason: %v %d %v", c, len(msg), err)
 	}
-	if err := ReadStatus(bytes.NewReader([]byte{0})); err == nil {
+	if _, _, err := ReadStatus(bytes.NewReader([]byte{0})); err == nil {
 		t.Error("truncated status accepted")
+	}
+}
+
+func TestCredentialMessage(t *testing.T) {
+	for _, cred := range [][]byte{nil, []byte("x"), bytes.Repeat([]byte{1}, MaxCredentialLen)} {
+		b, err := AppendCredential(nil, cred)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := ReadCredential(bytes.NewReader(b))
+		if err != nil || !bytes.Equal(got, cred) {
+			t.Fatalf("round trip of %d bytes: %d, %v", len(cred), len(got), err)
+		}
+		for i := range min(len(b), 4) {
+			if i < len(b) && i > 0 && len(cred) > 0 {
+				if _, err := ReadCredential(bytes.NewReader(b[:i])); err == nil {
+					t.Fatalf("truncated at %d accepted", i)
+				}
+			}
+		}
+	}
+	if _, err := ReadCredential(bytes.NewReader([]byte{0xff, 0xff})); err == nil {
+		t.Fatal("oversized credential accepted")
 	}
 }
 

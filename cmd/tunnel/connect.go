@@ -31,6 +31,7 @@ stays quiet unless something fails.`,
 		Flags: []cli.Flag{
 			relayFlag(),
 			&cli.StringFlag{Name: "socks", EnvVars: []string{"TUNNEL_SOCKS"}, Usage: "go through the SOCKS5 server at HOST:PORT"},
+			pathFlag(),
 			&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "give up connecting after this long"},
 		},
 		Action: func(c *cli.Context) error {
@@ -44,6 +45,10 @@ stays quiet unless something fails.`,
 			}
 			if c.IsSet("socks") && c.IsSet("relay") {
 				return usagef("give --relay or --socks, not both")
+			}
+			mode, err := pathMode(c)
+			if err != nil {
+				return err
 			}
 			log, err := newLogger(c, true)
 			if err != nil {
@@ -76,12 +81,12 @@ stays quiet unless something fails.`,
 				if err != nil {
 					return err
 				}
-				n, err := startNode(c.Context, key, relay, false, log)
+				n, err := startNode(c.Context, key, relay, false, mode, log)
 				if err != nil {
 					return err
 				}
 				defer n.close()
-				dialer := &socks.TunnelDialer{Node: n.Node, Resolver: n.resolver, Log: log}
+				dialer := &socks.TunnelDialer{Node: n.Node, Resolver: n.resolver, Log: log, Credential: credentials(c.String("home"))}
 				defer dialer.Close()
 				stream, err = dialer.DialDevice(ctx, id, uint16(port))
 				if err != nil {

@@ -71,6 +71,8 @@ Long flags take one dash or two: -public and --public are the same.`,
 			publishCommand(),
 			socksdCommand(),
 			connectCommand(),
+			fleetCommand(),
+			statusCommand(),
 		},
 		// Errors are reported once, by main, with the right exit status.
 		ExitErrHandler: func(*cli.Context, error) {},

@@ -7,6 +7,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
+	"github.com/tunnel-dev/tunnel/peer/fleet"
 	"github.com/tunnel-dev/tunnel/peer/identity"
 	"github.com/tunnel-dev/tunnel/resolver"
 	"github.com/tunnel-dev/tunnel/transport"
@@ -42,11 +43,12 @@ type node struct {
 
 // startNode opens a node's socket and keeps it registered at relay until
 // ctx ends.
-func startNode(ctx context.Context, key *identity.Key, relay resolver.RelayAddr, publishes bool, log zerolog.Logger) (*node, error) {
+func startNode(ctx context.Context, key *identity.Key, relay resolver.RelayAddr, publishes bool, mode transport.PathMode, log zerolog.Logger) (*node, error) {
 	tn, err := transport.NewNode(key, ":0")
 	if err != nil {
 		return nil, err
 	}
+	tn.SetMode(mode)
 	ctx, cancel := context.WithCancel(ctx)
 	n := &node{Node: tn, cancel: cancel}
 	n.resolver = &resolver.Client{Node: tn, Relay: relay, Publishes: publishes, Log: log}
@@ -59,4 +61,29 @@ func (n *node) close() {
 	n.cancel()
 	n.wg.Wait()
 	n.Node.Close()
+}
+
+// credentials returns the dialer's source of fleet credentials: those
+// installed in home with 'tunnel fleet join'.
+func credentials(home string) func(identity.ID) []byte {
+	return func(f identity.ID) []byte {
+		c, err := fleet.For(home, f)
+		if err != nil {
+			return nil
+		}
+		return c.Wire()
+	}
+}
+
+func pathFlag() cli.Flag {
+	return &cli.StringFlag{Name: "path", Value: "auto", EnvVars: []string{"TUNNEL_PATH"},
+		Usage: "auto (relay first, direct when punched), direct (never relay stream bytes) or relay (never go direct)"}
+}
+
+func pathMode(c *cli.Context) (transport.PathMode, error) {
+	m, err := transport.ParsePathMode(c.String("path"))
+	if err != nil {
+		return m, usageError{err}
+	}
+	return m, nil
 }

@@ -30,6 +30,7 @@ refused by the device's service, 0x06 timeout, 0x07 command not supported.`,
 				Usage: "TCP address for SOCKS5 clients"},
 			&cli.StringFlag{Name: "relay-listen", Value: "127.0.0.1:7443", EnvVars: []string{"TUNNEL_RELAY_LISTEN"},
 				Usage: "UDP address of the embedded rendezvous node (only without --relay)"},
+			pathFlag(),
 			&cli.StringFlag{Name: "fallback", Value: "reject", EnvVars: []string{"TUNNEL_FALLBACK"},
 				Usage: "non-.tunnel hosts: reject, or direct (dial them; loopback listeners only)"},
 		},
@@ -59,6 +60,10 @@ refused by the device's service, 0x06 timeout, 0x07 command not supported.`,
 			} else if _, err := relayAddr(c, ""); err != nil {
 				return err
 			}
+			mode, err := pathMode(c)
+			if err != nil {
+				return err
+			}
 			log, err := newLogger(c, false)
 			if err != nil {
 				return err
@@ -84,12 +89,14 @@ refused by the device's service, 0x06 timeout, 0x07 command not supported.`,
 			} else if relay, err = relayAddr(c, ""); err != nil {
 				return err
 			}
-			n, err := startNode(c.Context, key, relay, false, log)
+			n, err := startNode(c.Context, key, relay, false, mode, log)
 			if err != nil {
 				return err
 			}
 			defer n.close()
-			dialer := &socks.TunnelDialer{Node: n.Node, Resolver: n.resolver, Log: log}
+			dialer := &socks.TunnelDialer{Node: n.Node, Resolver: n.resolver, Log: log, Credential: credentials(c.String("home"))}
+			stopStatus := serveStatus(c.Context, c.String("home"), "socksd", n, log)
+			defer stopStatus()
 			if fallback == "direct" {
 				dialer.Fallback = socks.DirectFallback
 			}
