@@ -95,6 +95,7 @@ func (c *Client) readyChan() chan struct{} {
 // Run connects and stays connected until ctx ends; it returns nil then.
 func (c *Client) Run(ctx context.Context) error {
 	c.readyChan()
+
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = 200 * time.Millisecond
 	bo.MaxInterval = 5 * time.Second

@@ -65,6 +65,7 @@ func (s *Server) Serve(ctx context.Context) error {
 type registration struct {
 	id       identity.ID
 	endpoint transport.Endpoint
+	addr     netip.AddrPort
 	detach   func()
 	device   bool
 }
@@ -128,7 +129,7 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn, id identity.ID, ty
 		if !ok {
 			return statusInternal, nil
 		}
-		r := &registration{id: id, endpoint: ep, device: device}
+		r := &registration{id: id, endpoint: ep, addr: addr, device: device}
 		mu.Lock()
 		if *reg != nil {
 			s.unregister(*reg, log)
@@ -157,6 +158,23 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn, id identity.ID, ty
 		log.Info().Str("endpoint", ep.String()).Bool("device", device).Msg("node registered")
 		return statusOK, []byte(addr.String())
 	case reqPing:
+		// QUIC follows a node whose NAT mapping changed (connection
+		// migration); the relay route follows QUIC here.
+		if addr, ok := udpAddr(conn.RemoteAddr()); ok {
+			mu.Lock()
+			if r := *reg; r != nil && r.addr != addr {
+				s.mu.Lock()
+				live := s.regs[r.endpoint] == r
+				s.mu.Unlock()
+				if live {
+					r.detach()
+					r.detach = s.Relay.Attach(r.endpoint, addr)
+					log.Info().Str("endpoint", r.endpoint.String()).Str("from", r.addr.String()).Str("to", addr.String()).Msg("node moved")
+					r.addr = addr
+				}
+			}
+			mu.Unlock()
+		}
 		return statusOK, nil
 	case reqLookup:
 		if len(body) != len(identity.ID{}) {
