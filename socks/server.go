@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"syscall"
@@ -27,6 +28,10 @@ type Server struct {
 	Log              zerolog.Logger // the zero value logs nothing
 	HandshakeTimeout time.Duration  // time allowed for greeting+request; default 10s
 	DialTimeout      time.Duration  // ctx deadline given to Dial; default 30s
+	// Other, if set, gets the connections whose first byte is not SOCKS
+	// version 5 (HTTP starts with a letter): socksd serves its PAC file
+	// and HTTP CONNECT there. The first byte is still readable from c.
+	Other func(ctx context.Context, c net.Conn)
 }
 
 const (
@@ -121,6 +126,20 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 	defer stopWatch()
 
 	_ = c.SetDeadline(start.Add(s.handshakeTimeout()))
+	if s.Other != nil {
+		var first [1]byte
+		if _, err := io.ReadFull(c, first[:]); err != nil {
+			s.Log.Debug().Str("client", remote(c)).Err(err).Msg("socks handshake failed")
+			return
+		}
+		c = &prefixConn{Conn: c, prefix: first[:]}
+		client = transport.Conn(c)
+		if first[0] != socksVersion {
+			stopWatch()
+			s.Other(ctx, c)
+			return
+		}
+	}
 	req, err := s.handshake(c)
 	switch {
 	case errors.Is(err, ErrAddressNotSupported):

@@ -66,8 +66,8 @@ func (c netConn) CloseWrite() error {
 }
 
 func (c netConn) Abort() {
-	if tc, ok := c.Conn.(*net.TCPConn); ok {
-		_ = tc.SetLinger(0)
+	if l, ok := c.Conn.(interface{ SetLinger(int) error }); ok {
+		_ = l.SetLinger(0)
 	}
 	_ = c.Conn.Close()
 }

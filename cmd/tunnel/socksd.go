@@ -21,6 +21,9 @@ func socksdCommand() *cli.Command {
    curl --socks5-hostname localhost:1080 http://<device-id>.tunnel/
 Without --relay it embeds a rendezvous node on --relay-listen, so one machine
 works out of the box: point devices at it with --relay HOST:7443.
+The same port serves the browser's proxy auto-config file at
+http://LISTEN/proxy.pac (only .tunnel hosts go to the proxy) and HTTP CONNECT
+for tools that speak only HTTP proxies (git, npm, IDEs).
 Replies: 0x02 host not allowed (not .tunnel, unless --fallback direct), 0x04
 unknown or offline device or malformed name, 0x05 port not published or
 refused by the device's service, 0x06 timeout, 0x07 command not supported.`,
@@ -103,7 +106,8 @@ refused by the device's service, 0x06 timeout, 0x07 command not supported.`,
 			defer dialer.Close()
 			log.Info().Str("listen", ln.Addr().String()).Str("relay", relay.String()).Str("id", key.ID().String()).
 				Str("fallback", fallback).Msg("socksd listening")
-			srv := &socks.Server{Dial: dialer.Dial, Log: log}
+			front := &socks.HTTPFront{Dial: dialer.Dial, Log: log, Listen: ln.Addr().String()}
+			srv := &socks.Server{Dial: dialer.Dial, Log: log, Other: front.ServeConn}
 			return srv.Serve(c.Context, ln)
 		},
 	}
