@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks (and, as root, installs) what `make test` needs beyond Go:
 # openssh-server (/usr/sbin/sshd), openssh-client (ssh, ssh-keygen),
-# netcat-openbsd (nc with -X for SOCKS), curl, and a C compiler for -race.
+# netcat-openbsd (nc with -X for SOCKS), curl, iproute2/iptables/conntrack
+# (NATs in network namespaces), and a C compiler for -race.
 # Debian/Ubuntu only.
 set -euo pipefail
 
@@ -24,6 +25,10 @@ check() {
 	{ command -v ssh >/dev/null 2>&1 && command -v ssh-keygen >/dev/null 2>&1; } || missing+=(openssh-client)
 	have_openbsd_nc || missing+=(netcat-openbsd)
 	command -v curl >/dev/null 2>&1 || missing+=(curl)
+	# Network namespaces with NATs for the direct-path tests.
+	command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+	{ command -v iptables >/dev/null 2>&1 && command -v iptables-restore >/dev/null 2>&1; } || missing+=(iptables)
+	command -v conntrack >/dev/null 2>&1 || missing+=(conntrack)
 	# `go test -race` needs cgo, hence a C compiler and libc headers.
 	if ! command -v gcc >/dev/null 2>&1 && ! command -v cc >/dev/null 2>&1; then
 		missing+=(gcc libc6-dev)
@@ -31,7 +36,7 @@ check() {
 	# useradd/passwd (passwd package) are on every Debian base image.
 }
 
-pkgs=(openssh-server openssh-client netcat-openbsd curl)
+pkgs=(openssh-server openssh-client netcat-openbsd curl iproute2 iptables conntrack)
 
 check
 for p in gcc libc6-dev; do
@@ -39,7 +44,7 @@ for p in gcc libc6-dev; do
 done
 install_line="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${pkgs[*]}"
 if [ ${#missing[@]} -eq 0 ]; then
-	echo "deps: ok (sshd, ssh, OpenBSD nc, curl, C compiler for -race)"
+	echo "deps: ok (sshd, ssh, OpenBSD nc, curl, ip, iptables, conntrack, C compiler for -race)"
 	exit 0
 fi
 

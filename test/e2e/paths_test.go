@@ -1,0 +1,320 @@
+package e2e
+
+// Direct paths through real NATs: a relay on the "internet", a device with
+// a real sshd behind one NAT, socksd and ssh behind the other (see
+// netns_test.go for the topology). These need root; they say why they skip.
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// natWorld is the product running on a Topology.
+type natWorld struct {
+	tp        *Topology
+	sshd      *sshServer
+	relay     *proc
+	relayHome string
+	device    *proc
+	deviceID  string
+	socksd    *proc
+	cliHome   string
+}
+
+const natRelayPort = 7443
+
+func startNATWorld(t *testing.T, nat1, nat2 NATMode, socksArgs ...string) *natWorld {
+	t.Helper()
+	needNetns(t)
+	requireSystem(t)
+	tp := NewTopology(t, nat1, nat2)
+	w := &natWorld{tp: tp}
+	s, err := startSSHD()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.stop)
+	w.sshd = s
+	// The same sshd configuration, run inside the device's namespace (its
+	// own loopback, so the same port is free there).
+	tp.Start(t, tp.Dev, "sshd-dev", "/usr/sbin/sshd", "-D", "-e", "-f", filepath.Join(s.dir, "sshd_config"), "-o", "PidFile=none")
+	relayAddr := fmt.Sprintf("%s:%d", tp.PubIP, natRelayPort)
+	w.relayHome = t.TempDir()
+	w.relay = w.startRelay(t)
+	devHome := t.TempDir()
+	w.deviceID = tunnelID(t, devHome)
+	w.device = tp.Start(t, tp.Dev, "publish", tunnelBin, tunnelArgs(devHome, "publish", "--relay", relayAddr,
+		"-public", fmt.Sprintf("127.0.0.1:%d:22", s.port))...)
+	w.cliHome = t.TempDir()
+	args := append([]string{"socksd", "--relay", relayAddr, "--listen", "127.0.0.1:1080"}, socksArgs...)
+	w.socksd = tp.Start(t, tp.Cli, "socksd", tunnelBin, tunnelArgs(w.cliHome, args...)...)
+	if !w.device.waitLog("registered with relay", 1, 15*time.Second) {
+		t.Fatalf("device did not register:\n%s", w.device.log())
+	}
+	if !w.socksd.waitLog("registered with relay", 1, 15*time.Second) {
+		t.Fatalf("socksd did not register:\n%s", w.socksd.log())
+	}
+	return w
+}
+
+func (w *natWorld) startRelay(t *testing.T) *proc {
+	return w.tp.Start(t, w.tp.Pub, "relay", tunnelBin, tunnelArgs(w.relayHome, "relay", "--listen",
+		fmt.Sprintf("%s:%d", w.tp.PubIP, natRelayPort))...)
+}
+
+// ssh runs a command on the device from the client's namespace.
+func (w *natWorld) ssh(timeout time.Duration, remote string) result {
+	return w.tp.Run(timeout, w.tp.Cli, "ssh", "-F", w.sshd.clientConf, "-o", "ProxyCommand=nc -X 5 -x 127.0.0.1:1080 %h %p",
+		sshUser+"@"+w.deviceID+".tunnel", remote)
+}
+
+// sshStream starts a long-running ssh command and returns its stdout lines.
+func (w *natWorld) sshStream(t *testing.T, ctx context.Context, remote string) (<-chan string, func() error) {
+	t.Helper()
+	cmd := w.tp.Exec(ctx, w.tp.Cli, "ssh", "-F", w.sshd.clientConf, "-o", "ProxyCommand=nc -X 5 -x 127.0.0.1:1080 %h %p",
+		sshUser+"@"+w.deviceID+".tunnel", remote)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 1000)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	return lines, func() error {
+		err := cmd.Wait()
+		if err != nil {
+			return fmt.Errorf("%w: %s", err, stderr.String())
+		}
+		return nil
+	}
+}
+
+type peerStatus struct {
+	ID   string `json:"id"`
+	Path string `json:"path"`
+	Via  string `json:"via"`
+}
+
+// path asks the client's socksd which path its connection to the device
+// takes: "direct", "relayed", or "" if there is none.
+func (w *natWorld) path(t *testing.T) (string, string) {
+	t.Helper()
+	r := runTunnel(10*time.Second, nil, "--home", w.cliHome, "status", "--json")
+	if r.Code != 0 {
+		t.Fatalf("tunnel status: %s", r)
+	}
+	var docs []struct {
+		Peers []peerStatus `json:"peers"`
+	}
+	if err := json.Unmarshal(r.Stdout, &docs); err != nil {
+		t.Fatalf("tunnel status --json: %v\n%s", err, r.Stdout)
+	}
+	for _, d := range docs {
+		for _, p := range d.Peers {
+			if p.ID == w.deviceID {
+				return p.Path, p.Via
+			}
+		}
+	}
+	return "", ""
+}
+
+func (w *natWorld) waitPath(t *testing.T, want string, timeout time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		got, via := w.path(t)
+		if got == want {
+			t.Logf("path %s via %s after %v", got, via, time.Since(start).Round(10*time.Millisecond))
+			return time.Since(start)
+		}
+		if time.Since(start) > timeout {
+			t.Fatalf("path is %q after %v, want %q\nsocksd:\n%s\ndevice:\n%s", got, timeout, want,
+				tail(w.socksd.log(), 30, 8<<10), tail(w.device.log(), 30, 8<<10))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// firstCommand checks that the first ssh command succeeds within a few
+// seconds of both sides being registered.
+func (w *natWorld) firstCommand(t *testing.T) {
+	t.Helper()
+	start := time.Now()
+	r := w.ssh(30*time.Second, "echo first")
+	if r.Code != 0 || strings.TrimSpace(string(r.Stdout)) != "first" {
+		t.Fatalf("first ssh: %s\nsocksd:\n%s", r, tail(w.socksd.log(), 30, 8<<10))
+	}
+	d := time.Since(start)
+	t.Logf("first ssh command took %v", d.Round(time.Millisecond))
+	if d > 5*time.Second {
+		t.Fatalf("first ssh command took %v, want a few seconds", d)
+	}
+}
+
+func TestPathConeDirect(t *testing.T) {
+	w := startNATWorld(t, NATCone, NATCone)
+	w.firstCommand(t)
+	w.waitPath(t, "direct", 15*time.Second)
+	rx0, tx0 := w.tp.Counters(t)
+	const size = 64 << 20
+	r := w.ssh(120*time.Second, fmt.Sprintf("head -c %d /dev/zero", size))
+	if r.Code != 0 || len(r.Stdout) != size {
+		t.Fatalf("64 MiB download: %d bytes, %s", len(r.Stdout), r)
+	}
+	rx1, tx1 := w.tp.Counters(t)
+	carried := (rx1 - rx0) + (tx1 - tx0)
+	t.Logf("relay interface carried %d bytes during a %d-byte transfer (%.2f%%)", carried, size, 100*float64(carried)/size)
+	if carried > size/10 {
+		t.Fatalf("relay carried %d bytes (%.1f%%) of a direct transfer, want < 10%%", carried, 100*float64(carried)/size)
+	}
+}
+
+func TestPathSymmetricRelayed(t *testing.T) {
+	w := startNATWorld(t, NATSymmetric, NATSymmetric)
+	w.firstCommand(t)
+	r := w.ssh(60*time.Second, "head -c 4194304 /dev/zero | sha256sum")
+	if r.Code != 0 {
+		t.Fatalf("transfer: %s", r)
+	}
+	time.Sleep(3 * time.Second) // punching had its chance
+	if p, _ := w.path(t); p != "relayed" {
+		t.Fatalf("path %q behind symmetric NATs, want relayed", p)
+	}
+}
+
+// An ssh session survives the relay's death once it runs on a direct
+// path — including one opened while direct UDP was blocked.
+func TestPathSurvivesRelayDeath(t *testing.T) {
+	for _, blocked := range []bool{false, true} {
+		t.Run(fmt.Sprintf("opened-while-blocked=%v", blocked), func(t *testing.T) {
+			w := startNATWorld(t, NATCone, NATCone)
+			if blocked {
+				w.tp.BlockDirect(t, true)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			const n = 40
+			lines, wait := w.sshStream(t, ctx, fmt.Sprintf("for i in $(seq %d); do echo $i; sleep 0.5; done", n))
+			select {
+			case l := <-lines:
+				if l != "1" {
+					t.Fatalf("first line %q", l)
+				}
+			case <-time.After(15 * time.Second):
+				t.Fatal("session produced nothing")
+			}
+			if blocked {
+				time.Sleep(2 * time.Second)
+				if p, _ := w.path(t); p != "relayed" {
+					t.Fatalf("path %q while direct UDP is blocked, want relayed", p)
+				}
+				w.tp.BlockDirect(t, false)
+			}
+			w.waitPath(t, "direct", 20*time.Second)
+			w.relay.kill9()
+			t.Log("relay killed")
+			got := 1
+			for l := range lines {
+				got++
+				if l != strconv.Itoa(got) {
+					t.Fatalf("line %d is %q", got, l)
+				}
+			}
+			if err := wait(); err != nil {
+				t.Fatalf("session ended with %v after %d lines", err, got)
+			}
+			if got != n {
+				t.Fatalf("session gave %d lines, want %d", got, n)
+			}
+			// New streams to the connected device need no relay.
+			if r := w.ssh(30*time.Second, "echo again"); r.Code != 0 || strings.TrimSpace(string(r.Stdout)) != "again" {
+				t.Fatalf("new session without a relay: %s", r)
+			}
+		})
+	}
+}
+
+// A NAT that forgets its mappings (conntrack -F) breaks nothing for long.
+func TestPathConntrackFlush(t *testing.T) {
+	for _, mode := range []NATMode{NATCone, NATSymmetric} {
+		t.Run(string(mode), func(t *testing.T) {
+			w := startNATWorld(t, mode, mode)
+			w.firstCommand(t)
+			if mode == NATCone {
+				w.waitPath(t, "direct", 15*time.Second)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			const n = 30
+			lines, wait := w.sshStream(t, ctx, fmt.Sprintf("for i in $(seq %d); do echo $i; sleep 0.5; done", n))
+			<-lines
+			w.tp.FlushConntrack(t, w.tp.NAT1)
+			w.tp.FlushConntrack(t, w.tp.NAT2)
+			t.Log("conntrack flushed in both NATs")
+			got := 1
+			for range lines {
+				got++
+			}
+			if err := wait(); err != nil || got != n {
+				t.Fatalf("session after the flush: %d lines, %v", got, err)
+			}
+			if r := w.ssh(30*time.Second, "echo after-flush"); r.Code != 0 {
+				t.Fatalf("new session after the flush: %s", r)
+			}
+		})
+	}
+}
+
+// 1 % loss and 50 ms of round trip do not break a transfer.
+func TestPathLossDelay(t *testing.T) {
+	w := startNATWorld(t, NATCone, NATCone)
+	w.tp.AddLossDelay(t, w.tp.NAT1, 0.01, 25*time.Millisecond)
+	w.firstCommand(t)
+	const size = 16 << 20
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = byte(i*7 + i>>11)
+	}
+	want := sha256.Sum256(data)
+	f := filepath.Join(t.TempDir(), "blob")
+	if err := os.WriteFile(f, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	remote := fmt.Sprintf("blob-%d", time.Now().UnixNano())
+	up := w.tp.Run(180*time.Second, w.tp.Cli, "sh", "-c",
+		fmt.Sprintf("ssh -F %s -o 'ProxyCommand=nc -X 5 -x 127.0.0.1:1080 %%h %%p' %s@%s.tunnel 'cat > %s && sha256sum %s' < %s",
+			w.sshd.clientConf, sshUser, w.deviceID, remote, remote, f))
+	if up.Code != 0 || !strings.HasPrefix(string(up.Stdout), hex.EncodeToString(want[:])) {
+		t.Fatalf("16 MiB upload with loss and delay: %s", up)
+	}
+	t.Logf("16 MiB up with 1%% loss, 50 ms RTT: %v", time.Since(start).Round(time.Millisecond))
+	start = time.Now()
+	down := w.ssh(180*time.Second, "cat "+remote+" && rm -f "+remote)
+	sum := sha256.Sum256(down.Stdout)
+	if down.Code != 0 || sum != want {
+		t.Fatalf("16 MiB download with loss and delay: %d bytes, %s", len(down.Stdout), down)
+	}
+	t.Logf("16 MiB down with 1%% loss, 50 ms RTT: %v", time.Since(start).Round(time.Millisecond))
+}
