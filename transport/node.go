@@ -189,10 +189,8 @@ func (n *Node) send(b []byte, to net.Addr) (int, error) {
 				bp := packetBufs.Get().(*[]byte)
 				f := append((*bp)[:0], frameDirect)
 				f = append(f, b...)
-				if n.sock.WriteTo(f, a) == nil {
-					p.DirectOut.Add(uint64(len(b)))
-				}
-				packetBufs.Put(bp)
+				n.sock.Send(bp, len(f), a)
+				p.DirectOut.Add(uint64(len(b)))
 				return len(b), nil
 			}
 			if mode == PathDirect && p.everBest {
@@ -205,18 +203,15 @@ func (n *Node) send(b []byte, to net.Addr) (int, error) {
 		return len(b), nil // no route yet: dropped, QUIC retransmits
 	}
 	bp := packetBufs.Get().(*[]byte)
-	defer packetBufs.Put(bp)
 	if frameHeaderLen+len(b) > len(*bp) {
+		packetBufs.Put(bp)
 		return 0, fmt.Errorf("inner packet of %d bytes too large", len(b))
 	}
 	f := (*bp)[:frameHeaderLen+len(b)]
 	f[0] = frameToRelay
 	binary.BigEndian.PutUint64(f[1:9], uint64(ea.ep))
 	copy(f[frameHeaderLen:], b)
-	if err := n.sock.WriteTo(f, *relay); err != nil {
-		// A lost datagram, not a broken transport: QUIC retransmits.
-		return len(b), nil
-	}
+	n.sock.Send(bp, len(f), *relay)
 	n.RelayedOut.Add(uint64(len(b)))
 	return len(b), nil
 }

@@ -39,8 +39,9 @@ package transport
 // an idle timeout. It is shorter than the frame that caused it, so it
 // amplifies nothing, and it goes only to registered senders.
 //
-// Both forwarded frame kinds have the same header size, so the relay rewrites the
-// header in place and forwards the same buffer: no allocation per packet.
+// Both forwarded frame kinds have the same header size; the relay copies
+// each frame once into a pooled buffer with the new header and queues it
+// for its socket's batching writer: no allocation per packet.
 
 import (
 	"crypto/hmac"
@@ -160,12 +161,20 @@ func (r *Relay) forward(b []byte, from netip.AddrPort) {
 		_ = r.sock.WriteTo(b[:frameHeaderLen], from)
 		return
 	}
-	b[0] = frameFromRelay
-	binary.BigEndian.PutUint64(b[1:9], uint64(src))
-	if err := r.sock.WriteTo(b, to); err != nil {
+	// The reader's buffer holds other datagrams too (GRO): the frame is
+	// copied once into a buffer the writer owns, which batches frames to
+	// one node into one GSO write.
+	bp := packetBufs.Get().(*[]byte)
+	if len(b) > len(*bp) {
+		packetBufs.Put(bp)
 		r.Dropped.Add(1)
 		return
 	}
+	f := (*bp)[:len(b)]
+	f[0] = frameFromRelay
+	binary.BigEndian.PutUint64(f[1:9], uint64(src))
+	copy(f[frameHeaderLen:], b[frameHeaderLen:])
+	r.sock.Send(bp, len(f), to)
 	r.Forwarded.Add(1)
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 )
 
 // FrameHandler receives the relay frames (packets whose first byte has its
@@ -25,6 +26,20 @@ type Socket struct {
 	frame FrameHandler
 	done  chan struct{}
 	once  sync.Once
+
+	// Queued sends (Send): a writer goroutine batches them into GSO
+	// sendmsg calls.
+	out     chan outPacket
+	closing chan struct{}
+	wdone   chan struct{}
+	gsoOff  atomic.Bool
+	gro     bool
+}
+
+type outPacket struct {
+	buf *[]byte
+	n   int
+	to  netip.AddrPort
 }
 
 // ListenSocket opens a UDP socket on addr ("127.0.0.1:0", ":7443", …) and
@@ -42,11 +57,14 @@ func ListenSocket(addr string, frame FrameHandler) (*Socket, error) {
 	_ = udp.SetReadBuffer(8 << 20)
 	_ = udp.SetWriteBuffer(8 << 20)
 	quietQUICBufferWarning()
-	s := &Socket{udp: udp, frame: frame, done: make(chan struct{})}
+	s := &Socket{udp: udp, frame: frame, done: make(chan struct{}),
+		out: make(chan outPacket, 1024), closing: make(chan struct{}), wdone: make(chan struct{})}
 	s.outer = newQueueConn(512, udp.LocalAddr(), func(b []byte, a net.Addr) (int, error) {
 		return udp.WriteTo(b, a)
 	})
+	s.gro = enableGRO(udp)
 	go s.read()
+	go s.write()
 	return s, nil
 }
 
@@ -61,31 +79,121 @@ func quietQUICBufferWarning() {
 
 func (s *Socket) read() {
 	defer close(s.done)
+	size := packetBufSize
+	if s.gro {
+		size = 1 << 16
+	}
+	buf := make([]byte, size)
+	oob := make([]byte, groOOBSize)
 	for {
-		bp := packetBufs.Get().(*[]byte)
-		n, from, err := s.udp.ReadFromUDPAddrPort(*bp)
+		n, seg, from, err := readGRO(s.udp, buf, oob)
 		if err != nil {
-			packetBufs.Put(bp)
 			if errors.Is(err, net.ErrClosed) {
 				s.outer.Close()
 				return
 			}
 			continue // e.g. ICMP-induced errors on an unconnected socket
 		}
-		if n == 0 {
-			packetBufs.Put(bp)
-			continue
-		}
 		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-		b := (*bp)[:n]
-		if b[0]&0xc0 == 0 {
-			if s.frame != nil {
-				s.frame(b, from)
+		var ua *net.UDPAddr
+		for b := buf[:n]; len(b) > 0; {
+			d := b[:min(seg, len(b))]
+			b = b[len(d):]
+			if d[0]&0xc0 == 0 {
+				if s.frame != nil {
+					s.frame(d, from)
+				}
+				continue
 			}
-			packetBufs.Put(bp)
-			continue
+			if len(d) > packetBufSize {
+				continue // larger than any packet we take; QUIC drops it anyway
+			}
+			if ua == nil {
+				ua = net.UDPAddrFromAddrPort(from)
+			}
+			bp := packetBufs.Get().(*[]byte)
+			m := copy(*bp, d)
+			s.outer.deliver(bp, m, ua)
 		}
-		s.outer.deliver(bp, n, net.UDPAddrFromAddrPort(from))
+	}
+}
+
+// Send queues one datagram (the first n bytes of *buf, which Send takes
+// over) to be written by the socket's writer, which batches consecutive
+// datagrams to one address into one GSO write. It blocks while the queue
+// is full, as a full socket buffer would, and drops the datagram once the
+// socket is closed.
+func (s *Socket) Send(buf *[]byte, n int, to netip.AddrPort) {
+	select {
+	case s.out <- outPacket{buf, n, to}:
+	case <-s.closing:
+		packetBufs.Put(buf)
+	}
+}
+
+// maxBatch bounds one GSO write: the kernel takes at most 64 segments and
+// 64 KiB.
+const maxBatch = 64
+
+func (s *Socket) write() {
+	defer close(s.wdone)
+	batch := make([]byte, 0, 1<<16)
+	var pending []outPacket
+	flush := func() {
+		if len(pending) == 0 {
+			return
+		}
+		defer func() {
+			for _, p := range pending {
+				packetBufs.Put(p.buf)
+			}
+			pending = pending[:0]
+		}()
+		to, seg := pending[0].to, pending[0].n
+		if len(pending) > 1 && !s.gsoOff.Load() {
+			batch = batch[:0]
+			for _, p := range pending {
+				batch = append(batch, (*p.buf)[:p.n]...)
+			}
+			err := writeGSO(s.udp, batch, seg, to)
+			if err == nil || !gsoUnsupported(err) {
+				return // a lost datagram is QUIC's to repair
+			}
+			s.gsoOff.Store(true)
+		}
+		for _, p := range pending {
+			_, _ = s.udp.WriteToUDPAddrPort((*p.buf)[:p.n], p.to)
+		}
+	}
+	for {
+		var p outPacket
+		select {
+		case p = <-s.out:
+		case <-s.closing:
+			return
+		}
+		pending = append(pending, p)
+		size := p.n
+		// Take what else is already queued; a run ends at another address,
+		// another size, after a shorter datagram (GSO's last segment may be
+		// short, no other), or at the batch limits.
+	drain:
+		for len(pending) < maxBatch {
+			select {
+			case q := <-s.out:
+				first := pending[0]
+				last := pending[len(pending)-1]
+				if q.to != first.to || q.n > first.n || last.n < first.n || size+q.n > cap(batch) {
+					flush()
+					size = 0
+				}
+				pending = append(pending, q)
+				size += q.n
+			default:
+				break drain
+			}
+		}
+		flush()
 	}
 }
 
@@ -103,10 +211,12 @@ func (s *Socket) LocalAddr() netip.AddrPort {
 	return s.udp.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
-// Close closes the socket and waits for its reader to stop.
+// Close closes the socket and waits for its reader and writer to stop.
 func (s *Socket) Close() error {
 	var err error
 	s.once.Do(func() {
+		close(s.closing)
+		<-s.wdone
 		err = s.udp.Close()
 		<-s.done
 		s.outer.Close()

@@ -1,0 +1,97 @@
+//go:build linux
+
+package transport
+
+import (
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"syscall"
+	"unsafe"
+)
+
+// Linux UDP segmentation offload: one sendmsg carries many equal-sized
+// datagrams (UDP_SEGMENT), and one recvmsg returns many datagrams of one
+// sender coalesced (UDP_GRO). Per-packet syscalls are most of the cost of
+// moving QUIC over UDP (quic-go measured 2.5 vs 0.96 Gbit/s with and
+// without); the node's end-to-end QUIC runs on a virtual conn, where
+// quic-go cannot use its own GSO, so the socket does it here.
+const (
+	solUDP     = 17
+	udpSegment = 103
+	udpGRO     = 104
+)
+
+// enableGRO asks the kernel to coalesce received datagrams.
+func enableGRO(c *net.UDPConn) bool {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), solUDP, udpGRO, 1)
+	}); err != nil {
+		return false
+	}
+	return serr == nil
+}
+
+// gsoOOB is the control message asking for segments of size seg.
+func gsoOOB(seg int) []byte {
+	b := make([]byte, syscall.CmsgSpace(2))
+	h := (*syscall.Cmsghdr)(unsafe.Pointer(&b[0]))
+	h.Level = solUDP
+	h.Type = udpSegment
+	h.SetLen(syscall.CmsgLen(2))
+	binary.NativeEndian.PutUint16(b[syscall.CmsgLen(0):], uint16(seg))
+	return b
+}
+
+// writeGSO sends b as datagrams of seg bytes (the last may be shorter).
+func writeGSO(c *net.UDPConn, b []byte, seg int, to netip.AddrPort) error {
+	_, _, err := c.WriteMsgUDPAddrPort(b, gsoOOB(seg), to)
+	return err
+}
+
+// gsoUnsupported reports errors that mean this kernel or device cannot
+// segment; the socket then stops trying.
+func gsoUnsupported(err error) bool {
+	return errors.Is(err, syscall.EIO) || errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOPROTOOPT) ||
+		errors.Is(err, syscall.EOPNOTSUPP)
+}
+
+// groOOBSize is room for the GRO control message.
+var groOOBSize = syscall.CmsgSpace(4)
+
+// readGRO reads one (possibly coalesced) datagram; seg is the size of the
+// datagrams it holds (n when there is one).
+func readGRO(c *net.UDPConn, b, oob []byte) (n, seg int, from netip.AddrPort, err error) {
+	n, oobn, _, from, err := c.ReadMsgUDPAddrPort(b, oob)
+	if err != nil {
+		return 0, 0, from, err
+	}
+	seg = n
+	if oobn > 0 {
+		msgs, perr := syscall.ParseSocketControlMessage(oob[:oobn])
+		if perr == nil {
+			for _, m := range msgs {
+				if m.Header.Level != solUDP || m.Header.Type != udpGRO {
+					continue
+				}
+				// The kernel writes the segment size as an int.
+				s := 0
+				if len(m.Data) >= 4 {
+					s = int(int32(binary.NativeEndian.Uint32(m.Data[:4])))
+				} else if len(m.Data) >= 2 {
+					s = int(binary.NativeEndian.Uint16(m.Data[:2]))
+				}
+				if s > 0 {
+					seg = s
+				}
+			}
+		}
+	}
+	return n, seg, from, nil
+}

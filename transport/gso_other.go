@@ -1,0 +1,26 @@
+//go:build !linux
+
+package transport
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+)
+
+// Without Linux's UDP offloads every datagram is its own syscall.
+
+func enableGRO(*net.UDPConn) bool { return false }
+
+func writeGSO(*net.UDPConn, []byte, int, netip.AddrPort) error {
+	return errors.ErrUnsupported
+}
+
+func gsoUnsupported(error) bool { return true }
+
+var groOOBSize = 0
+
+func readGRO(c *net.UDPConn, b, _ []byte) (n, seg int, from netip.AddrPort, err error) {
+	n, from, err = c.ReadFromUDPAddrPort(b)
+	return n, n, from, err
+}
