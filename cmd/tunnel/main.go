@@ -73,6 +73,7 @@ Long flags take one dash or two: -public and --public are the same.`,
 			connectCommand(),
 			fleetCommand(),
 			statusCommand(),
+			gatewayCommand(),
 		},
 		// Errors are reported once, by main, with the right exit status.
 		ExitErrHandler: func(*cli.Context, error) {},
