@@ -2,7 +2,8 @@
 # Checks (and, as root, installs) what `make test` needs beyond Go:
 # openssh-server (/usr/sbin/sshd), openssh-client (ssh, ssh-keygen),
 # netcat-openbsd (nc with -X for SOCKS), curl, iproute2/iptables/conntrack
-# (NATs in network namespaces), and a C compiler for -race.
+# (NATs in network namespaces), chromium (headless, for the browser tests),
+# and a C compiler for -race.
 # Debian/Ubuntu only.
 set -euo pipefail
 
@@ -29,6 +30,8 @@ check() {
 	command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 	{ command -v iptables >/dev/null 2>&1 && command -v iptables-restore >/dev/null 2>&1; } || missing+=(iptables)
 	command -v conntrack >/dev/null 2>&1 || missing+=(conntrack)
+	# Headless Chromium for the browser tests (test/e2e/browser_test.go).
+	command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 	# `go test -race` needs cgo, hence a C compiler and libc headers.
 	if ! command -v gcc >/dev/null 2>&1 && ! command -v cc >/dev/null 2>&1; then
 		missing+=(gcc libc6-dev)
@@ -36,7 +39,7 @@ check() {
 	# useradd/passwd (passwd package) are on every Debian base image.
 }
 
-pkgs=(openssh-server openssh-client netcat-openbsd curl iproute2 iptables conntrack)
+pkgs=(openssh-server openssh-client netcat-openbsd curl iproute2 iptables conntrack chromium)
 
 check
 for p in gcc libc6-dev; do
@@ -44,7 +47,7 @@ for p in gcc libc6-dev; do
 done
 install_line="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${pkgs[*]}"
 if [ ${#missing[@]} -eq 0 ]; then
-	echo "deps: ok (sshd, ssh, OpenBSD nc, curl, ip, iptables, conntrack, C compiler for -race)"
+	echo "deps: ok (sshd, ssh, OpenBSD nc, curl, ip, iptables, conntrack, chromium, C compiler for -race)"
 	exit 0
 fi
 

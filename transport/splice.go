@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 
 	"github.com/quic-go/quic-go"
 )
@@ -60,7 +61,12 @@ type netConn struct{ net.Conn }
 
 func (c netConn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
+		err := cw.CloseWrite()
+		if errors.Is(err, syscall.ENOTCONN) {
+			// The peer closed both directions already: its EOF is moot.
+			return nil
+		}
+		return err
 	}
 	return c.Conn.Close()
 }
