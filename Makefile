@@ -5,7 +5,8 @@
 #   make run     build, print the next steps, run socksd (+ embedded rendezvous node)
 #   make test    deps + lint + unit tests (-race) + end-to-end suite (test/e2e)
 #   make lint    gofmt + go vet
-#   make bench   benchmarks of all packages
+#   make bench   Go benchmarks of all packages, then test/bench (root): tunnel vs
+#                ssh -D vs raw TCP on loopback, one table (see BENCHMARKS.md)
 #   make deps    check (as root: install) sshd, ssh, OpenBSD nc, curl for the e2e suite
 #   make clean   remove build and test outputs
 
@@ -17,6 +18,8 @@ BIN         := bin/tunnel
 # by default; use RELAY_LISTEN=0.0.0.0:7443 to let other machines publish.
 RELAY_LISTEN ?=
 E2E_TIMEOUT ?= 8m
+# For `make bench`: extra flags of test/bench, e.g. BENCH_FLAGS='-rounds 5'.
+BENCH_FLAGS ?=
 
 # All packages except the end-to-end suite (which has its own target).
 UNIT_PKGS = $(GO) list ./... | grep -v '/test/e2e'
@@ -63,8 +66,9 @@ lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt: these files need formatting (run gofmt -w):"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-bench:
+bench: deps build
 	pkgs=$$($(UNIT_PKGS)); $(GO) test -run '^$$' -bench . -benchmem $$pkgs
+	$(GO) run ./test/bench -bin $(BIN) $(BENCH_FLAGS)
 
 deps:
 	@bash .ci/deps.sh

@@ -1,0 +1,483 @@
+// Command bench measures tunnel against `ssh -D` and raw TCP, side by side
+// in one run, all on 127.0.0.1, and prints one markdown table:
+//
+//	go run ./test/bench          (as root; `make bench` runs it after the Go benchmarks)
+//
+// It builds bin/tunnel and starts: a sink, a source and an echo server (in
+// this process); a throwaway sshd with a user and key of its own, and
+// `ssh -D` to it (default cipher); a `tunnel relay`; a device (`tunnel
+// publish`) publishing the three servers; a socksd with --path auto (direct
+// once punched) and one with --path relay, both using that relay. Then:
+//
+//  1. bulk throughput up and down, nc through each SOCKS proxy (plain nc for
+//     raw TCP), rounds alternating between the paths;
+//  2. connect latency: SOCKS CONNECT + 1-byte echo, samples interleaved;
+//  3. 1,000 concurrent 64 KiB echo streams through one socksd;
+//  4. relay memory per idle device (devices run in this process) and per
+//     idle relayed stream;
+//  5. CPU seconds per GB moved, from /proc, in the bulk runs.
+//
+// Figures are only reported, never asserted: the targets are printed next
+// to them with ✓ or ✗. Needs root (useradd, sshd), OpenSSH and OpenBSD nc
+// (`make deps`). Every child is killed on exit, error, timeout or ctrl-C.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+type config struct {
+	rounds      int
+	bulkBytes   int64
+	bulkCap     time.Duration
+	samples     int
+	warmup      int
+	streams     int
+	streamBytes int
+	devices     int
+	idleStreams int
+	timeout     time.Duration
+	bin         string
+	keep        bool
+}
+
+var cfg config
+
+func main() {
+	flag.IntVar(&cfg.rounds, "rounds", 3, "bulk rounds (each runs every path up and down, alternating)")
+	bulkMiB := flag.Int64("bulk-mib", 1024, "bytes per bulk transfer, in MiB")
+	flag.DurationVar(&cfg.bulkCap, "bulk-max", 5*time.Second, "time cap of one bulk transfer")
+	flag.IntVar(&cfg.samples, "samples", 300, "connect+echo samples per path")
+	flag.IntVar(&cfg.warmup, "warmup", 30, "connect+echo warm-up samples per path")
+	flag.IntVar(&cfg.streams, "streams", 1000, "concurrent streams")
+	streamKiB := flag.Int("stream-kib", 64, "bytes echoed per concurrent stream, in KiB")
+	flag.IntVar(&cfg.devices, "devices", 300, "idle devices registered at the relay")
+	flag.IntVar(&cfg.idleStreams, "idle-streams", 200, "idle relayed streams held open")
+	flag.DurationVar(&cfg.timeout, "timeout", 9*time.Minute, "give up (and clean up) after this long")
+	flag.StringVar(&cfg.bin, "bin", "", "tunnel binary to use instead of building bin/tunnel")
+	flag.BoolVar(&cfg.keep, "keep", false, "keep the work directory (logs, homes) at the end")
+	flag.Parse()
+	cfg.bulkBytes = *bulkMiB << 20
+	cfg.streamBytes = *streamKiB << 10
+	if cfg.rounds < 1 || cfg.samples < 1 || cfg.bulkBytes <= 0 || cfg.streams < 1 || cfg.devices < 1 || cfg.idleStreams < 1 {
+		fmt.Fprintln(os.Stderr, "bench: counts must be positive")
+		os.Exit(2)
+	}
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		s := <-sigs
+		fmt.Fprintf(os.Stderr, "\nbench: %v: stopping every process it started\n", s)
+		cleanup(true)
+		os.Exit(130)
+	}()
+	watchdog := time.AfterFunc(cfg.timeout, func() {
+		fmt.Fprintf(os.Stderr, "bench: FAIL: not done after -timeout %s; stopping every process it started\n", cfg.timeout)
+		cleanup(true)
+		os.Exit(1)
+	})
+	defer watchdog.Stop()
+
+	err := run()
+	cleanup(err != nil)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: FAIL: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// ---- cleanup ----
+
+var (
+	exitMu    sync.Mutex
+	exitFuncs []func()
+	cleaned   bool
+	workDir   string
+)
+
+// atExit registers f to run at cleanup, newest first, after the children
+// are stopped.
+func atExit(f func()) {
+	exitMu.Lock()
+	exitFuncs = append(exitFuncs, f)
+	exitMu.Unlock()
+}
+
+// stopping is set when cleanup begins: the measurements still running
+// then fail by the dozen, and saying so would bury the reason.
+var stopping atomic.Bool
+
+func cleanup(failed bool) {
+	stopping.Store(true)
+	exitMu.Lock()
+	defer exitMu.Unlock()
+	if cleaned {
+		return
+	}
+	cleaned = true
+	stopChildren()
+	for i := len(exitFuncs) - 1; i >= 0; i-- {
+		exitFuncs[i]()
+	}
+	if workDir == "" {
+		return
+	}
+	if failed || cfg.keep {
+		fmt.Fprintf(os.Stderr, "bench: logs and homes kept in %s\n", workDir)
+		return
+	}
+	_ = os.RemoveAll(workDir)
+}
+
+func progress(format string, args ...any) {
+	if stopping.Load() {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "bench %s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// ---- setup ----
+
+// bench is the running setup.
+type bench struct {
+	bin      string
+	work     string
+	srv      *servers
+	ssh      *sshFixture
+	sshD     *proc
+	relay    *proc
+	relayID  string
+	device   *proc
+	deviceID string
+	sDirect  *proc
+	sRelayed *proc
+	targets  []*target // raw, ssh -D, direct, relayed
+}
+
+func run() error {
+	began := time.Now()
+	if err := preflight(); err != nil {
+		return err
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	b := &bench{bin: cfg.bin}
+	if b.bin != "" {
+		if b.bin, err = filepath.Abs(b.bin); err != nil {
+			return err
+		}
+		if _, err := os.Stat(b.bin); err != nil {
+			return fmt.Errorf("-bin: %w", err)
+		}
+	} else {
+		b.bin = filepath.Join(root, "bin", "tunnel")
+		progress("building %s", b.bin)
+		cmd := exec.Command("go", "build", "-o", b.bin, "./cmd/tunnel")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build ./cmd/tunnel: %v\n%s", err, out)
+		}
+	}
+	if b.work, err = os.MkdirTemp("", "tunnel-bench-"); err != nil {
+		return err
+	}
+	workDir = b.work
+	info := collectHost(root)
+
+	if b.srv, err = startServers(); err != nil {
+		return err
+	}
+	atExit(b.srv.close)
+	if err := b.startSSH(); err != nil {
+		return err
+	}
+	info.cipher = b.ssh.cipher
+	if err := b.startTunnel(); err != nil {
+		return err
+	}
+
+	var res results
+	res.host = info
+	progress("== 1. bulk throughput: %d rounds × %d paths × up/down, %d MiB or %s each", cfg.rounds, len(b.targets), cfg.bulkBytes>>20, cfg.bulkCap)
+	if err := b.bulk(&res); err != nil {
+		return err
+	}
+	progress("== 2. connect + 1-byte echo: %d warm-up + %d samples per path, interleaved", cfg.warmup, cfg.samples)
+	if err := b.latency(&res); err != nil {
+		return err
+	}
+	progress("== 3. %d concurrent streams × %d KiB echo through one socksd", cfg.streams, cfg.streamBytes>>10)
+	for _, t := range b.targets[2:] {
+		r, err := b.concurrent(t)
+		if err != nil {
+			return err
+		}
+		res.conc = append(res.conc, r)
+	}
+	progress("== 4. relay memory: %d idle relayed streams, then %d idle devices on a fresh relay", cfg.idleStreams, cfg.devices)
+	if res.idle, err = b.idleStreams(); err != nil {
+		return err
+	}
+	if res.dev, err = b.idleDevices(); err != nil {
+		return err
+	}
+	for _, p := range []*proc{b.relay, b.device, b.sDirect, b.sRelayed, b.sshD, b.ssh.sshd} {
+		if err := p.alive(); err != nil {
+			return fmt.Errorf("after the measurements: %w", err)
+		}
+	}
+	res.elapsed = time.Since(began)
+	res.host.other = res.host.otherCPU()
+	progress("done in %s", res.elapsed.Round(time.Second))
+	fmt.Print(res.table())
+	return nil
+}
+
+func preflight() error {
+	var missing []string
+	if os.Geteuid() != 0 {
+		return errors.New("must run as root: it creates the user " + sshUser + " (useradd) and runs a throwaway sshd; run `sudo make bench`")
+	}
+	if st, err := os.Stat("/usr/sbin/sshd"); err != nil || st.Mode()&0o111 == 0 {
+		missing = append(missing, "/usr/sbin/sshd (openssh-server)")
+	}
+	for _, tool := range []struct{ name, pkg string }{
+		{"ssh", "openssh-client"}, {"ssh-keygen", "openssh-client"}, {"useradd", "passwd"},
+		{"passwd", "passwd"}, {"head", "coreutils"}, {"go", "Go toolchain"},
+	} {
+		if _, err := lookPath(tool.name); err != nil {
+			missing = append(missing, fmt.Sprintf("%s (%s)", tool.name, tool.pkg))
+		}
+	}
+	out, _ := exec.Command("nc", "-h").CombinedOutput() // exits non-zero
+	if s := string(out); !strings.Contains(s, "OpenBSD netcat") && !strings.Contains(s, "-X proxy_") {
+		missing = append(missing, "nc with -X (netcat-openbsd)")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing: %s (as root, `make deps` installs them)", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+func lookPath(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin"} {
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err == nil && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found", name)
+}
+
+func moduleRoot() (string, error) {
+	if out, err := exec.Command("go", "env", "GOMOD").Output(); err == nil {
+		if p := strings.TrimSpace(string(out)); p != "" && p != os.DevNull {
+			return filepath.Dir(p), nil
+		}
+	}
+	return "", errors.New("run it inside the module: go run ./test/bench")
+}
+
+func (b *bench) startSSH() error {
+	progress("starting sshd (user %s) and ssh -D", sshUser)
+	var err error
+	if b.ssh, err = startSSHD(b.work); err != nil {
+		return err
+	}
+	var socks string
+	if b.sshD, socks, err = b.ssh.startSOCKS(b.work); err != nil {
+		return err
+	}
+	sshdPID := b.ssh.sshd.pid()
+	sshPID := b.sshD.pid()
+	b.targets = append(b.targets,
+		&target{name: "raw TCP", host: "127.0.0.1", sink: port(b.srv.sink), source: port(b.srv.source), echo: port(b.srv.echo)},
+		&target{name: "ssh -D", proxy: socks, host: "127.0.0.1", sink: port(b.srv.sink), source: port(b.srv.source), echo: port(b.srv.echo),
+			cpu: []cpuProbe{
+				{"client", func() float64 { return cpuSeconds(sshPID) }},
+				// sshd's work happens in the per-connection children.
+				{"server", func() float64 { return treeCPUSeconds(sshdPID) }},
+			}})
+	return nil
+}
+
+// Ports the device publishes the servers as.
+const (
+	sinkRemote   = 9000
+	sourceRemote = 9001
+	echoRemote   = 9002
+)
+
+func (b *bench) startTunnel() error {
+	relayHome := filepath.Join(b.work, "relay")
+	var err error
+	if b.relayID, err = b.tunnelID(relayHome); err != nil {
+		return err
+	}
+	rport, err := freePortNet("udp")
+	if err != nil {
+		return err
+	}
+	relayAddr := b.relayID + "@" + addr(rport)
+	if b.relay, err = daemon("relay", b.work, b.bin, "--home", relayHome, "relay", "--listen", addr(rport)); err != nil {
+		return err
+	}
+
+	devHome := filepath.Join(b.work, "device")
+	if b.deviceID, err = b.tunnelID(devHome); err != nil {
+		return err
+	}
+	if b.device, err = daemon("publish", b.work, b.bin, "--home", devHome, "publish", "--relay", relayAddr,
+		"-public", fmt.Sprintf("127.0.0.1:%d:%d", port(b.srv.sink), sinkRemote),
+		"-public", fmt.Sprintf("127.0.0.1:%d:%d", port(b.srv.source), sourceRemote),
+		"-public", fmt.Sprintf("127.0.0.1:%d:%d", port(b.srv.echo), echoRemote)); err != nil {
+		return err
+	}
+
+	host := b.deviceID + ".tunnel"
+	for _, s := range []struct {
+		name, path, want string
+		p                **proc
+	}{{"socksd-direct", "auto", "direct", &b.sDirect}, {"socksd-relayed", "relay", "relayed", &b.sRelayed}} {
+		home := filepath.Join(b.work, s.name)
+		if _, err := b.tunnelID(home); err != nil {
+			return err
+		}
+		sp, err := freePort()
+		if err != nil {
+			return err
+		}
+		p, err := daemon(s.name, b.work, b.bin, "--home", home, "socksd", "--relay", relayAddr, "--path", s.path, "--listen", addr(sp))
+		if err != nil {
+			return err
+		}
+		*s.p = p
+		if err := waitTCP(addr(sp), 15*time.Second, p); err != nil {
+			return err
+		}
+		socksPID, devPID, relayPID := p.pid(), b.device.pid(), b.relay.pid()
+		t := &target{name: "tunnel " + s.want, proxy: addr(sp), host: host, sink: sinkRemote, source: sourceRemote, echo: echoRemote,
+			home: home, devHome: devHome, wantPath: s.want, socksd: p,
+			cpu: []cpuProbe{
+				{"client", func() float64 { return cpuSeconds(socksPID) }},
+				{"server", func() float64 { return cpuSeconds(devPID) }},
+			}}
+		if s.want == "relayed" {
+			t.cpu = append(t.cpu, cpuProbe{"relay", func() float64 { return cpuSeconds(relayPID) }})
+		}
+		b.targets = append(b.targets, t)
+	}
+
+	// First contact: the device may still be registering, so retry for a
+	// while; then wait for the direct path to be punched.
+	for _, t := range b.targets[2:] {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			_, err := echoOnce(t)
+			if err == nil {
+				break
+			}
+			for _, p := range []*proc{b.relay, b.device, t.socksd} {
+				if e := p.alive(); e != nil {
+					return e
+				}
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s: no echo through %s after 20 s: %v\nsocksd log:\n%s\ndevice log:\n%s", t.name, t.proxy, err, t.socksd.logTail(20), b.device.logTail(20))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	for _, t := range b.targets[2:] {
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			path, err := b.pathOf(t)
+			if err == nil && path == t.wantPath {
+				progress("%s: path %s", t.name, path)
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s: path is %q (%v) after 15 s, want %q", t.name, path, err, t.wantPath)
+			}
+			_, _ = echoOnce(t) // keep the connection busy while it probes
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+func (b *bench) tunnelID(home string) (string, error) {
+	out, err := exec.Command(b.bin, "--home", home, "id").Output()
+	if err != nil {
+		return "", fmt.Errorf("tunnel --home %s id: %w", home, err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+type statusDoc struct {
+	Role  string `json:"role"`
+	ID    string `json:"id"`
+	Peers []struct {
+		ID   string `json:"id"`
+		Path string `json:"path"`
+	} `json:"peers"`
+}
+
+// pathOf asks `tunnel status --json` of the socksd and of the device which
+// path their connection takes; both must agree.
+func (b *bench) pathOf(t *target) (string, error) {
+	docs := func(home string) ([]statusDoc, error) {
+		out, err := exec.Command(b.bin, "--home", home, "status", "--json").Output()
+		if err != nil {
+			return nil, fmt.Errorf("tunnel --home %s status --json: %w", home, err)
+		}
+		var d []statusDoc
+		return d, json.Unmarshal(out, &d)
+	}
+	find := func(ds []statusDoc, role, peer string) (string, string) {
+		for _, d := range ds {
+			if d.Role != role {
+				continue
+			}
+			for _, p := range d.Peers {
+				if p.ID == peer {
+					return p.Path, d.ID
+				}
+			}
+			return "", d.ID
+		}
+		return "", ""
+	}
+	cd, err := docs(t.home)
+	if err != nil {
+		return "", err
+	}
+	clientPath, clientID := find(cd, "socksd", b.deviceID)
+	dd, err := docs(t.devHome)
+	if err != nil {
+		return "", err
+	}
+	devPath, _ := find(dd, "publish", clientID)
+	if clientPath != devPath {
+		return clientPath + "/" + devPath, fmt.Errorf("socksd sees %q, device sees %q", clientPath, devPath)
+	}
+	return clientPath, nil
+}
