@@ -69,6 +69,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ln.Close()
 		return errors.New("socks: Server.Dial is nil")
 	}
+	return AcceptLoop(ctx, ln, s.Log, s.ServeConn)
+}
+
+// AcceptLoop accepts on ln until ctx ends or ln fails and runs serve for
+// each connection in a goroutine of its own; serve must return when its ctx
+// ends. AcceptLoop owns ln and closes it when it returns, and returns only
+// after every serve has returned; nil on ctx-driven shutdown. Accept errors
+// that mean a resource ran short (a full file table) are retried with a
+// backoff, as net/http does; any other ends the loop.
+func AcceptLoop(ctx context.Context, ln net.Listener, log zerolog.Logger, serve func(context.Context, net.Conn)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	// Closing ln is the only way to interrupt Accept. Since every return
 	// path cancels ctx, this always runs, and ln is always closed.
@@ -88,10 +98,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 				return nil
 			}
 			if !isAcceptResourceErr(err) {
-				return fmt.Errorf("socks: accepting connections: %w", err)
+				return fmt.Errorf("accepting connections: %w", err)
 			}
 			backoff = min(max(2*backoff, minAcceptBackoff), maxAcceptBackoff)
-			s.Log.Warn().Err(err).Dur("retry_in", backoff).Msg("socks accept failed")
+			log.Warn().Err(err).Dur("retry_in", backoff).Msg("accept failed")
 			t := time.NewTimer(backoff)
 			select {
 			case <-t.C:
@@ -102,7 +112,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			continue
 		}
 		backoff = 0
-		conns.Go(func() { s.ServeConn(ctx, c) })
+		conns.Go(func() { serve(ctx, c) })
 	}
 }
 

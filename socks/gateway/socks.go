@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -39,9 +37,6 @@ type SOCKS struct {
 const (
 	rejectTimeout = 2 * time.Second
 	maxRejecting  = 256
-
-	minAcceptBackoff = 5 * time.Millisecond
-	maxAcceptBackoff = time.Second
 )
 
 // Dial is the SOCKS server's socks.DialFunc: .tunnel names reach the
@@ -74,51 +69,17 @@ func (s *SOCKS) Serve(ctx context.Context, ln net.Listener) error {
 		timeout = DefaultDialTimeout
 	}
 	srv := &socks.Server{Dial: s.Dial, Log: s.Log, DialTimeout: timeout}
-	ctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	var conns sync.WaitGroup
 	var rejecting atomic.Int32
-	defer func() {
-		cancel()
-		stop()
-		ln.Close()
-		conns.Wait()
-	}()
-
-	var backoff time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			if !isAcceptResourceErr(err) {
-				return fmt.Errorf("gateway socks: accepting connections: %w", err)
-			}
-			backoff = min(max(2*backoff, minAcceptBackoff), maxAcceptBackoff)
-			s.Log.Warn().Err(err).Dur("retry_in", backoff).Msg("socks accept failed")
-			t := time.NewTimer(backoff)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				return nil
-			}
-			continue
-		}
-		backoff = 0
+	return socks.AcceptLoop(ctx, ln, s.Log, func(ctx context.Context, c net.Conn) {
 		if s.Limiter == nil {
-			conns.Go(func() { srv.ServeConn(ctx, c) })
-			continue
+			srv.ServeConn(ctx, c)
+			return
 		}
-		ip := addrIP(c.RemoteAddr())
-		release, err := s.Limiter.Acquire(ip)
+		release, err := s.Limiter.Acquire(addrIP(c.RemoteAddr()))
 		if err == nil {
-			conns.Go(func() {
-				defer release()
-				srv.ServeConn(ctx, c)
-			})
-			continue
+			defer release()
+			srv.ServeConn(ctx, c)
+			return
 		}
 		if le, ok := errors.AsType[*LimitError](err); ok && le.Report {
 			s.Log.Info().Str("client", c.RemoteAddr().String()).Int("suppressed", le.Suppressed).Err(err).
@@ -127,21 +88,12 @@ func (s *SOCKS) Serve(ctx context.Context, ln net.Listener) error {
 		if rejecting.Add(1) > maxRejecting {
 			rejecting.Add(-1)
 			c.Close()
-			continue
+			return
 		}
+		defer rejecting.Add(-1)
 		refusal := fmt.Errorf("%w: %w", transport.ErrDenied, err)
-		rej := &socks.Server{HandshakeTimeout: rejectTimeout, // and no log: Serve logged above
+		rej := &socks.Server{HandshakeTimeout: rejectTimeout, // and no log: logged above
 			Dial: func(context.Context, socks.Request) (transport.HalfConn, error) { return nil, refusal }}
-		conns.Go(func() {
-			defer rejecting.Add(-1)
-			rej.ServeConn(ctx, c)
-		})
-	}
-}
-
-// isAcceptResourceErr reports whether Accept failed for want of a resource
-// that may come back (as net/http and socks.Server also retry).
-func isAcceptResourceErr(err error) bool {
-	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
-		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
+		rej.ServeConn(ctx, c)
+	})
 }
