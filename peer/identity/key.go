@@ -52,20 +52,26 @@ func Load(dir string) (*Key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read identity %s: %w", path, err)
 	}
+	k, err := ParseKeyFile(data)
+	if err != nil {
+		return nil, fmt.Errorf("parse identity %s: %w (move it aside to create a new identity)", path, err)
+	}
+	return k, nil
+}
+
+// ParseKeyFile parses an unencrypted OpenSSH Ed25519 private key file.
+func ParseKeyFile(data []byte) (*Key, error) {
 	raw, err := ssh.ParseRawPrivateKey(data)
 	if err != nil {
-		return nil, fmt.Errorf("parse identity %s: %w (the file is not an OpenSSH Ed25519 private key; move it aside to create a new identity)", path, err)
+		return nil, fmt.Errorf("%w (want an unencrypted OpenSSH Ed25519 private key)", err)
 	}
-	var priv ed25519.PrivateKey
 	switch p := raw.(type) {
 	case *ed25519.PrivateKey:
-		priv = *p
+		return FromPrivateKey(*p), nil
 	case ed25519.PrivateKey:
-		priv = p
-	default:
-		return nil, fmt.Errorf("parse identity %s: key is %T, want Ed25519", path, raw)
+		return FromPrivateKey(p), nil
 	}
-	return FromPrivateKey(priv), nil
+	return nil, fmt.Errorf("key is %T, want Ed25519", raw)
 }
 
 // LoadOrCreate reads the key in dir, creating dir (0700) and a new key file
@@ -83,39 +89,44 @@ func LoadOrCreate(dir string) (*Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	block, err := ssh.MarshalPrivateKey(k.priv, "tunnel node "+k.id.Short())
-	if err != nil {
-		return nil, fmt.Errorf("encode identity: %w", err)
-	}
-	path := filepath.Join(dir, KeyFile)
-	// Write to a temporary file and link it into place, so that two
-	// processes starting at once agree on one key and a full disk never
-	// leaves a truncated key behind.
-	tmp, err := os.CreateTemp(dir, ".node.key-*")
-	if err != nil {
-		return nil, fmt.Errorf("create identity in %s: %w", dir, err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return nil, fmt.Errorf("create identity: %w", err)
-	}
-	if _, err := tmp.Write(pem.EncodeToMemory(block)); err != nil {
-		tmp.Close()
-		return nil, fmt.Errorf("write identity %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return nil, fmt.Errorf("write identity %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return nil, fmt.Errorf("write identity %s: %w", path, err)
-	}
-	if err := os.Link(tmp.Name(), path); err != nil {
+	if err := WriteKeyFile(filepath.Join(dir, KeyFile), k, "tunnel node "+k.id.Short()); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return Load(dir) // another process won the race
 		}
-		return nil, fmt.Errorf("install identity %s: %w", path, err)
+		return nil, fmt.Errorf("create identity: %w", err)
 	}
 	return k, nil
+}
+
+// WriteKeyFile writes k to path as an OpenSSH private key, mode 0600. It
+// writes a temporary file and links it into place, so a full disk never
+// leaves a truncated key behind, and of two concurrent writers exactly one
+// wins: an existing path is never replaced (the error wraps fs.ErrExist).
+func WriteKeyFile(path string, k *Key, comment string) error {
+	block, err := ssh.MarshalPrivateKey(k.priv, comment)
+	if err != nil {
+		return fmt.Errorf("encode key: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
+	if err != nil {
+		return fmt.Errorf("write key %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	err = tmp.Chmod(0o600)
+	if err == nil {
+		_, err = tmp.Write(pem.EncodeToMemory(block))
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write key %s: %w", path, err)
+	}
+	if err := os.Link(tmp.Name(), path); err != nil {
+		return fmt.Errorf("install key %s: %w", path, err)
+	}
+	return nil
 }
