@@ -421,3 +421,31 @@ func TestReplayedStreamOpenRefused(t *testing.T) {
 		t.Fatalf("device opened its service %d times for %d streams (%d packets replayed)", n, streams, replayed.Load())
 	}
 }
+
+// With --path direct the dialer waits for a direct path before the first
+// stream, so no stream byte crosses the relay.
+func TestPathDirectMode(t *testing.T) {
+	w := startWorld(t, []peer.Port{{Remote: 22, Target: echoTCP(t)}}, nil)
+	w.dialer.Node.SetMode(transport.PathDirect)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	s, err := w.dialer.DialDevice(ctx, w.device.Key().ID(), 22)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	peers := w.dialer.Node.Peers()
+	if len(peers) != 1 || !peers[0].Direct.IsValid() {
+		t.Fatalf("stream opened without a direct path: %+v", peers)
+	}
+	before := w.dialer.Node.RelayedOut.Load()
+	s.Write(bytes.Repeat([]byte("x"), 1<<20))
+	s.CloseWrite()
+	got, _ := io.ReadAll(s)
+	if len(got) != 1<<20 {
+		t.Fatalf("echo %d bytes", len(got))
+	}
+	if d := w.dialer.Node.RelayedOut.Load() - before; d != 0 {
+		t.Fatalf("%d stream bytes crossed the relay in direct mode", d)
+	}
+}

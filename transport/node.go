@@ -36,6 +36,15 @@ type Node struct {
 
 	gone atomic.Pointer[func(Endpoint)]
 
+	// Peers homed on another rendezvous node than this node's relay
+	// (DialPeerVia): their relay frames go to that node. nVia counts the
+	// entries of via and of extra, so that the one-relay path checks
+	// nothing more.
+	viaMu sync.RWMutex
+	via   map[Endpoint]netip.AddrPort
+	extra map[netip.AddrPort]int // relays, besides the current one, frames are accepted from
+	nVia  atomic.Int32
+
 	mode     atomic.Int32 // PathMode
 	observed atomic.Pointer[netip.AddrPort]
 	pathMu   sync.RWMutex
@@ -109,6 +118,98 @@ func (n *Node) DialPeer(ctx context.Context, id identity.ID, ep Endpoint) (*quic
 	}
 	n.track(c, ep)
 	return c, nil
+}
+
+// DialPeerVia is DialPeer for a peer homed on another rendezvous node than
+// this node's relay: its relay frames go to relay, to which this node must
+// hold a registered outer connection (AddRelay) for as long as the
+// connection lives. The route is forgotten when the connection ends.
+func (n *Node) DialPeerVia(ctx context.Context, id identity.ID, ep Endpoint, relay netip.AddrPort) (*quic.Conn, error) {
+	relay = netip.AddrPortFrom(relay.Addr().Unmap(), relay.Port())
+	n.viaMu.Lock()
+	if n.via == nil {
+		n.via = make(map[Endpoint]netip.AddrPort)
+	}
+	if _, ok := n.via[ep]; !ok {
+		n.nVia.Add(1)
+	}
+	n.via[ep] = relay
+	n.viaMu.Unlock()
+	c, err := n.DialPeer(ctx, id, ep)
+	if err != nil {
+		n.dropVia(ep, relay)
+		return nil, err
+	}
+	context.AfterFunc(c.Context(), func() { n.dropVia(ep, relay) })
+	return c, nil
+}
+
+func (n *Node) dropVia(ep Endpoint, relay netip.AddrPort) {
+	n.viaMu.Lock()
+	if cur, ok := n.via[ep]; ok && cur == relay {
+		delete(n.via, ep)
+		n.nVia.Add(-1)
+	}
+	n.viaMu.Unlock()
+}
+
+// AddRelay accepts relay frames from relay besides the current one (see
+// DialPeerVia); each AddRelay is undone by one RemoveRelay.
+func (n *Node) AddRelay(relay netip.AddrPort) {
+	relay = netip.AddrPortFrom(relay.Addr().Unmap(), relay.Port())
+	n.viaMu.Lock()
+	if n.extra == nil {
+		n.extra = make(map[netip.AddrPort]int)
+	}
+	n.extra[relay]++
+	n.nVia.Add(1)
+	n.viaMu.Unlock()
+}
+
+// RemoveRelay undoes one AddRelay.
+func (n *Node) RemoveRelay(relay netip.AddrPort) {
+	relay = netip.AddrPortFrom(relay.Addr().Unmap(), relay.Port())
+	n.viaMu.Lock()
+	if c, ok := n.extra[relay]; ok {
+		if c <= 1 {
+			delete(n.extra, relay)
+		} else {
+			n.extra[relay] = c - 1
+		}
+		n.nVia.Add(-1)
+	}
+	n.viaMu.Unlock()
+}
+
+// relayFor returns the relay that carries frames to ep.
+func (n *Node) relayFor(ep Endpoint) (netip.AddrPort, bool) {
+	if n.nVia.Load() != 0 {
+		n.viaMu.RLock()
+		r, ok := n.via[ep]
+		n.viaMu.RUnlock()
+		if ok {
+			return r, true
+		}
+	}
+	relay := n.relay.Load()
+	if relay == nil {
+		return netip.AddrPort{}, false
+	}
+	return *relay, true
+}
+
+// fromRelay reports whether frames from addr are relay frames.
+func (n *Node) fromRelay(addr netip.AddrPort) bool {
+	if relay := n.relay.Load(); relay != nil && addr == *relay {
+		return true
+	}
+	if n.nVia.Load() == 0 {
+		return false
+	}
+	n.viaMu.RLock()
+	_, ok := n.extra[addr]
+	n.viaMu.RUnlock()
+	return ok
 }
 
 // PeerListener accepts end-to-end connections.
@@ -193,13 +294,13 @@ func (n *Node) send(b []byte, to net.Addr) (int, error) {
 				p.DirectOut.Add(uint64(len(b)))
 				return len(b), nil
 			}
-			if mode == PathDirect && p.everBest {
+			if mode == PathDirect && p.everBest.Load() {
 				return len(b), nil // the direct path is gone; never relay
 			}
 		}
 	}
-	relay := n.relay.Load()
-	if relay == nil {
+	relay, ok := n.relayFor(ea.ep)
+	if !ok {
 		return len(b), nil // no route yet: dropped, QUIC retransmits
 	}
 	bp := packetBufs.Get().(*[]byte)
@@ -211,7 +312,7 @@ func (n *Node) send(b []byte, to net.Addr) (int, error) {
 	f[0] = frameToRelay
 	binary.BigEndian.PutUint64(f[1:9], uint64(ea.ep))
 	copy(f[frameHeaderLen:], b)
-	n.sock.Send(bp, len(f), *relay)
+	n.sock.Send(bp, len(f), relay)
 	n.RelayedOut.Add(uint64(len(b)))
 	return len(b), nil
 }
@@ -240,8 +341,7 @@ func (n *Node) receive(b []byte, from netip.AddrPort) {
 		n.innerPC.deliver(bp, m, p.addr)
 		return
 	}
-	relay := n.relay.Load()
-	if relay == nil || from != *relay || len(b) < frameHeaderLen {
+	if len(b) < frameHeaderLen || !n.fromRelay(from) {
 		return
 	}
 	src := Endpoint(binary.BigEndian.Uint64(b[1:9]))

@@ -66,7 +66,7 @@ type path struct {
 	best     netip.AddrPort
 	bestAt   time.Time
 	bestRTT  time.Duration
-	everBest bool
+	everBest atomic.Bool // read by send without the lock
 	pending  map[uint64]sentPing
 	wake     chan struct{}
 	direct   chan struct{} // closed on the first confirmed direct path
@@ -157,8 +157,8 @@ func (p *path) pong(txid uint64, from netip.AddrPort, now time.Time) bool {
 		return false
 	}
 	p.bestAt = now
-	if !p.everBest {
-		p.everBest = true
+	if !p.everBest.Load() {
+		p.everBest.Store(true)
 		close(p.direct)
 	}
 	return !fresh
