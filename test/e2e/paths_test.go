@@ -318,3 +318,26 @@ func TestPathLossDelay(t *testing.T) {
 	}
 	t.Logf("16 MiB down with 1%% loss, 50 ms RTT: %v", time.Since(start).Round(time.Millisecond))
 }
+
+// Local-network shortcut: a client on the device's side of the NAT (here
+// in the device's own network) reaches it on its local address, not
+// through the NAT's public one.
+func TestPathLocalShortcut(t *testing.T) {
+	w := startNATWorld(t, NATCone, NATCone)
+	home := t.TempDir()
+	lan := w.tp.Start(t, w.tp.Dev, "socksd-lan", tunnelBin, tunnelArgs(home, "socksd", "--relay",
+		fmt.Sprintf("%s:%d", w.tp.PubIP, natRelayPort), "--listen", "127.0.0.1:1080")...)
+	if !lan.waitLog("registered with relay", 1, 15*time.Second) {
+		t.Fatalf("LAN socksd did not register:\n%s", lan.log())
+	}
+	r := w.tp.Run(30*time.Second, w.tp.Dev, "ssh", "-F", w.sshd.clientConf, "-o", "ProxyCommand=nc -X 5 -x 127.0.0.1:1080 %h %p",
+		sshUser+"@"+w.deviceID+".tunnel", "echo lan")
+	if r.Code != 0 || strings.TrimSpace(string(r.Stdout)) != "lan" {
+		t.Fatalf("ssh on the LAN: %s", r)
+	}
+	lanWorld := &natWorld{tp: w.tp, deviceID: w.deviceID, cliHome: home, socksd: lan, device: w.device}
+	lanWorld.waitPath(t, "direct", 15*time.Second)
+	if _, via := lanWorld.path(t); !strings.HasPrefix(via, w.tp.DevIP+":") {
+		t.Fatalf("LAN path via %s, want the device's local address %s", via, w.tp.DevIP)
+	}
+}
