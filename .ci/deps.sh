@@ -3,7 +3,7 @@
 # openssh-server (/usr/sbin/sshd), openssh-client (ssh, ssh-keygen),
 # netcat-openbsd (nc with -X for SOCKS), curl, iproute2/iptables/conntrack
 # (NATs in network namespaces), chromium (headless, for the browser tests),
-# and a C compiler for -race.
+# redis-server (the multi-node tests), and a C compiler for -race.
 # Debian/Ubuntu only.
 set -euo pipefail
 
@@ -32,6 +32,8 @@ check() {
 	command -v conntrack >/dev/null 2>&1 || missing+=(conntrack)
 	# Headless Chromium for the browser tests (test/e2e/browser_test.go).
 	command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+	# Redis for the multi-node tests (test/e2e/multinode_test.go).
+	{ command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ]; } || missing+=(redis-server)
 	# `go test -race` needs cgo, hence a C compiler and libc headers.
 	if ! command -v gcc >/dev/null 2>&1 && ! command -v cc >/dev/null 2>&1; then
 		missing+=(gcc libc6-dev)
@@ -39,7 +41,7 @@ check() {
 	# useradd/passwd (passwd package) are on every Debian base image.
 }
 
-pkgs=(openssh-server openssh-client netcat-openbsd curl iproute2 iptables conntrack chromium)
+pkgs=(openssh-server openssh-client netcat-openbsd curl iproute2 iptables conntrack chromium redis-server)
 
 check
 for p in gcc libc6-dev; do
@@ -47,7 +49,7 @@ for p in gcc libc6-dev; do
 done
 install_line="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${pkgs[*]}"
 if [ ${#missing[@]} -eq 0 ]; then
-	echo "deps: ok (sshd, ssh, OpenBSD nc, curl, ip, iptables, conntrack, chromium, C compiler for -race)"
+	echo "deps: ok (sshd, ssh, OpenBSD nc, curl, ip, iptables, conntrack, chromium, redis-server, C compiler for -race)"
 	exit 0
 fi
 

@@ -11,6 +11,10 @@ import (
 // Record is what the registry knows of an online device.
 type Record struct {
 	Endpoint transport.Endpoint
+	// Node and Addr name the rendezvous node the device is homed on, for
+	// presence shared by several nodes (RedisPresence); zero in memory.
+	Node identity.ID
+	Addr string // the home node's advertise address, HOST:PORT
 }
 
 // Presence stores which devices are online. Implementations must be safe

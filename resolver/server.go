@@ -150,7 +150,10 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn, id identity.ID, ty
 		*reg = r
 		mu.Unlock()
 		if device {
-			if err := s.Presence.Set(ctx, id, Record{Endpoint: ep}); err != nil {
+			// With the shared registry down the device is still held and
+			// served here; the registry learns of it when it returns (the
+			// presence logs the outage).
+			if err := s.Presence.Set(ctx, id, Record{Endpoint: ep}); err != nil && !errors.Is(err, ErrRegistryUnavailable) {
 				log.Error().Err(err).Msg("record presence")
 				return statusInternal, nil
 			}
@@ -187,11 +190,21 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn, id identity.ID, ty
 			log.Debug().Str("device", target.Short()).Msg("lookup: offline")
 			return statusNotFound, nil
 		}
+		if errors.Is(err, ErrRegistryUnavailable) {
+			log.Debug().Str("device", target.Short()).Msg("lookup: registry unavailable")
+			return statusUnavailable, nil
+		}
 		if err != nil {
 			log.Error().Err(err).Msg("lookup")
 			return statusInternal, nil
 		}
-		return statusOK, binary.BigEndian.AppendUint64(nil, uint64(rec.Endpoint))
+		reply := binary.BigEndian.AppendUint64(nil, uint64(rec.Endpoint))
+		if !rec.Node.IsZero() && rec.Node != s.Key.ID() {
+			reply = append(reply, rec.Node[:]...)
+			reply = append(reply, rec.Addr...)
+			return statusRedirect, reply
+		}
+		return statusOK, reply
 	}
 	return statusBadRequest, nil
 }
@@ -214,7 +227,7 @@ func (s *Server) unregister(r *registration, log zerolog.Logger) {
 		// must still go.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := s.Presence.Delete(ctx, r.id, Record{Endpoint: r.endpoint}); err != nil {
+		if err := s.Presence.Delete(ctx, r.id, Record{Endpoint: r.endpoint}); err != nil && !errors.Is(err, ErrRegistryUnavailable) {
 			log.Error().Err(err).Msg("remove presence")
 		}
 	}

@@ -24,7 +24,9 @@ package resolver
 //	                ports and may be looked up)
 //	register reply: the node's address as the relay sees it, as text
 //	lookup body:    id [32]byte
-//	lookup reply:   endpoint uint64 (statusNotFound: no body)
+//	lookup reply:   endpoint uint64 (statusNotFound, statusUnavailable: no
+//	                body); statusRedirect: endpoint uint64 | home node ID
+//	                [32]byte | home node advertise address, as text
 //	ping body:      any bytes (nodes send 32, see below); reply: empty
 //
 // Nodes ping their relay every transport.RelayPing. An unanswered ping ends the
@@ -33,6 +35,18 @@ package resolver
 // the relay to answer with a QUIC stateless reset (quic-go sends none to
 // packets under 42 bytes, and its own keep-alive PINGs are smaller), so a
 // restarted relay is noticed within one ping.
+//
+// Several rendezvous nodes (relay --registry redis://…) share presence in
+// Redis; a device is homed on the node it registered with. Decision:
+// redirect, not forward. A lookup on node B for a device homed on node A
+// answers statusRedirect with A's ID and advertise address and the
+// device's endpoint; the client opens an outer connection to A as well
+// (registering there as a non-device node with its same endpoint) and sends
+// that peer's relay frames via A. B then carries nothing for that pair: no
+// node-to-node links, no second relay hop, and the relayed path is as short
+// as with one node. The price is one more outer connection on the client,
+// kept only while it is used. statusUnavailable answers a lookup for a
+// device not held by the node when the shared registry cannot be asked.
 //
 // A node registers once per connection, before anything else it expects
 // to be reachable for; the registration lasts as long as the connection.
@@ -54,6 +68,11 @@ const (
 	statusBadRequest = 2
 	statusConflict   = 3
 	statusInternal   = 4
+	// statusRedirect: the device is homed on another node (see above).
+	statusRedirect = 5
+	// statusUnavailable: the shared registry (Redis) is unreachable and
+	// the device is not held by this node.
+	statusUnavailable = 6
 
 	flagPublishes = 1 << 0
 
@@ -104,6 +123,10 @@ func statusText(s byte) string {
 		return "conflict"
 	case statusInternal:
 		return "internal error"
+	case statusRedirect:
+		return "redirect"
+	case statusUnavailable:
+		return "registry unavailable"
 	}
 	return fmt.Sprintf("status %d", s)
 }

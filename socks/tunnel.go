@@ -169,10 +169,22 @@ func (d *TunnelDialer) dial(pc *peerConn) {
 	defer d.wg.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), peerDialTimeout)
 	defer cancel()
-	ep, err := d.Resolver.Lookup(ctx, pc.id)
+	route, err := d.Resolver.Route(ctx, pc.id)
+	ep := route.Endpoint
 	var conn *quic.Conn
 	if err == nil {
-		conn, err = d.Node.DialPeer(ctx, pc.id, ep)
+		if route.Release == nil {
+			conn, err = d.Node.DialPeer(ctx, pc.id, ep)
+		} else {
+			// Homed on another rendezvous node: its relay frames go
+			// there, over a session kept while this connection lives.
+			conn, err = d.Node.DialPeerVia(ctx, pc.id, ep, route.Relay)
+			if err != nil {
+				route.Release()
+			} else {
+				context.AfterFunc(conn.Context(), route.Release)
+			}
+		}
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("%w: %w", os.ErrDeadlineExceeded, err)
 		}

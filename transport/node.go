@@ -41,7 +41,7 @@ type Node struct {
 	// entries of via and of extra, so that the one-relay path checks
 	// nothing more.
 	viaMu sync.RWMutex
-	via   map[Endpoint]netip.AddrPort
+	via   map[Endpoint]viaRoute
 	extra map[netip.AddrPort]int // relays, besides the current one, frames are accepted from
 	nVia  atomic.Int32
 
@@ -128,12 +128,17 @@ func (n *Node) DialPeerVia(ctx context.Context, id identity.ID, ep Endpoint, rel
 	relay = netip.AddrPortFrom(relay.Addr().Unmap(), relay.Port())
 	n.viaMu.Lock()
 	if n.via == nil {
-		n.via = make(map[Endpoint]netip.AddrPort)
+		n.via = make(map[Endpoint]viaRoute)
 	}
-	if _, ok := n.via[ep]; !ok {
+	cur, ok := n.via[ep]
+	if !ok {
 		n.nVia.Add(1)
 	}
-	n.via[ep] = relay
+	if cur.relay != relay {
+		cur = viaRoute{relay: relay}
+	}
+	cur.refs++
+	n.via[ep] = cur
 	n.viaMu.Unlock()
 	c, err := n.DialPeer(ctx, id, ep)
 	if err != nil {
@@ -144,11 +149,23 @@ func (n *Node) DialPeerVia(ctx context.Context, id identity.ID, ep Endpoint, rel
 	return c, nil
 }
 
+// viaRoute is the relay of a peer dialed with DialPeerVia, and how many
+// connections use it.
+type viaRoute struct {
+	relay netip.AddrPort
+	refs  int
+}
+
 func (n *Node) dropVia(ep Endpoint, relay netip.AddrPort) {
 	n.viaMu.Lock()
-	if cur, ok := n.via[ep]; ok && cur == relay {
-		delete(n.via, ep)
-		n.nVia.Add(-1)
+	if cur, ok := n.via[ep]; ok && cur.relay == relay {
+		cur.refs--
+		if cur.refs > 0 {
+			n.via[ep] = cur
+		} else {
+			delete(n.via, ep)
+			n.nVia.Add(-1)
+		}
 	}
 	n.viaMu.Unlock()
 }
@@ -186,10 +203,13 @@ func (n *Node) relayFor(ep Endpoint) (netip.AddrPort, bool) {
 	if n.nVia.Load() != 0 {
 		n.viaMu.RLock()
 		r, ok := n.via[ep]
+		live := ok && n.extra[r.relay] > 0
 		n.viaMu.RUnlock()
-		if ok {
-			return r, true
+		if live {
+			return r.relay, true
 		}
+		// The session to the peer's home node ended (the node died):
+		// try this node's relay, where the peer may have re-homed.
 	}
 	relay := n.relay.Load()
 	if relay == nil {

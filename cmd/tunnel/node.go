@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strings"
 	"sync"
 
 	"github.com/rs/zerolog"
@@ -17,20 +18,35 @@ const defaultRelay = "127.0.0.1:7443"
 
 func relayFlag() cli.Flag {
 	return &cli.StringFlag{Name: "relay", EnvVars: []string{"TUNNEL_RELAY"},
-		Usage: "rendezvous node, HOST:PORT or ID@HOST:PORT (then its key is checked)"}
+		Usage: "rendezvous node, HOST:PORT or ID@HOST:PORT (then its key is checked); several, comma-separated (A,B,...), for nodes sharing a registry: the reachable one answering first is used"}
+}
+
+// relayList is --relay: one rendezvous node, or several sharing presence.
+type relayList []resolver.RelayAddr
+
+func (l relayList) String() string {
+	s := make([]string, len(l))
+	for i, a := range l {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ",")
 }
 
 // relayAddr parses --relay, falling back to def when it is not set.
-func relayAddr(c *cli.Context, def string) (resolver.RelayAddr, error) {
+func relayAddr(c *cli.Context, def string) (relayList, error) {
 	v := c.String("relay")
 	if v == "" {
 		v = def
 	}
-	a, err := resolver.ParseRelayAddr(v)
-	if err != nil {
-		return a, usageError{err}
+	var l relayList
+	for _, part := range strings.Split(v, ",") {
+		a, err := resolver.ParseRelayAddr(strings.TrimSpace(part))
+		if err != nil {
+			return nil, usageError{err}
+		}
+		l = append(l, a)
 	}
-	return a, nil
+	return l, nil
 }
 
 // node is a running node with its relay connection.
@@ -43,7 +59,7 @@ type node struct {
 
 // startNode opens a node's socket and keeps it registered at relay until
 // ctx ends.
-func startNode(ctx context.Context, key *identity.Key, relay resolver.RelayAddr, publishes bool, mode transport.PathMode, log zerolog.Logger) (*node, error) {
+func startNode(ctx context.Context, key *identity.Key, relay relayList, publishes bool, mode transport.PathMode, log zerolog.Logger) (*node, error) {
 	tn, err := transport.NewNode(key, ":0")
 	if err != nil {
 		return nil, err
@@ -51,7 +67,10 @@ func startNode(ctx context.Context, key *identity.Key, relay resolver.RelayAddr,
 	tn.SetMode(mode)
 	ctx, cancel := context.WithCancel(ctx)
 	n := &node{Node: tn, cancel: cancel}
-	n.resolver = &resolver.Client{Node: tn, Relay: relay, Publishes: publishes, Log: log}
+	n.resolver = &resolver.Client{Node: tn, Relay: relay[0], Publishes: publishes, Log: log}
+	if len(relay) > 1 {
+		n.resolver.Relays = relay
+	}
 	n.wg.Go(func() { _ = n.resolver.Run(ctx) })
 	return n, nil
 }

@@ -7,7 +7,9 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+	"sync"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
@@ -27,6 +29,10 @@ neither read nor forge. Give devices and clients ID@HOST:PORT (the ID is
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: "0.0.0.0:7443", EnvVars: []string{"TUNNEL_RELAY_LISTEN"},
 				Usage: "UDP address to serve on"},
+			&cli.StringFlag{Name: "registry", Value: "memory", EnvVars: []string{"TUNNEL_REGISTRY"},
+				Usage: "where presence is kept: memory (this node alone) or redis://HOST:PORT/DB, shared by several nodes"},
+			&cli.StringFlag{Name: "advertise", EnvVars: []string{"TUNNEL_ADVERTISE"},
+				Usage: "HOST:PORT other nodes' clients reach this node at (required with a redis registry)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.Args().Len() > 0 {
@@ -34,6 +40,26 @@ neither read nor forge. Give devices and clients ID@HOST:PORT (the ID is
 			}
 			if err := checkHostPort("--listen", c.String("listen")); err != nil {
 				return err
+			}
+			reg, adv := c.String("registry"), c.String("advertise")
+			shared := reg != "memory" && reg != ""
+			if shared {
+				if !strings.HasPrefix(reg, "redis://") {
+					return usagef("--registry %q: want memory or redis://HOST:PORT/DB", reg)
+				}
+				if _, err := redis.ParseURL(reg); err != nil {
+					return usagef("--registry %q: %v", reg, err)
+				}
+				if adv == "" {
+					return usagef("--registry %s needs --advertise HOST:PORT (the address clients of other nodes reach this node at)", reg)
+				}
+			} else if adv != "" {
+				return usagef("--advertise is for nodes sharing a registry (--registry redis://…)")
+			}
+			if adv != "" {
+				if err := checkHostPort("--advertise", adv); err != nil {
+					return err
+				}
 			}
 			log, err := newLogger(c, false)
 			if err != nil {
@@ -50,11 +76,30 @@ neither read nor forge. Give devices and clients ID@HOST:PORT (the ID is
 			if os.Getenv("GOGC") == "" {
 				debug.SetGCPercent(relayGCPercent)
 			}
-			rn, err := startRelay(c.Context, key, c.String("listen"), log)
+			if !shared {
+				rn, err := startRelay(c.Context, key, c.String("listen"), log)
+				if err != nil {
+					return err
+				}
+				return rn.wait()
+			}
+			p, err := resolver.NewRedisPresence(reg, key.ID(), adv, log.With().Str("role", "registry").Logger())
+			if err != nil {
+				return usageError{err}
+			}
+			defer p.Close()
+			rn, err := startRelayPresence(c.Context, key, c.String("listen"), p, log)
 			if err != nil {
 				return err
 			}
-			return rn.wait()
+			log.Info().Str("registry", reg).Str("advertise", key.ID().String()+"@"+adv).Msg("presence shared in redis")
+			var wg sync.WaitGroup
+			ctx, cancel := context.WithCancel(c.Context)
+			wg.Go(func() { p.Run(ctx, resolver.RefreshInterval) })
+			err = rn.wait()
+			cancel()
+			wg.Wait()
+			return err
 		},
 	}
 }
@@ -71,11 +116,16 @@ type relayNode struct {
 
 // startRelay opens the relay's socket and serves until ctx ends.
 func startRelay(ctx context.Context, key *identity.Key, listen string, log zerolog.Logger) (*relayNode, error) {
+	return startRelayPresence(ctx, key, listen, resolver.NewMemoryPresence(), log)
+}
+
+// startRelayPresence is startRelay with presence kept in p.
+func startRelayPresence(ctx context.Context, key *identity.Key, listen string, p resolver.Presence, log zerolog.Logger) (*relayNode, error) {
 	relay, err := transport.ListenRelay(listen)
 	if err != nil {
 		return nil, err
 	}
-	srv := &resolver.Server{Key: key, Relay: relay, Presence: resolver.NewMemoryPresence(), Log: log.With().Str("role", "relay").Logger()}
+	srv := &resolver.Server{Key: key, Relay: relay, Presence: p, Log: log.With().Str("role", "relay").Logger()}
 	ctx, cancel := context.WithCancel(ctx)
 	rn := &relayNode{relay: relay, cancel: cancel, done: make(chan error, 1)}
 	go func() {

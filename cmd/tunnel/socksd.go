@@ -8,7 +8,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/tunnel-dev/tunnel/peer/identity"
-	"github.com/tunnel-dev/tunnel/resolver"
 	"github.com/tunnel-dev/tunnel/socks"
 )
 
@@ -81,14 +80,14 @@ refused by the device's service, 0x06 timeout, 0x07 command not supported.`,
 			}
 			defer ln.Close()
 
-			var relay resolver.RelayAddr
+			var relay relayList
 			if embedded {
 				rn, err := startRelay(c.Context, key, c.String("relay-listen"), log)
 				if err != nil {
 					return err
 				}
 				defer rn.stop()
-				relay = resolver.RelayAddr{ID: key.ID(), HostPort: rn.dialAddr()}
+				relay = relayList{{ID: key.ID(), HostPort: rn.dialAddr()}}
 			} else if relay, err = relayAddr(c, ""); err != nil {
 				return err
 			}

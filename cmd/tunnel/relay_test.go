@@ -1,0 +1,38 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestRelayRegistryUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"redis without advertise", []string{"--registry", "redis://127.0.0.1:6379/0"}},
+		{"unknown registry", []string{"--registry", "etcd://127.0.0.1:2379", "--advertise", "127.0.0.1:7443"}},
+		{"bad redis url", []string{"--registry", "redis://127.0.0.1:6379/notadb", "--advertise", "127.0.0.1:7443"}},
+		{"advertise without registry", []string{"--advertise", "127.0.0.1:7443"}},
+		{"bad advertise", []string{"--registry", "redis://127.0.0.1:6379/0", "--advertise", "nowhere"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			home := t.TempDir()
+			app := newApp()
+			app.Writer, app.ErrWriter = io.Discard, io.Discard
+			args := append([]string{"tunnel", "--home", home, "--log-level", "error", "relay", "--listen", "127.0.0.1:0"}, tc.args...)
+			err := app.RunContext(context.Background(), args)
+			var ue usageError
+			if !errors.As(err, &ue) {
+				t.Fatalf("relay %q: %v; want a usage error (exit 2)", tc.args, err)
+			}
+			if _, serr := os.Stat(filepath.Join(home, "node.key")); serr == nil {
+				t.Fatal("a usage error still created the node key")
+			}
+		})
+	}
+}

@@ -1,0 +1,144 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/tunnel-dev/tunnel/peer/identity"
+	"github.com/tunnel-dev/tunnel/transport"
+)
+
+// startRedisNode runs a registry sharing presence in mr.
+func startRedisNode(t *testing.T, mr *miniredis.Miniredis) (RelayAddr, *RedisPresence, func()) {
+	t.Helper()
+	key, _ := identity.Generate()
+	relay, err := transport.ListenRelay("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := relay.Socket().LocalAddr().String()
+	rc := redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1,
+		DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
+	p := &RedisPresence{Client: rc, Node: key.ID(), Advertise: addr, Log: zerolog.Nop()}
+	srv := &Server{Key: key, Relay: relay, Presence: p, Log: zerolog.Nop()}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, 2)
+	go func() { srv.Serve(ctx); relay.Close(); done <- struct{}{} }()
+	go func() { p.Run(ctx, 200*time.Millisecond); done <- struct{}{} }()
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			<-done
+			<-done
+			rc.Close()
+		}
+	}
+	t.Cleanup(stop)
+	return RelayAddr{ID: key.ID(), HostPort: addr}, p, stop
+}
+
+func TestRedirectToHomeNode(t *testing.T) {
+	mr := miniredis.RunT(t)
+	a, pa, _ := startRedisNode(t, mr)
+	b, _, _ := startRedisNode(t, mr)
+	_, dev := startClient(t, a, true)
+	cli, cnode := startClient(t, b, false)
+	waitFor(t, func() bool { return pa.Len() == 1 })
+	ln, err := dev.ListenPeers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept(context.Background())
+		if err != nil {
+			return
+		}
+		s, err := c.AcceptStream(context.Background())
+		if err != nil {
+			return
+		}
+		io.Copy(s, s)
+		s.Close()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var route Route
+	waitFor(t, func() bool {
+		route, err = cli.Route(ctx, dev.Key().ID())
+		return err == nil
+	})
+	if route.Release == nil || route.Endpoint != dev.Endpoint() {
+		t.Fatalf("route %+v: want a redirect to A", route)
+	}
+	conn, err := cnode.DialPeerVia(ctx, dev.Key().ID(), route.Endpoint, route.Relay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Write([]byte("hello"))
+	s.Close()
+	got, err := io.ReadAll(s)
+	if err != nil || string(got) != "hello" {
+		t.Fatalf("echo %q, %v", got, err)
+	}
+	conn.CloseWithError(0, "")
+	route.Release()
+	// The extra session closes once released.
+	waitFor(t, func() bool {
+		cli.mu.Lock()
+		defer cli.mu.Unlock()
+		return len(cli.vias) == 0
+	})
+}
+
+func TestRegistryDownAnswersUnavailable(t *testing.T) {
+	mr := miniredis.RunT(t)
+	a, _, _ := startRedisNode(t, mr)
+	_, dev := startClient(t, a, true)
+	cli, _ := startClient(t, a, false)
+	mr.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// A device held here is still served.
+	if ep, err := cli.Lookup(ctx, dev.Key().ID()); err != nil || ep != dev.Endpoint() {
+		t.Fatalf("held device with redis down: %v, %v", ep, err)
+	}
+	stranger, _ := identity.Generate()
+	if _, err := cli.Lookup(ctx, stranger.ID()); !errors.Is(err, ErrRegistryUnavailable) {
+		t.Fatalf("unknown device with redis down: %v, want ErrRegistryUnavailable", err)
+	}
+}
+
+func TestRelaysPicksReachable(t *testing.T) {
+	mr := miniredis.RunT(t)
+	a, pa, stopA := startRedisNode(t, mr)
+	b, pb, _ := startRedisNode(t, mr)
+	key, _ := identity.Generate()
+	nd, err := transport.NewNode(key, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Client{Node: nd, Relays: []RelayAddr{a, b}, Publishes: true, Log: zerolog.Nop()}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done; nd.Close() }()
+	waitFor(t, func() bool { return pa.Len()+pb.Len() == 1 })
+	if pa.Len() == 1 {
+		stopA()
+		waitFor(t, func() bool { return pb.Len() == 1 })
+	}
+}
