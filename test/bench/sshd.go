@@ -6,18 +6,17 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tunnel-dev/tunnel/test/internal/sshuser"
 )
 
 const sshUser = "tunnelbench"
@@ -27,8 +26,7 @@ type sshFixture struct {
 	port       int
 	sshd       *proc
 	clientConf string
-	authKeys   string
-	keyMarker  string
+	key        *sshuser.Key
 	cipher     string // negotiated by default, from ssh -v
 }
 
@@ -39,8 +37,8 @@ func startSSHD(work string) (*sshFixture, error) {
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		return nil, err
 	}
-	atExit(s.removeKey)
-	u, err := ensureUser()
+	atExit(func() { s.key.Remove() })
+	u, err := sshuser.Ensure(sshUser)
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +56,7 @@ func startSSHD(work string) (*sshFixture, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.installKey(u, strings.TrimSpace(string(pub))); err != nil {
+	if s.key, err = sshuser.Install(u, strings.TrimSpace(string(pub)), "tunnel-bench"); err != nil {
 		return nil, fmt.Errorf("installing authorized_keys: %w", err)
 	}
 	if s.port, err = freePort(); err != nil {
@@ -148,119 +146,6 @@ func (s *sshFixture) startSOCKS(work string) (*proc, string, error) {
 		return nil, "", err
 	}
 	return p, socks, nil
-}
-
-// ensureUser creates the bench user if absent and unlocks it: with UsePAM
-// no, sshd refuses even key logins to a locked account ("!" in /etc/shadow).
-func ensureUser() (*user.User, error) {
-	if _, err := user.Lookup(sshUser); err != nil {
-		if out, err := runQuick(30*time.Second, "useradd", "-m", "-s", "/bin/bash", sshUser); err != nil {
-			return nil, fmt.Errorf("useradd %s: %v\n%s", sshUser, err, out)
-		}
-	}
-	if out, err := runQuick(30*time.Second, "passwd", "-d", sshUser); err != nil {
-		return nil, fmt.Errorf("passwd -d %s: %v\n%s", sshUser, err, out)
-	}
-	u, err := user.Lookup(sshUser)
-	if err != nil {
-		return nil, err
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	if err := os.MkdirAll(u.HomeDir, 0o755); err != nil {
-		return nil, err
-	}
-	if err := os.Chown(u.HomeDir, uid, gid); err != nil {
-		return nil, err
-	}
-	// StrictModes: the home must not be group- or world-writable.
-	if st, err := os.Stat(u.HomeDir); err == nil && st.Mode().Perm()&0o022 != 0 {
-		if err := os.Chmod(u.HomeDir, st.Mode().Perm()&^0o022); err != nil {
-			return nil, err
-		}
-	}
-	return u, nil
-}
-
-// installKey adds our key to the user's authorized_keys, dropping lines
-// that runs which are gone left behind.
-func (s *sshFixture) installKey(u *user.User, pub string) error {
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	sshDir := filepath.Join(u.HomeDir, ".ssh")
-	if err := os.MkdirAll(sshDir, 0o700); err != nil {
-		return err
-	}
-	if err := os.Chmod(sshDir, 0o700); err != nil {
-		return err
-	}
-	if err := os.Chown(sshDir, uid, gid); err != nil {
-		return err
-	}
-	var nonce [4]byte
-	_, _ = rand.Read(nonce[:])
-	s.keyMarker = fmt.Sprintf("tunnel-bench-pid%d-%s", os.Getpid(), hex.EncodeToString(nonce[:]))
-	s.authKeys = filepath.Join(sshDir, "authorized_keys")
-	old, _ := os.ReadFile(s.authKeys)
-	var keep []string
-	for _, line := range strings.Split(string(old), "\n") {
-		if line == "" || staleMarker(line) {
-			continue
-		}
-		keep = append(keep, line)
-	}
-	fields := strings.Fields(pub)
-	if len(fields) < 2 {
-		return fmt.Errorf("odd public key %q", pub)
-	}
-	keep = append(keep, fields[0]+" "+fields[1]+" "+s.keyMarker)
-	if err := os.WriteFile(s.authKeys, []byte(strings.Join(keep, "\n")+"\n"), 0o600); err != nil {
-		return err
-	}
-	if err := os.Chmod(s.authKeys, 0o600); err != nil {
-		return err
-	}
-	return os.Chown(s.authKeys, uid, gid)
-}
-
-// staleMarker: a line added by a bench run whose process is gone.
-func staleMarker(line string) bool {
-	i := strings.Index(line, "tunnel-bench-pid")
-	if i < 0 {
-		return false
-	}
-	rest := line[i+len("tunnel-bench-pid"):]
-	j := strings.IndexByte(rest, '-')
-	if j < 0 {
-		return true
-	}
-	pid, err := strconv.Atoi(rest[:j])
-	if err != nil {
-		return true
-	}
-	return syscall.Kill(pid, 0) == syscall.ESRCH
-}
-
-func (s *sshFixture) removeKey() {
-	if s.authKeys == "" || s.keyMarker == "" {
-		return
-	}
-	old, err := os.ReadFile(s.authKeys)
-	if err != nil {
-		return
-	}
-	var keep []string
-	for _, line := range strings.Split(string(old), "\n") {
-		if line == "" || strings.Contains(line, s.keyMarker) {
-			continue
-		}
-		keep = append(keep, line)
-	}
-	out := ""
-	if len(keep) > 0 {
-		out = strings.Join(keep, "\n") + "\n"
-	}
-	_ = os.WriteFile(s.authKeys, []byte(out), 0o600)
 }
 
 // runQuick runs a short command with a deadline and returns its combined

@@ -5,17 +5,16 @@ package e2e
 // key (the device is reached by a name that changes every run).
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tunnel-dev/tunnel/test/internal/sshuser"
 )
 
 const sshUser = "tunnele2e"
@@ -26,8 +25,7 @@ type sshServer struct {
 	proc       *proc
 	clientConf string
 	userHome   string
-	keyMarker  string // comment on our authorized_keys line
-	authKeys   string // path of the user's authorized_keys
+	key        *sshuser.Key // our line in the user's authorized_keys
 }
 
 // startSSHD creates the user if needed, generates fresh keys and starts sshd.
@@ -43,7 +41,7 @@ func startSSHD() (*sshServer, error) {
 		return nil, err
 	}
 
-	u, err := ensureUser()
+	u, err := sshuser.Ensure(sshUser)
 	if err != nil {
 		return fail(err)
 	}
@@ -63,7 +61,7 @@ func startSSHD() (*sshServer, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if err := s.installKey(u, strings.TrimSpace(string(pub))); err != nil {
+	if s.key, err = sshuser.Install(u, strings.TrimSpace(string(pub)), "tunnel-e2e"); err != nil {
 		return fail(fmt.Errorf("installing authorized_keys: %w", err))
 	}
 
@@ -141,136 +139,13 @@ Host *
 	return s, nil
 }
 
-// ensureUser creates the test user if absent and unlocks it: with UsePAM no,
-// sshd refuses even key logins to a locked account ("!" in /etc/shadow).
-func ensureUser() (*user.User, error) {
-	if _, err := user.Lookup(sshUser); err != nil {
-		useradd, err := lookPath("useradd")
-		if err != nil {
-			return nil, err
-		}
-		if r := runCmd(30*time.Second, nil, nil, useradd, "-m", "-s", "/bin/bash", sshUser); r.Code != 0 {
-			return nil, fmt.Errorf("useradd: %s", r)
-		}
-	}
-	passwd, err := lookPath("passwd")
-	if err != nil {
-		return nil, err
-	}
-	if r := runCmd(30*time.Second, nil, nil, passwd, "-d", sshUser); r.Code != 0 {
-		return nil, fmt.Errorf("passwd -d: %s", r)
-	}
-	u, err := user.Lookup(sshUser)
-	if err != nil {
-		return nil, err
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	if err := os.MkdirAll(u.HomeDir, 0o755); err != nil {
-		return nil, err
-	}
-	if err := os.Chown(u.HomeDir, uid, gid); err != nil {
-		return nil, err
-	}
-	// StrictModes: the home must not be group- or world-writable.
-	if st, err := os.Stat(u.HomeDir); err == nil && st.Mode().Perm()&0o022 != 0 {
-		if err := os.Chmod(u.HomeDir, st.Mode().Perm()&^0o022); err != nil {
-			return nil, err
-		}
-	}
-	return u, nil
-}
-
-// installKey appends our public key to the user's authorized_keys (owned by
-// the user, 0600, in a 0700 ~/.ssh), dropping lines left by dead runs.
-func (s *sshServer) installKey(u *user.User, pub string) error {
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	sshDir := filepath.Join(u.HomeDir, ".ssh")
-	if err := os.MkdirAll(sshDir, 0o700); err != nil {
-		return err
-	}
-	if err := os.Chmod(sshDir, 0o700); err != nil {
-		return err
-	}
-	if err := os.Chown(sshDir, uid, gid); err != nil {
-		return err
-	}
-	var nonce [4]byte
-	_, _ = rand.Read(nonce[:])
-	s.keyMarker = fmt.Sprintf("tunnel-e2e-pid%d-%s", os.Getpid(), hex.EncodeToString(nonce[:]))
-	s.authKeys = filepath.Join(sshDir, "authorized_keys")
-
-	old, _ := os.ReadFile(s.authKeys)
-	var keep []string
-	for _, line := range strings.Split(string(old), "\n") {
-		if line == "" || staleMarker(line) {
-			continue
-		}
-		keep = append(keep, line)
-	}
-	fields := strings.Fields(pub)
-	if len(fields) < 2 {
-		return fmt.Errorf("odd public key %q", pub)
-	}
-	keep = append(keep, fields[0]+" "+fields[1]+" "+s.keyMarker)
-	if err := os.WriteFile(s.authKeys, []byte(strings.Join(keep, "\n")+"\n"), 0o600); err != nil {
-		return err
-	}
-	if err := os.Chmod(s.authKeys, 0o600); err != nil {
-		return err
-	}
-	return os.Chown(s.authKeys, uid, gid)
-}
-
-// staleMarker reports whether an authorized_keys line was left by an e2e run
-// whose process is gone.
-func staleMarker(line string) bool {
-	i := strings.Index(line, "tunnel-e2e-pid")
-	if i < 0 {
-		return false
-	}
-	rest := line[i+len("tunnel-e2e-pid"):]
-	j := strings.IndexByte(rest, '-')
-	if j < 0 {
-		return true
-	}
-	pid, err := strconv.Atoi(rest[:j])
-	if err != nil {
-		return true
-	}
-	return syscall.Kill(pid, 0) == syscall.ESRCH
-}
-
-func (s *sshServer) removeKey() {
-	if s.authKeys == "" || s.keyMarker == "" {
-		return
-	}
-	old, err := os.ReadFile(s.authKeys)
-	if err != nil {
-		return
-	}
-	var keep []string
-	for _, line := range strings.Split(string(old), "\n") {
-		if line == "" || strings.Contains(line, s.keyMarker) {
-			continue
-		}
-		keep = append(keep, line)
-	}
-	out := ""
-	if len(keep) > 0 {
-		out = strings.Join(keep, "\n") + "\n"
-	}
-	_ = os.WriteFile(s.authKeys, []byte(out), 0o600)
-}
-
 // stop ends sshd (its exit status on SIGTERM is not ours to judge), removes
 // our key and the temp dir.
 func (s *sshServer) stop() {
 	if s.proc != nil && !s.proc.exited() {
 		_, _, _ = s.proc.stop(syscall.SIGTERM, stopTimeout)
 	}
-	s.removeKey()
+	s.key.Remove()
 	_ = os.RemoveAll(s.dir)
 }
 
