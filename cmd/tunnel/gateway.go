@@ -11,7 +11,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/tunnel-dev/tunnel/peer/identity"
 	"github.com/tunnel-dev/tunnel/socks"
 	"github.com/tunnel-dev/tunnel/socks/gateway"
 )
@@ -139,11 +138,7 @@ func runGateway(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(c, false)
-	if err != nil {
-		return err
-	}
-	key, err := identity.LoadOrCreate(c.String("home"))
+	log, key, err := loggerAndKey(c)
 	if err != nil {
 		return err
 	}

@@ -106,3 +106,16 @@ func pathMode(c *cli.Context) (transport.PathMode, error) {
 	}
 	return m, nil
 }
+
+// loggerAndKey is what every long-running command does once its flags are
+// checked: build the logger the global flags ask for, then load (or
+// create) the node's key. Flags are checked first so that a usage error
+// creates no key.
+func loggerAndKey(c *cli.Context) (zerolog.Logger, *identity.Key, error) {
+	log, err := newLogger(c, false)
+	if err != nil {
+		return log, nil, err
+	}
+	key, err := identity.LoadOrCreate(c.String("home"))
+	return log, key, err
+}

@@ -64,11 +64,7 @@ itself. Find this device's ID with 'tunnel id'.`,
 			if err != nil {
 				return err
 			}
-			log, err := newLogger(c, false)
-			if err != nil {
-				return err
-			}
-			key, err := identity.LoadOrCreate(c.String("home"))
+			log, key, err := loggerAndKey(c)
 			if err != nil {
 				return err
 			}

@@ -61,11 +61,7 @@ neither read nor forge. Give devices and clients ID@HOST:PORT (the ID is
 					return err
 				}
 			}
-			log, err := newLogger(c, false)
-			if err != nil {
-				return err
-			}
-			key, err := identity.LoadOrCreate(c.String("home"))
+			log, key, err := loggerAndKey(c)
 			if err != nil {
 				return err
 			}

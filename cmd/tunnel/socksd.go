@@ -7,7 +7,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/tunnel-dev/tunnel/peer/identity"
 	"github.com/tunnel-dev/tunnel/socks"
 )
 
@@ -66,11 +65,7 @@ refused by the device's service, 0x06 timeout, 0x07 command not supported.`,
 			if err != nil {
 				return err
 			}
-			log, err := newLogger(c, false)
-			if err != nil {
-				return err
-			}
-			key, err := identity.LoadOrCreate(c.String("home"))
+			log, key, err := loggerAndKey(c)
 			if err != nil {
 				return err
 			}
