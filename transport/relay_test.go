@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go"
+
 	"github.com/tunnel-dev/tunnel/peer/identity"
 )
 
@@ -79,6 +81,23 @@ func echoServer(t *testing.T, nd *Node) {
 	}()
 }
 
+// echoOver sends size random bytes on a new stream of conn to an
+// echoServer and checks they all come back.
+func echoOver(t *testing.T, ctx context.Context, conn *quic.Conn, size int, what string) {
+	t.Helper()
+	s, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := make([]byte, size)
+	rand.Read(payload)
+	go func() { s.Write(payload); s.Close() }()
+	got, err := io.ReadAll(s)
+	if err != nil || !bytes.Equal(got, payload) {
+		t.Fatalf("echo %s: %d bytes, %v", what, len(got), err)
+	}
+}
+
 func TestRelayCarriesEndToEnd(t *testing.T) {
 	tn := newTestNet(t)
 	dev, cli := tn.node(t), tn.node(t)
@@ -92,22 +111,13 @@ func TestRelayCarriesEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.CloseWithError(0, "")
-	s, err := conn.OpenStreamSync(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload := make([]byte, 4<<20)
-	rand.Read(payload)
-	go func() { s.Write(payload); s.Close() }()
-	got, err := io.ReadAll(s)
-	if err != nil || !bytes.Equal(got, payload) {
-		t.Fatalf("echo: %d bytes, err %v", len(got), err)
-	}
+	const size = 4 << 20
+	echoOver(t, ctx, conn, size, "through the relay")
 	if tn.relay.Forwarded.Load() == 0 {
 		t.Fatal("relay forwarded nothing: the traffic did not cross it")
 	}
-	if dev.RelayedIn.Load() < uint64(len(payload)) {
-		t.Fatalf("device received %d relayed bytes, want ≥ %d", dev.RelayedIn.Load(), len(payload))
+	if dev.RelayedIn.Load() < size {
+		t.Fatalf("device received %d relayed bytes, want ≥ %d", dev.RelayedIn.Load(), size)
 	}
 }
 
@@ -252,29 +262,15 @@ func TestDirectPathTakesOver(t *testing.T) {
 	if len(peers) != 1 || !peers[0].Direct.IsValid() || peers[0].ID != dev.Key().ID() {
 		t.Fatalf("peers %+v, want one direct", peers)
 	}
-	echo := func(what string) {
-		t.Helper()
-		s, err := conn.OpenStreamSync(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		payload := make([]byte, 1<<20)
-		rand.Read(payload)
-		go func() { s.Write(payload); s.Close() }()
-		got, err := io.ReadAll(s)
-		if err != nil || !bytes.Equal(got, payload) {
-			t.Fatalf("echo %s: %d bytes, %v", what, len(got), err)
-		}
-	}
 	// Frames sent before the switch may still be on their way through
 	// the relay, so what counts is what each node sends from now on.
 	cb, db := cli.RelayedOut.Load(), dev.RelayedOut.Load()
-	echo("on the direct path")
+	echoOver(t, ctx, conn, 1<<20, "on the direct path")
 	if c, d := cli.RelayedOut.Load()-cb, dev.RelayedOut.Load()-db; c != 0 || d != 0 {
 		t.Fatalf("%d (client) and %d (device) bytes went to the relay on the direct path", c, d)
 	}
 	tn.relay.Close() // the relay dies
-	echo("after the relay died")
+	echoOver(t, ctx, conn, 1<<20, "after the relay died")
 }
 
 func TestPathModeRelayNeverDirect(t *testing.T) {
