@@ -48,5 +48,11 @@ func PeerQUICConfig() *quic.Config {
 		MaxConnectionReceiveWindow:     32 << 20,
 		// Datagrams carry the candidate exchange of direct paths.
 		EnableDatagrams: true,
+		// quic-go never sees a path switch (innerconn.go), so a packet
+		// size it learned on a direct path would stay in use on a relay
+		// path with a smaller MTU and be lost there for good; packets keep
+		// quic-go's initial 1280 bytes (1317 on an IPv4 wire in a relay
+		// frame), which any common path carries.
+		DisablePathMTUDiscovery: true,
 	}
 }

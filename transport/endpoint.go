@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"net"
 	"strconv"
 )
 
@@ -36,23 +37,27 @@ func ParseEndpoint(s string) (Endpoint, error) {
 	return Endpoint(v), nil
 }
 
-// EndpointAddr is the net.Addr of a peer on a node's end-to-end QUIC
-// transport. It names the peer process, not a path: the packets may cross a
-// relay today and a direct path tomorrow while QUIC sees one address.
-// quic-go compares non-UDP addresses by String on every packet, so the
-// string is made once.
-type EndpointAddr struct {
-	ep Endpoint
-	s  string
+// EndpointAddr returns the address a peer Endpoint has on a node's
+// end-to-end QUIC transport: [100::EP]:1, the Endpoint's 64 bits as the
+// interface identifier in 100::/64, the discard-only block (RFC 6666), so
+// it can never name a real host. It names the peer process, not a path: the
+// packets may cross a relay today and a direct path tomorrow while QUIC
+// sees one address. It is a *net.UDPAddr because quic-go hands the packets
+// of a conn that looks like a UDP socket to WriteMsgUDP, which takes one
+// (innerconn.go).
+func EndpointAddr(ep Endpoint) *net.UDPAddr {
+	var ip [16]byte
+	ip[0] = 0x01
+	binary.BigEndian.PutUint64(ip[8:], uint64(ep))
+	return &net.UDPAddr{IP: ip[:], Port: 1}
 }
 
-// NewEndpointAddr returns the address of ep.
-func NewEndpointAddr(ep Endpoint) *EndpointAddr { return &EndpointAddr{ep, ep.String()} }
-
-// Endpoint returns the endpoint the address names.
-func (a *EndpointAddr) Endpoint() Endpoint { return a.ep }
-
-// Network implements net.Addr.
-func (*EndpointAddr) Network() string { return "tunnel" }
-
-func (a *EndpointAddr) String() string { return a.s }
+// AddrEndpoint returns the Endpoint an address made by EndpointAddr names.
+func AddrEndpoint(a net.Addr) (Endpoint, bool) {
+	ua, ok := a.(*net.UDPAddr)
+	if !ok || ua.Port != 1 || len(ua.IP) != 16 || ua.IP[0] != 0x01 || binary.BigEndian.Uint64(ua.IP[:8]) != 0x0100<<48 {
+		return 0, false
+	}
+	ep := Endpoint(binary.BigEndian.Uint64(ua.IP[8:]))
+	return ep, ep != 0
+}

@@ -15,8 +15,11 @@ import (
 // datagrams (UDP_SEGMENT), and one recvmsg returns many datagrams of one
 // sender coalesced (UDP_GRO). Per-packet syscalls are most of the cost of
 // moving QUIC over UDP (quic-go measured 2.5 vs 0.96 Gbit/s with and
-// without); the node's end-to-end QUIC runs on a virtual conn, where
-// quic-go cannot use its own GSO, so the socket does it here.
+// without). The node's end-to-end QUIC runs on a virtual conn that offers
+// quic-go the interface of an offloading socket (innerconn.go): quic-go
+// packs runs of packets, and the socket frames each run and sends it with
+// one UDP_SEGMENT write (Socket.WriteSegments); the relay forwards each GRO
+// read the same way.
 const (
 	solUDP     = 17
 	udpSegment = 103
@@ -62,8 +65,29 @@ func gsoUnsupported(err error) bool {
 		errors.Is(err, syscall.EOPNOTSUPP)
 }
 
-// groOOBSize is room for the GRO control message.
-var groOOBSize = syscall.CmsgSpace(4)
+// groOOBSize is room for the GRO control message and the ones quic-go's
+// capability probes of the socket turn on (the TOS byte of IPv4 and the
+// traffic class of IPv6): a control buffer too small for all of them would
+// lose the segment size.
+var groOOBSize = 4 * syscall.CmsgSpace(16)
+
+// segmentSize returns the segment size a UDP_SEGMENT control message in
+// oob asks for, or 0.
+func segmentSize(oob []byte) int {
+	if len(oob) == 0 {
+		return 0
+	}
+	msgs, err := syscall.ParseSocketControlMessage(oob)
+	if err != nil {
+		return 0
+	}
+	for _, m := range msgs {
+		if m.Header.Level == solUDP && m.Header.Type == udpSegment && len(m.Data) >= 2 {
+			return int(binary.NativeEndian.Uint16(m.Data[:2]))
+		}
+	}
+	return 0
+}
 
 // readGRO reads one (possibly coalesced) datagram; seg is the size of the
 // datagrams it holds (n when there is one).

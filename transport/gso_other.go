@@ -18,7 +18,12 @@ func writeGSO(*net.UDPConn, []byte, int, netip.AddrPort) error {
 
 func gsoUnsupported(error) bool { return true }
 
+func gsoOOB(int) []byte { return nil }
+
 var groOOBSize = 0
+
+// segmentSize is 0: quic-go segments only on Linux.
+func segmentSize([]byte) int { return 0 }
 
 func readGRO(c *net.UDPConn, b, _ []byte) (n, seg int, from netip.AddrPort, err error) {
 	n, from, err = c.ReadFromUDPAddrPort(b)

@@ -28,11 +28,11 @@ type Node struct {
 	sock     *Socket
 	outer    *quic.Transport
 	inner    *quic.Transport
-	innerPC  *queueConn
+	innerPC  *innerConn
 	relay    atomic.Pointer[netip.AddrPort]
 
 	addrMu sync.Mutex
-	addrs  map[Endpoint]*EndpointAddr
+	addrs  map[Endpoint]*net.UDPAddr
 
 	gone atomic.Pointer[func(Endpoint)]
 
@@ -59,14 +59,14 @@ type Node struct {
 
 // NewNode opens a node's socket on listen (usually ":0").
 func NewNode(key *identity.Key, listen string) (*Node, error) {
-	n := &Node{key: key, endpoint: NewEndpoint(), addrs: make(map[Endpoint]*EndpointAddr),
+	n := &Node{key: key, endpoint: NewEndpoint(), addrs: make(map[Endpoint]*net.UDPAddr),
 		paths: make(map[Endpoint]*path), byAddr: make(map[netip.AddrPort]*path), conns: make(map[*quic.Conn]*tracked)}
-	n.innerPC = newQueueConn(4096, NewEndpointAddr(n.endpoint), n.send)
 	sock, err := ListenSocket(listen, n.receive)
 	if err != nil {
 		return nil, err
 	}
 	n.sock = sock
+	n.innerPC = newInnerConn(sock, n.endpoint, n.send)
 	n.outer = &quic.Transport{Conn: sock.PacketConn()}
 	n.inner = &quic.Transport{Conn: n.innerPC}
 	return n, nil
@@ -245,8 +245,8 @@ func (l *PeerListener) Accept(ctx context.Context) (*quic.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ea, ok := c.RemoteAddr().(*EndpointAddr); ok {
-		l.n.track(c, ea.ep)
+	if ep, ok := AddrEndpoint(c.RemoteAddr()); ok {
+		l.n.track(c, ep)
 	}
 	return c, nil
 }
@@ -276,74 +276,72 @@ func (n *Node) Close() error {
 	return errors.Join(err, n.sock.Close())
 }
 
-func (n *Node) addr(ep Endpoint) *EndpointAddr {
+func (n *Node) addr(ep Endpoint) *net.UDPAddr {
 	n.addrMu.Lock()
 	defer n.addrMu.Unlock()
 	a, ok := n.addrs[ep]
 	if !ok {
 		// Endpoints come from the relay; bound what a misbehaving one can
-		// make us keep. Live connections hold their own *EndpointAddr and
-		// quic-go compares by String, so forgetting is safe.
+		// make us keep. Live connections hold their own address and
+		// quic-go compares by value, so forgetting is safe.
 		if len(n.addrs) >= 1<<16 {
 			clear(n.addrs)
 		}
-		a = NewEndpointAddr(ep)
+		a = EndpointAddr(ep)
 		n.addrs[ep] = a
 	}
 	return a
 }
 
-// send carries one inner packet to its peer: on its direct path if one is
-// confirmed, through the relay otherwise.
-func (n *Node) send(b []byte, to net.Addr) (int, error) {
-	ea, ok := to.(*EndpointAddr)
-	if !ok {
-		return 0, fmt.Errorf("inner packet to %T, want *EndpointAddr", to)
-	}
+// send carries a run of inner packets to one peer — b holds packets of seg
+// bytes, the last may be shorter — on its direct path if one is confirmed,
+// through the relay otherwise. Packets without a route are dropped, as a
+// network without one would, and QUIC retransmits.
+func (n *Node) send(ep Endpoint, b []byte, seg int) {
 	mode := n.Mode()
 	if mode != PathRelay {
 		n.pathMu.RLock()
-		p := n.paths[ea.ep]
+		p := n.paths[ep]
 		n.pathMu.RUnlock()
 		if p != nil {
 			if a, ok := p.current(time.Now()); ok {
-				bp := packetBufs.Get().(*[]byte)
-				f := append((*bp)[:0], frameDirect)
-				f = append(f, b...)
-				n.sock.Send(bp, len(f), a)
+				n.sock.WriteSegments(directHeader[:], b, seg, a)
 				p.DirectOut.Add(uint64(len(b)))
-				return len(b), nil
+				return
 			}
 			if mode == PathDirect && p.everBest.Load() {
-				return len(b), nil // the direct path is gone; never relay
+				return // the direct path is gone; never relay
 			}
 		}
 	}
-	relay, ok := n.relayFor(ea.ep)
+	relay, ok := n.relayFor(ep)
 	if !ok {
-		return len(b), nil // no route yet: dropped, QUIC retransmits
+		return
 	}
-	bp := packetBufs.Get().(*[]byte)
-	if frameHeaderLen+len(b) > len(*bp) {
-		packetBufs.Put(bp)
-		return 0, fmt.Errorf("inner packet of %d bytes too large", len(b))
-	}
-	f := (*bp)[:frameHeaderLen+len(b)]
-	f[0] = frameToRelay
-	binary.BigEndian.PutUint64(f[1:9], uint64(ea.ep))
-	copy(f[frameHeaderLen:], b)
-	n.sock.Send(bp, len(f), relay)
+	var hdr [frameHeaderLen]byte
+	hdr[0] = frameToRelay
+	binary.BigEndian.PutUint64(hdr[1:], uint64(ep))
+	n.sock.WriteSegments(hdr[:], b, seg, relay)
 	n.RelayedOut.Add(uint64(len(b)))
-	return len(b), nil
 }
+
+var directHeader = [1]byte{frameDirect}
 
 // OnGone sets the function called when the relay reports that an
 // Endpoint this node sent to is not attached there (the process left).
 // It runs on the socket's reader and must not block.
 func (n *Node) OnGone(f func(Endpoint)) { n.gone.Store(&f) }
 
-// receive takes a frame from the socket.
-func (n *Node) receive(b []byte, from netip.AddrPort) {
+// receive takes a run of frames from the socket.
+func (n *Node) receive(run []byte, seg int, from netip.AddrPort) {
+	for len(run) > 0 {
+		f := run[:min(seg, len(run))]
+		run = run[len(f):]
+		n.receiveFrame(f, from)
+	}
+}
+
+func (n *Node) receiveFrame(b []byte, from netip.AddrPort) {
 	switch b[0] {
 	case frameDiscoPing, frameDiscoPong:
 		n.receiveDisco(b, from)

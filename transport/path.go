@@ -57,7 +57,7 @@ func ParsePathMode(s string) (PathMode, error) {
 // path is what a node knows about reaching one peer Endpoint directly.
 type path struct {
 	ep   Endpoint
-	addr *EndpointAddr
+	addr *net.UDPAddr
 
 	mu       sync.Mutex
 	secrets  [][]byte // one per live connection with this peer; newest last
@@ -79,7 +79,7 @@ type sentPing struct {
 	sent time.Time
 }
 
-func newPath(ep Endpoint, addr *EndpointAddr) *path {
+func newPath(ep Endpoint, addr *net.UDPAddr) *path {
 	return &path{ep: ep, addr: addr, pending: make(map[uint64]sentPing),
 		wake: make(chan struct{}, 1), direct: make(chan struct{})}
 }

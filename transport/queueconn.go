@@ -56,10 +56,19 @@ func (c *queueConn) deliver(buf *[]byte, n int, addr net.Addr) {
 }
 
 func (c *queueConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	pkt, err := c.next()
+	if err != nil {
+		return 0, nil, err
+	}
+	return c.take(p, pkt)
+}
+
+// next waits for a packet, until the conn closes or the read deadline.
+func (c *queueConn) next() (queuedPacket, error) {
 	for {
 		select {
 		case <-c.closed:
-			return 0, nil, net.ErrClosed
+			return queuedPacket{}, net.ErrClosed
 		default:
 		}
 		c.mu.Lock()
@@ -68,7 +77,7 @@ func (c *queueConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		// Fast path: a packet is waiting, no timer needed.
 		select {
 		case pkt := <-c.in:
-			return c.take(p, pkt)
+			return pkt, nil
 		default:
 		}
 		var timer *time.Timer
@@ -76,7 +85,7 @@ func (c *queueConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		if !deadline.IsZero() {
 			d := time.Until(deadline)
 			if d <= 0 {
-				return 0, nil, os.ErrDeadlineExceeded
+				return queuedPacket{}, os.ErrDeadlineExceeded
 			}
 			timer = time.NewTimer(d)
 			timeout = timer.C
@@ -84,12 +93,12 @@ func (c *queueConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		select {
 		case pkt := <-c.in:
 			stopTimer(timer)
-			return c.take(p, pkt)
+			return pkt, nil
 		case <-c.closed:
 			stopTimer(timer)
-			return 0, nil, net.ErrClosed
+			return queuedPacket{}, net.ErrClosed
 		case <-timeout:
-			return 0, nil, os.ErrDeadlineExceeded
+			return queuedPacket{}, os.ErrDeadlineExceeded
 		case <-changed:
 			stopTimer(timer)
 		}

@@ -202,7 +202,7 @@ func TestGoneFrame(t *testing.T) {
 }
 
 func TestQueueConnDeadline(t *testing.T) {
-	c := newQueueConn(1, NewEndpointAddr(1), func(b []byte, _ net.Addr) (int, error) { return len(b), nil })
+	c := newQueueConn(1, EndpointAddr(1), func(b []byte, _ net.Addr) (int, error) { return len(b), nil })
 	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 	start := time.Now()
 	if _, _, err := c.ReadFrom(make([]byte, 10)); !errors.Is(err, os.ErrDeadlineExceeded) {

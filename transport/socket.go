@@ -11,9 +11,12 @@ import (
 )
 
 // FrameHandler receives the relay frames (packets whose first byte has its
-// two top bits clear) that arrive on a Socket. It runs on the socket's one
-// reader goroutine; b is valid only until it returns.
-type FrameHandler func(b []byte, from netip.AddrPort)
+// two top bits clear) that arrive on a Socket, a run at a time: run holds
+// one or more datagrams from one sender, each seg bytes but the last, which
+// may be shorter — what one GRO read returned. It runs on the socket's one
+// reader goroutine and may rewrite run in place (the relay does, to
+// forward it with one write); run is valid only until it returns.
+type FrameHandler func(run []byte, seg int, from netip.AddrPort)
 
 // Socket is a node's UDP socket. QUIC packets go to the outer QUIC
 // transport, which runs on PacketConn; relay frames go to the FrameHandler.
@@ -27,19 +30,8 @@ type Socket struct {
 	done  chan struct{}
 	once  sync.Once
 
-	// Queued sends (Send): a writer goroutine batches them into GSO
-	// sendmsg calls.
-	out     chan outPacket
-	closing chan struct{}
-	wdone   chan struct{}
-	gsoOff  atomic.Bool
-	gro     bool
-}
-
-type outPacket struct {
-	buf *[]byte
-	n   int
-	to  netip.AddrPort
+	gsoOff atomic.Bool // set once the kernel refused a GSO write
+	gro    bool
 }
 
 // ListenSocket opens a UDP socket on addr ("127.0.0.1:0", ":7443", …) and
@@ -57,14 +49,12 @@ func ListenSocket(addr string, frame FrameHandler) (*Socket, error) {
 	_ = udp.SetReadBuffer(8 << 20)
 	_ = udp.SetWriteBuffer(8 << 20)
 	quietQUICBufferWarning()
-	s := &Socket{udp: udp, frame: frame, done: make(chan struct{}),
-		out: make(chan outPacket, 1024), closing: make(chan struct{}), wdone: make(chan struct{})}
+	s := &Socket{udp: udp, frame: frame, done: make(chan struct{})}
 	s.outer = newQueueConn(512, udp.LocalAddr(), func(b []byte, a net.Addr) (int, error) {
 		return udp.WriteTo(b, a)
 	})
 	s.gro = enableGRO(udp)
 	go s.read()
-	go s.write()
 	return s, nil
 }
 
@@ -96,15 +86,22 @@ func (s *Socket) read() {
 		}
 		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 		var ua *net.UDPAddr
-		for b := buf[:n]; len(b) > 0; {
-			d := b[:min(seg, len(b))]
-			b = b[len(d):]
+		for off := 0; off < n; {
+			d := buf[off:min(off+seg, n)]
 			if d[0]&0xc0 == 0 {
-				if s.frame != nil {
-					s.frame(d, from)
+				// A run of frames: this one and those right after it.
+				// Every datagram of a GRO read but the last is seg bytes.
+				end := off + len(d)
+				for end < n && buf[end]&0xc0 == 0 {
+					end = min(end+seg, n)
 				}
+				if s.frame != nil {
+					s.frame(buf[off:end], seg, from)
+				}
+				off = end
 				continue
 			}
+			off += len(d)
 			if len(d) > packetBufSize {
 				continue // larger than any packet we take; QUIC drops it anyway
 			}
@@ -118,82 +115,55 @@ func (s *Socket) read() {
 	}
 }
 
-// Send queues one datagram (the first n bytes of *buf, which Send takes
-// over) to be written by the socket's writer, which batches consecutive
-// datagrams to one address into one GSO write. It blocks while the queue
-// is full, as a full socket buffer would, and drops the datagram once the
-// socket is closed.
-func (s *Socket) Send(buf *[]byte, n int, to netip.AddrPort) {
-	select {
-	case s.out <- outPacket{buf, n, to}:
-	case <-s.closing:
-		packetBufs.Put(buf)
+// maxBatch bounds one GSO write: the kernel takes at most 64 segments.
+const maxBatch = 64
+
+// segBufs hold the runs of framed datagrams WriteSegments builds.
+var segBufs = sync.Pool{New: func() any { b := make([]byte, 0, maxRunBytes); return &b }}
+
+// maxRunBytes bounds one GSO write below the 64 KiB limit of a UDP
+// datagram, which the kernel applies to the whole run.
+const maxRunBytes = 65000
+
+// WriteSegments sends each seg-byte piece of b (the last may be shorter)
+// as one datagram to to, with hdr before it, in as few writes as the kernel
+// allows. It is safe for concurrent use. Errors are dropped: a lost
+// datagram is for QUIC to repair.
+func (s *Socket) WriteSegments(hdr, b []byte, seg int, to netip.AddrPort) {
+	dgram := len(hdr) + seg
+	if seg <= 0 || dgram > maxRunBytes {
+		return
+	}
+	per := min(maxBatch, maxRunBytes/dgram)
+	bp := segBufs.Get().(*[]byte)
+	defer segBufs.Put(bp)
+	for len(b) > 0 {
+		run := (*bp)[:0]
+		k := 0
+		for ; k < per && len(b) > 0; k++ {
+			d := b[:min(seg, len(b))]
+			b = b[len(d):]
+			run = append(run, hdr...)
+			run = append(run, d...)
+		}
+		s.writeRun(run, dgram, k, to)
 	}
 }
 
-// maxBatch bounds one GSO write: the kernel takes at most 64 segments and
-// 64 KiB.
-const maxBatch = 64
-
-func (s *Socket) write() {
-	defer close(s.wdone)
-	batch := make([]byte, 0, 1<<16)
-	var pending []outPacket
-	flush := func() {
-		if len(pending) == 0 {
-			return
+// writeRun sends run, k datagrams of dgram bytes (the last may be
+// shorter), with one GSO write when it can.
+func (s *Socket) writeRun(run []byte, dgram, k int, to netip.AddrPort) {
+	if k > 1 && !s.gsoOff.Load() {
+		err := writeGSO(s.udp, run, dgram, to)
+		if err == nil || !gsoUnsupported(err) {
+			return // a lost datagram is QUIC's to repair
 		}
-		defer func() {
-			for _, p := range pending {
-				packetBufs.Put(p.buf)
-			}
-			pending = pending[:0]
-		}()
-		to, seg := pending[0].to, pending[0].n
-		if len(pending) > 1 && !s.gsoOff.Load() {
-			batch = batch[:0]
-			for _, p := range pending {
-				batch = append(batch, (*p.buf)[:p.n]...)
-			}
-			err := writeGSO(s.udp, batch, seg, to)
-			if err == nil || !gsoUnsupported(err) {
-				return // a lost datagram is QUIC's to repair
-			}
-			s.gsoOff.Store(true)
-		}
-		for _, p := range pending {
-			_, _ = s.udp.WriteToUDPAddrPort((*p.buf)[:p.n], p.to)
-		}
+		s.gsoOff.Store(true)
 	}
-	for {
-		var p outPacket
-		select {
-		case p = <-s.out:
-		case <-s.closing:
-			return
-		}
-		pending = append(pending, p)
-		size := p.n
-		// Take what else is already queued; a run ends at another address,
-		// another size, after a shorter datagram (GSO's last segment may be
-		// short, no other), or at the batch limits.
-	drain:
-		for len(pending) < maxBatch {
-			select {
-			case q := <-s.out:
-				first := pending[0]
-				last := pending[len(pending)-1]
-				if q.to != first.to || q.n > first.n || last.n < first.n || size+q.n > cap(batch) {
-					flush()
-					size = 0
-				}
-				pending = append(pending, q)
-				size += q.n
-			default:
-				break drain
-			}
-		}
-		flush()
+	for len(run) > 0 {
+		d := run[:min(dgram, len(run))]
+		run = run[len(d):]
+		_, _ = s.udp.WriteToUDPAddrPort(d, to)
 	}
 }
 
@@ -211,12 +181,10 @@ func (s *Socket) LocalAddr() netip.AddrPort {
 	return s.udp.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
-// Close closes the socket and waits for its reader and writer to stop.
+// Close closes the socket and waits for its reader to stop.
 func (s *Socket) Close() error {
 	var err error
 	s.once.Do(func() {
-		close(s.closing)
-		<-s.wdone
 		err = s.udp.Close()
 		<-s.done
 		s.outer.Close()

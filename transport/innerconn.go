@@ -1,0 +1,118 @@
+package transport
+
+import (
+	"net"
+	"syscall"
+
+	"golang.org/x/net/ipv4"
+)
+
+// innerConn is the net.PacketConn a node's end-to-end QUIC transport runs
+// on. To quic-go it looks like a UDP socket with offloads: it satisfies
+// quic.OOBCapablePacketConn and quic-go's batch-read interface (ReadBatch),
+// so quic-go packs a run of packets to one peer into one buffer with a
+// segment size, as for UDP GSO, and takes received packets eight at a
+// time. That matters for speed: a packet handed over one by one costs a
+// goroutine hand-off in quic-go's send queue and another in ours, and those
+// hand-offs were the largest single cost of a bulk transfer.
+//
+// Underneath, a peer is an Endpoint (EndpointAddr), not a UDP address:
+// writes go to send, which takes the peer's direct path or its relay for
+// the whole run and frames each packet for it; reads come from the queue
+// the socket's reader fills. SyscallConn is the real socket's, so that
+// quic-go's capability probes (GSO, DF, ECN reception) answer for the socket
+// the packets really leave from.
+type innerConn struct {
+	*queueConn
+	sock  *Socket
+	local *net.UDPAddr
+	send  func(ep Endpoint, b []byte, seg int)
+}
+
+func newInnerConn(sock *Socket, self Endpoint, send func(Endpoint, []byte, int)) *innerConn {
+	local := EndpointAddr(self)
+	return &innerConn{queueConn: newQueueConn(4096, local, nil), sock: sock, local: local, send: send}
+}
+
+// WriteTo sends one packet.
+func (c *innerConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	return c.write(b, len(b), addr)
+}
+
+// WriteMsgUDP sends b, which holds packets of the size the UDP_SEGMENT
+// control message in oob gives (the last may be shorter), or one packet.
+// Other control messages (ECN marks) are ignored: the packets are framed
+// anew, and the marks would not survive a relay anyway.
+func (c *innerConn) WriteMsgUDP(b, oob []byte, addr *net.UDPAddr) (int, int, error) {
+	seg := segmentSize(oob)
+	if seg <= 0 || seg > len(b) {
+		seg = len(b)
+	}
+	n, err := c.write(b, seg, addr)
+	return n, len(oob), err
+}
+
+// write never fails for a packet that cannot be delivered: like a UDP send
+// into a network without a route, the packet is dropped and QUIC repairs
+// the loss. quic-go closes the connection on any write error.
+func (c *innerConn) write(b []byte, seg int, addr net.Addr) (int, error) {
+	select {
+	case <-c.closed:
+		return 0, net.ErrClosed
+	default:
+	}
+	ep, ok := AddrEndpoint(addr)
+	if !ok || len(b) == 0 {
+		return len(b), nil
+	}
+	c.send(ep, b, seg)
+	return len(b), nil
+}
+
+// ReadBatch waits for one packet, then takes as many more as are queued
+// and fit in ms.
+func (c *innerConn) ReadBatch(ms []ipv4.Message, _ int) (int, error) {
+	if len(ms) == 0 {
+		return 0, nil
+	}
+	pkt, err := c.next()
+	for i := 0; ; i++ {
+		if err != nil {
+			return i, err
+		}
+		m := &ms[i]
+		m.N = copy(m.Buffers[0], (*pkt.buf)[:pkt.n])
+		m.NN, m.Flags, m.Addr = 0, 0, pkt.addr
+		packetBufs.Put(pkt.buf)
+		if i+1 == len(ms) {
+			return i + 1, nil
+		}
+		select {
+		case pkt = <-c.in:
+		default:
+			return i + 1, nil
+		}
+	}
+}
+
+// ReadMsgUDP reads one packet; quic-go reads with ReadBatch, this is for
+// the interface.
+func (c *innerConn) ReadMsgUDP(b, _ []byte) (n, oobn, flags int, addr *net.UDPAddr, err error) {
+	pkt, err := c.next()
+	if err != nil {
+		return 0, 0, 0, nil, err
+	}
+	n, a, err := c.take(b, pkt)
+	ua, _ := a.(*net.UDPAddr)
+	return n, 0, 0, ua, err
+}
+
+func (c *innerConn) LocalAddr() net.Addr { return c.local }
+
+func (c *innerConn) SyscallConn() (syscall.RawConn, error) { return c.sock.udp.SyscallConn() }
+
+// SetReadBuffer does nothing: the socket sized its own buffers.
+func (c *innerConn) SetReadBuffer(int) error { return nil }
+
+// SetWriteBuffer does nothing, as SetReadBuffer.
+func (c *innerConn) SetWriteBuffer(int) error { return nil }
