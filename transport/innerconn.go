@@ -12,16 +12,18 @@ import (
 // quic.OOBCapablePacketConn and quic-go's batch-read interface (ReadBatch),
 // so quic-go packs a run of packets to one peer into one buffer with a
 // segment size, as for UDP GSO, and takes received packets eight at a
-// time. That matters for speed: a packet handed over one by one costs a
-// goroutine hand-off in quic-go's send queue and another in ours, and those
-// hand-offs were the largest single cost of a bulk transfer.
+// time. That matters for speed: handed over one by one, every packet
+// crossed goroutines twice (quic-go's send queue, then the socket's
+// writer); a run now crosses once, and leaves in one sendmsg on quic-go's
+// send goroutine (BENCHMARKS.md has the before and after).
 //
 // Underneath, a peer is an Endpoint (EndpointAddr), not a UDP address:
 // writes go to send, which takes the peer's direct path or its relay for
 // the whole run and frames each packet for it; reads come from the queue
 // the socket's reader fills. SyscallConn is the real socket's, so that
 // quic-go's capability probes (GSO, DF, ECN reception) answer for the socket
-// the packets really leave from.
+// the packets really leave from; they also set DF (IP_PMTUDISC_PROBE) and
+// TOS reception on it, which is harmless at our packet sizes (config.go).
 type innerConn struct {
 	*queueConn
 	sock  *Socket
