@@ -4,6 +4,7 @@ import (
 	"net"
 	"syscall"
 
+	"github.com/quic-go/quic-go"
 	"golang.org/x/net/ipv4"
 )
 
@@ -30,6 +31,9 @@ type innerConn struct {
 	local *net.UDPAddr
 	send  func(ep Endpoint, b []byte, seg int)
 }
+
+// Without this quic-go would quietly fall back to one packet per write.
+var _ quic.OOBCapablePacketConn = (*innerConn)(nil)
 
 func newInnerConn(sock *Socket, self Endpoint, send func(Endpoint, []byte, int)) *innerConn {
 	local := EndpointAddr(self)
