@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"syscall"
 	"unsafe"
 )
@@ -65,6 +66,10 @@ func gsoUnsupported(err error) bool {
 		errors.Is(err, syscall.EOPNOTSUPP)
 }
 
+// gsoTooBig reports the error of a GSO write whose segments exceed the
+// path MTU: the kernel segments but never fragments.
+func gsoTooBig(err error) bool { return errors.Is(err, syscall.EMSGSIZE) }
+
 // groOOBSize is room for the GRO control message and the ones quic-go's
 // capability probes of the socket turn on (the TOS byte of IPv4 and the
 // traffic class of IPv6): a control buffer too small for all of them would
@@ -118,4 +123,23 @@ func readGRO(c *net.UDPConn, b, oob []byte) (n, seg int, from netip.AddrPort, er
 		}
 	}
 	return n, seg, from, nil
+}
+
+// openProbe opens the socket quic-go's capability probes run on
+// (innerconn.go): an IPv4 UDP socket that is never bound, so it has no
+// port, takes no traffic and needs no interface. quic-go's probes try IPv4
+// and IPv6 options and need one of each pair to work; the UDP-level ones
+// (GSO) do not depend on the family.
+func openProbe() (*net.UDPConn, error) {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, os.NewSyscallError("socket", err)
+	}
+	f := os.NewFile(uintptr(fd), "probe")
+	defer f.Close()
+	pc, err := net.FilePacketConn(f)
+	if err != nil {
+		return nil, err
+	}
+	return pc.(*net.UDPConn), nil
 }

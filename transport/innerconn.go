@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"fmt"
 	"net"
 	"syscall"
 
@@ -21,13 +22,19 @@ import (
 // Underneath, a peer is an Endpoint (EndpointAddr), not a UDP address:
 // writes go to send, which takes the peer's direct path or its relay for
 // the whole run and frames each packet for it; reads come from the queue
-// the socket's reader fills. SyscallConn is the real socket's, so that
-// quic-go's capability probes (GSO, DF, ECN reception) answer for the socket
-// the packets really leave from; they also set DF (IP_PMTUDISC_PROBE) and
-// TOS reception on it, which is harmless at our packet sizes (config.go).
+// the socket's reader fills.
+//
+// SyscallConn is that of a probe socket (openProbe), which carries no
+// traffic: quic-go's capability probes ask it whether this kernel
+// segments (what decides GSO), and the options they set — DF, TOS
+// reception — land there and not on the real socket. On the real socket DF
+// (IP_PMTUDISC_PROBE) would turn the kernel's fragmentation of our
+// 1317-byte IPv4 packets on a smaller-MTU interface (a 1280-byte WireGuard
+// or Tailscale link) into send errors, and every packet would be lost.
 type innerConn struct {
 	*queueConn
 	sock  *Socket
+	probe *net.UDPConn
 	local *net.UDPAddr
 	send  func(ep Endpoint, b []byte, seg int)
 }
@@ -35,9 +42,13 @@ type innerConn struct {
 // Without this quic-go would quietly fall back to one packet per write.
 var _ quic.OOBCapablePacketConn = (*innerConn)(nil)
 
-func newInnerConn(sock *Socket, self Endpoint, send func(Endpoint, []byte, int)) *innerConn {
+func newInnerConn(sock *Socket, self Endpoint, send func(Endpoint, []byte, int)) (*innerConn, error) {
+	probe, err := openProbe()
+	if err != nil {
+		return nil, fmt.Errorf("open probe socket: %w", err)
+	}
 	local := EndpointAddr(self)
-	return &innerConn{queueConn: newQueueConn(4096, local, nil), sock: sock, local: local, send: send}
+	return &innerConn{queueConn: newQueueConn(4096, local, nil), sock: sock, probe: probe, local: local, send: send}, nil
 }
 
 // WriteTo sends one packet.
@@ -115,7 +126,13 @@ func (c *innerConn) ReadMsgUDP(b, _ []byte) (n, oobn, flags int, addr *net.UDPAd
 
 func (c *innerConn) LocalAddr() net.Addr { return c.local }
 
-func (c *innerConn) SyscallConn() (syscall.RawConn, error) { return c.sock.udp.SyscallConn() }
+func (c *innerConn) SyscallConn() (syscall.RawConn, error) { return c.probe.SyscallConn() }
+
+// Close closes the conn and its probe socket.
+func (c *innerConn) Close() error {
+	c.queueConn.Close()
+	return c.probe.Close()
+}
 
 // SetReadBuffer does nothing: the socket sized its own buffers.
 func (c *innerConn) SetReadBuffer(int) error { return nil }

@@ -52,9 +52,12 @@ func TestInnerConnWrites(t *testing.T) {
 	}
 	defer sock.Close()
 	var got []sent
-	c := newInnerConn(sock, 1, func(ep Endpoint, b []byte, seg int) {
+	c, err := newInnerConn(sock, 1, func(ep Endpoint, b []byte, seg int) {
 		got = append(got, sent{ep, bytes.Clone(b), seg})
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	run := bytes.Repeat([]byte{0x40}, 3*1200+100)
 	if n, _, err := c.WriteMsgUDP(run, segmentOOB(1200), EndpointAddr(9)); err != nil || n != len(run) {
 		t.Fatalf("WriteMsgUDP: %d %v", n, err)
@@ -105,7 +108,10 @@ func TestInnerConnReadBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sock.Close()
-	c := newInnerConn(sock, 1, func(Endpoint, []byte, int) {})
+	c, err := newInnerConn(sock, 1, func(Endpoint, []byte, int) {})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := range 5 {
 		bp := packetBufs.Get().(*[]byte)
 		(*bp)[0] = byte(i)
@@ -258,5 +264,29 @@ func TestRelayForwardsRun(t *testing.T) {
 	}
 	if got := r.Dropped.Load(); got != 2 {
 		t.Errorf("dropped %d, want 2", got)
+	}
+}
+
+// A destination a GSO write was too big for gets plain writes for a while,
+// then GSO again.
+func TestSmallPathExpires(t *testing.T) {
+	sock, err := ListenSocket("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	a, b := netip.MustParseAddrPort("192.0.2.1:1"), netip.MustParseAddrPort("192.0.2.2:1")
+	if sock.smallPath(a) {
+		t.Fatal("small before any refusal")
+	}
+	sock.markSmallPath(a)
+	if !sock.smallPath(a) || sock.smallPath(b) {
+		t.Fatal("the refusal must count for its destination only")
+	}
+	sock.smallMu.Lock()
+	sock.small[a] = time.Now().Add(-time.Second)
+	sock.smallMu.Unlock()
+	if sock.smallPath(a) || sock.nSmall.Load() != 0 {
+		t.Fatal("an expired refusal still counts")
 	}
 }

@@ -66,7 +66,10 @@ func NewNode(key *identity.Key, listen string) (*Node, error) {
 		return nil, err
 	}
 	n.sock = sock
-	n.innerPC = newInnerConn(sock, n.endpoint, n.send)
+	if n.innerPC, err = newInnerConn(sock, n.endpoint, n.send); err != nil {
+		sock.Close()
+		return nil, err
+	}
 	n.outer = &quic.Transport{Conn: sock.PacketConn()}
 	n.inner = &quic.Transport{Conn: n.innerPC}
 	return n, nil

@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // FrameHandler receives the relay frames (packets whose first byte has its
@@ -32,7 +33,19 @@ type Socket struct {
 
 	gsoOff atomic.Bool // set once the kernel refused a GSO write
 	gro    bool
+
+	// Destinations a GSO write was too big for, and until when to send
+	// to them one datagram at a time (writeRun). nSmall counts them, so
+	// that the common case takes no lock.
+	smallMu sync.Mutex
+	small   map[netip.AddrPort]time.Time
+	nSmall  atomic.Int32
 }
+
+// smallPathFor is how long a destination whose path MTU was below our
+// datagrams gets plain writes before GSO is tried again (a route change,
+// or a path switch that made the path larger).
+const smallPathFor = time.Minute
 
 // ListenSocket opens a UDP socket on addr ("127.0.0.1:0", ":7443", …) and
 // starts its reader. frame may be nil (frames are then dropped).
@@ -153,18 +166,53 @@ func (s *Socket) WriteSegments(hdr, b []byte, seg int, to netip.AddrPort) {
 // writeRun sends run, k datagrams of dgram bytes (the last may be
 // shorter), with one GSO write when it can.
 func (s *Socket) writeRun(run []byte, dgram, k int, to netip.AddrPort) {
-	if k > 1 && !s.gsoOff.Load() {
+	if k > 1 && !s.gsoOff.Load() && !s.smallPath(to) {
 		err := writeGSO(s.udp, run, dgram, to)
-		if err == nil || !gsoUnsupported(err) {
+		switch {
+		case err == nil:
+			return
+		case gsoTooBig(err):
+			// The path MTU the kernel knows for to (a 1280-byte link
+			// on the way, learned from ICMP) is below our datagrams.
+			// GSO cannot fragment, plain sends can: this run and the
+			// next ones to to go one by one.
+			s.markSmallPath(to)
+		case gsoUnsupported(err):
+			s.gsoOff.Store(true)
+		default:
 			return // a lost datagram is QUIC's to repair
 		}
-		s.gsoOff.Store(true)
 	}
 	for len(run) > 0 {
 		d := run[:min(dgram, len(run))]
 		run = run[len(d):]
 		_, _ = s.udp.WriteToUDPAddrPort(d, to)
 	}
+}
+
+func (s *Socket) smallPath(to netip.AddrPort) bool {
+	if s.nSmall.Load() == 0 {
+		return false
+	}
+	s.smallMu.Lock()
+	defer s.smallMu.Unlock()
+	until, ok := s.small[to]
+	if ok && time.Now().After(until) {
+		delete(s.small, to)
+		s.nSmall.Store(int32(len(s.small)))
+		return false
+	}
+	return ok
+}
+
+func (s *Socket) markSmallPath(to netip.AddrPort) {
+	s.smallMu.Lock()
+	defer s.smallMu.Unlock()
+	if s.small == nil || len(s.small) >= 4096 {
+		s.small = make(map[netip.AddrPort]time.Time) // bounded: forget all, relearn
+	}
+	s.small[to] = time.Now().Add(smallPathFor)
+	s.nSmall.Store(int32(len(s.small)))
 }
 
 // PacketConn is the conn the outer QUIC transport runs on.
