@@ -57,15 +57,9 @@ func TestQUICPacksRunsAndLeavesSocketAlone(t *testing.T) {
 	}
 	const level, opt = syscall.IPPROTO_IP, syscall.IP_MTU_DISCOVER
 	dfBefore := sockopt(t, cli.sock, level, opt)
-	echoServer(t, dev)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	conn, err := cli.DialPeer(ctx, dev.Key().ID(), dev.Endpoint())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.CloseWithError(0, "")
-	echoOver(t, ctx, conn, 4<<20, "bulk")
+	echoOver(t, ctx, dialEcho(t, ctx, cli, dev), 4<<20, "bulk")
 	if runs.Load() == 0 {
 		t.Error("quic-go wrote no run of packets: its GSO path is off")
 	}

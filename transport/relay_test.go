@@ -51,6 +51,19 @@ func (n *testNet) node(t testing.TB) *Node {
 	return nd
 }
 
+// dialEcho starts echoServer on dev and dials dev from cli; the connection
+// closes when the test ends.
+func dialEcho(t *testing.T, ctx context.Context, cli, dev *Node) *quic.Conn {
+	t.Helper()
+	echoServer(t, dev)
+	conn, err := cli.DialPeer(ctx, dev.Key().ID(), dev.Endpoint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.CloseWithError(0, "") })
+	return conn
+}
+
 // echoServer accepts end-to-end connections on nd and echoes every stream.
 func echoServer(t *testing.T, nd *Node) {
 	t.Helper()
@@ -103,14 +116,9 @@ func TestRelayCarriesEndToEnd(t *testing.T) {
 	dev, cli := tn.node(t), tn.node(t)
 	dev.SetMode(PathRelay)
 	cli.SetMode(PathRelay)
-	echoServer(t, dev)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := cli.DialPeer(ctx, dev.Key().ID(), dev.Endpoint())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.CloseWithError(0, "")
+	conn := dialEcho(t, ctx, cli, dev)
 	const size = 4 << 20
 	echoOver(t, ctx, conn, size, "through the relay")
 	if tn.relay.Forwarded.Load() == 0 {
@@ -243,14 +251,9 @@ func putEP(b []byte, ep Endpoint) {
 func TestDirectPathTakesOver(t *testing.T) {
 	tn := newTestNet(t)
 	dev, cli := tn.node(t), tn.node(t)
-	echoServer(t, dev)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	conn, err := cli.DialPeer(ctx, dev.Key().ID(), dev.Endpoint())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.CloseWithError(0, "")
+	conn := dialEcho(t, ctx, cli, dev)
 	// Each side confirms its own direct path with its own pings.
 	if err := cli.WaitDirect(ctx, dev.Endpoint()); err != nil {
 		t.Fatal(err)
@@ -278,14 +281,9 @@ func TestPathModeRelayNeverDirect(t *testing.T) {
 	dev, cli := tn.node(t), tn.node(t)
 	cli.SetMode(PathRelay)
 	dev.SetMode(PathRelay)
-	echoServer(t, dev)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := cli.DialPeer(ctx, dev.Key().ID(), dev.Endpoint())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.CloseWithError(0, "")
+	dialEcho(t, ctx, cli, dev)
 	wctx, wcancel := context.WithTimeout(ctx, 1500*time.Millisecond)
 	defer wcancel()
 	if err := cli.WaitDirect(wctx, dev.Endpoint()); err == nil {
