@@ -70,10 +70,9 @@ func gsoUnsupported(err error) bool {
 // path MTU: the kernel segments but never fragments.
 func gsoTooBig(err error) bool { return errors.Is(err, syscall.EMSGSIZE) }
 
-// groOOBSize is room for the GRO control message and the ones quic-go's
-// capability probes of the socket turn on (the TOS byte of IPv4 and the
-// traffic class of IPv6): a control buffer too small for all of them would
-// lose the segment size.
+// groOOBSize is room for the GRO control message with spare for any other
+// a socket option may add: a control buffer too small for all of them
+// would lose the segment size.
 var groOOBSize = 4 * syscall.CmsgSpace(16)
 
 // segmentSize returns the segment size a UDP_SEGMENT control message in
