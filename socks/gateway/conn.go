@@ -57,15 +57,19 @@ const (
 // still blocked — an upgraded connection torn down from the other side, a
 // request cancelled mid-response — or after an error, it aborts (both
 // directions reset), which is what unblocks them, and the device sees a
-// broken session, never a clean end.
+// broken session, never a clean end. One exception: once the device has
+// ended its side, what is still in flight can only be a Write whose
+// goroutine has not returned yet, though the device has answered it;
+// Close waits for it (at most drainTimeout) and then ends cleanly.
 type streamConn struct {
 	hc     transport.HalfConn
 	remote DeviceAddr
 	closed func() // after Close has finished; may be nil
 
 	mu       sync.Mutex
-	busy     int  // Reads, Writes and CloseWrites in flight
-	failed   bool // a Read or Write failed (not EOF, not a deadline)
+	busy     int           // Reads, Writes and CloseWrites in flight
+	settled  chan struct{} // closed when busy drops to 0, if Close waits for it
+	failed   bool          // a Read or Write failed (not EOF, not a deadline)
 	wClosed  bool
 	eof      bool // a Read returned io.EOF
 	isClosed bool
@@ -95,6 +99,10 @@ func (c *streamConn) begin(op string) error {
 func (c *streamConn) end(err error) {
 	c.mu.Lock()
 	c.busy--
+	if c.busy == 0 && c.settled != nil {
+		close(c.settled)
+		c.settled = nil
+	}
 	switch {
 	case err == io.EOF:
 		c.eof = true
@@ -146,6 +154,24 @@ func (c *streamConn) Close() error {
 	c.once.Do(func() {
 		c.mu.Lock()
 		c.isClosed = true
+		if c.busy > 0 && c.eof && !c.failed {
+			// The device has ended its side, so nothing in flight is a
+			// Read (they return EOF at once now): it is a Write whose
+			// goroutine is not back yet — net/http's writer of a request
+			// the device has already answered, seen on a loaded machine.
+			// Wait for it, bounded, rather than reset a complete exchange.
+			settled := make(chan struct{})
+			c.settled = settled
+			c.mu.Unlock()
+			t := time.NewTimer(drainTimeout)
+			select {
+			case <-settled:
+			case <-t.C:
+			}
+			t.Stop()
+			c.mu.Lock()
+			c.settled = nil
+		}
 		abort := c.busy > 0 || c.failed
 		wClosed, eof := c.wClosed, c.eof
 		c.mu.Unlock()

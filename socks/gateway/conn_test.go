@@ -24,6 +24,7 @@ type recHalf struct {
 	eof                      bool // after data: EOF rather than blocking
 	aborted, wClosed, closed bool
 	unblock                  chan struct{}
+	writeGate                chan struct{} // if set, Writes wait for it (or Abort)
 }
 
 func newRecHalf(data string, eof bool) *recHalf {
@@ -47,7 +48,16 @@ func (h *recHalf) Read(p []byte) (int, error) {
 	return 0, errors.New("stream reset")
 }
 
-func (h *recHalf) Write(p []byte) (int, error) { return len(p), nil }
+func (h *recHalf) Write(p []byte) (int, error) {
+	if h.writeGate != nil {
+		select {
+		case <-h.writeGate:
+		case <-h.unblock:
+			return 0, errors.New("stream reset")
+		}
+	}
+	return len(p), nil
+}
 func (h *recHalf) CloseWrite() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -118,6 +128,36 @@ func TestStreamConnClose(t *testing.T) {
 		}
 		if got := h.state(); got != "aborted=true closeWrite=true closed=true" {
 			t.Fatal(got)
+		}
+	})
+	// net/http's writer can be slow to come back from writing a request
+	// the device has answered and ended: that is no reason to reset it.
+	writeAfterEOF := func(t *testing.T, release time.Duration) (*recHalf, time.Duration) {
+		h := newRecHalf("", true)
+		h.writeGate = make(chan struct{})
+		c := newStreamConn(h, DeviceAddr{}, nil)
+		if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+			t.Fatalf("Read: %v, want EOF", err)
+		}
+		go c.Write([]byte("request"))
+		waitFor(t, "the write to start", func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.busy == 1 })
+		if release > 0 {
+			time.AfterFunc(release, func() { close(h.writeGate) })
+		}
+		start := time.Now()
+		c.Close()
+		return h, time.Since(start)
+	}
+	t.Run("write in flight after the device's EOF: waited for, clean end", func(t *testing.T) {
+		h, d := writeAfterEOF(t, 50*time.Millisecond)
+		if got := h.state(); got != "aborted=false closeWrite=true closed=true" {
+			t.Fatalf("%s after %v", got, d)
+		}
+	})
+	t.Run("write stuck after the device's EOF: abort after the bound", func(t *testing.T) {
+		h, d := writeAfterEOF(t, 0)
+		if got := h.state(); got != "aborted=true closeWrite=false closed=true" || d < drainTimeout {
+			t.Fatalf("%s after %v, want an abort after %v", got, d, drainTimeout)
 		}
 	})
 	t.Run("deadlines", func(t *testing.T) {
