@@ -9,7 +9,7 @@ import (
 
 	"github.com/tunnel-dev/tunnel/peer/fleet"
 	"github.com/tunnel-dev/tunnel/peer/identity"
-	"github.com/tunnel-dev/tunnel/transport"
+	"github.com/tunnel-dev/tunnel/transport/stream"
 )
 
 // Access is who may use a published port. The agent decides on the
@@ -65,8 +65,8 @@ func ParsePrivate(arg string) (Port, error) {
 
 // decision is the agent's verdict on one stream.
 type decision struct {
-	code   transport.StatusCode // StatusOK, StatusDenied or StatusCredentialRequired
-	reason string               // for the log and the client: "not listed", "not a member", …
+	code   stream.StatusCode // StatusOK, StatusDenied or StatusCredentialRequired
+	reason string            // for the log and the client: "not listed", "not a member", …
 }
 
 // authorize decides whether client may use p, given the credential it
@@ -74,31 +74,31 @@ type decision struct {
 func authorize(p Port, client identity.ID, cred []byte, fleetID identity.ID, asked bool, now time.Time) decision {
 	switch p.Access {
 	case Public:
-		return decision{code: transport.StatusOK}
+		return decision{code: stream.StatusOK}
 	case Private:
 		if slices.Contains(p.Allowed, client) {
-			return decision{code: transport.StatusOK}
+			return decision{code: stream.StatusOK}
 		}
-		return decision{transport.StatusDenied, "not listed"}
+		return decision{stream.StatusDenied, "not listed"}
 	case Protected:
 		if len(cred) == 0 && !asked {
-			return decision{transport.StatusCredentialRequired, fleetID.String()}
+			return decision{stream.StatusCredentialRequired, fleetID.String()}
 		}
 		_, err := fleet.Verify(cred, fleetID, client, now)
 		switch {
 		case err == nil:
-			return decision{code: transport.StatusOK}
+			return decision{code: stream.StatusOK}
 		case errors.Is(err, fleet.ErrNotMember):
-			return decision{transport.StatusDenied, "not a member"}
+			return decision{stream.StatusDenied, "not a member"}
 		case errors.Is(err, fleet.ErrExpired):
-			return decision{transport.StatusDenied, "expired"}
+			return decision{stream.StatusDenied, "expired"}
 		case errors.Is(err, fleet.ErrWrongFleet):
-			return decision{transport.StatusDenied, "wrong fleet"}
+			return decision{stream.StatusDenied, "wrong fleet"}
 		case errors.Is(err, fleet.ErrWrongMember):
-			return decision{transport.StatusDenied, "credential of another member"}
+			return decision{stream.StatusDenied, "credential of another member"}
 		default:
-			return decision{transport.StatusDenied, "malformed credential"}
+			return decision{stream.StatusDenied, "malformed credential"}
 		}
 	}
-	return decision{transport.StatusDenied, "unknown access mode"}
+	return decision{stream.StatusDenied, "unknown access mode"}
 }

@@ -8,15 +8,17 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/quic-go/quic-go"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/tunnel-dev/tunnel/peer/identity"
+	"github.com/tunnel-dev/tunnel/resolver/registry"
 	"github.com/tunnel-dev/tunnel/transport"
 )
 
 // startRedisNode runs a registry sharing presence in mr.
-func startRedisNode(t *testing.T, mr *miniredis.Miniredis) (RelayAddr, *RedisPresence, func()) {
+func startRedisNode(t *testing.T, mr *miniredis.Miniredis) (RelayAddr, *registry.RedisPresence, func()) {
 	t.Helper()
 	key, _ := identity.Generate()
 	relay, err := transport.ListenRelay("127.0.0.1:0")
@@ -26,8 +28,8 @@ func startRedisNode(t *testing.T, mr *miniredis.Miniredis) (RelayAddr, *RedisPre
 	addr := relay.Socket().LocalAddr().String()
 	rc := redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1,
 		DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
-	p := &RedisPresence{Client: rc, Node: key.ID(), Advertise: addr, Log: zerolog.Nop()}
-	srv := &Server{Key: key, Relay: relay, Presence: p, Log: zerolog.Nop()}
+	p := &registry.RedisPresence{Client: rc, Node: key.ID(), Advertise: addr, Log: zerolog.Nop()}
+	srv := &registry.Server{Key: key, Relay: relay, Presence: p, Log: zerolog.Nop()}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 2)
 	go func() { srv.Serve(ctx); relay.Close(); done <- struct{}{} }()
@@ -72,17 +74,18 @@ func TestRedirectToHomeNode(t *testing.T) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var route Route
+	var conn *quic.Conn
 	waitFor(t, func() bool {
-		route, err = cli.Route(ctx, dev.Key().ID())
+		conn, err = cli.DialPeer(ctx, dev.Key().ID())
 		return err == nil
 	})
-	if route.Release == nil || route.Endpoint != dev.Endpoint() {
-		t.Fatalf("route %+v: want a redirect to A", route)
+	// The device's frames go through A, its home node, and status says so.
+	peers := cnode.Peers()
+	if len(peers) != 1 || peers[0].Relay.Name != a.String() {
+		t.Fatalf("peers %+v: want one, relayed via A (%s)", peers, a)
 	}
-	conn, err := cnode.DialPeerVia(ctx, dev.Key().ID(), route.Endpoint, route.Relay)
-	if err != nil {
-		t.Fatal(err)
+	if home, ok := cli.Home(); !ok || home != b {
+		t.Fatalf("client's home %v (%v), want B %v", home, ok, b)
 	}
 	s, err := conn.OpenStreamSync(ctx)
 	if err != nil {
@@ -95,12 +98,12 @@ func TestRedirectToHomeNode(t *testing.T) {
 		t.Fatalf("echo %q, %v", got, err)
 	}
 	conn.CloseWithError(0, "")
-	route.Release()
-	// The extra session closes once released.
+	// The extra session closes once no connection uses it, and with it
+	// the route through A.
 	waitFor(t, func() bool {
 		cli.mu.Lock()
 		defer cli.mu.Unlock()
-		return len(cli.vias) == 0
+		return len(cli.vias) == 0 && len(cli.routes) == 0
 	})
 }
 
@@ -131,7 +134,7 @@ func TestRelaysPicksReachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Client{Node: nd, Relays: []RelayAddr{a, b}, Publishes: true, Log: zerolog.Nop()}
+	c := NewClient(nd, Config{Relays: []RelayAddr{a, b}, Publishes: true, Log: zerolog.Nop()})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { c.Run(ctx); close(done) }()

@@ -1,9 +1,11 @@
 // Package socks is the local SOCKS5 front door of the tunnel daemon: a
 // CONNECT-only server (RFC 1928, no authentication) that hands every request
-// to a DialFunc and splices the client to whatever it returns. The dialer
-// for .tunnel names lives here too (tunnel.go); the server itself knows
-// nothing about devices and treats the dialer's errors as opaque, turning
-// them into reply codes with ReplyCode.
+// to a DialFunc and splices the client to whatever it returns, an HTTP
+// front on the same port (PAC file and CONNECT, http.go), and the client
+// side (client.go) that `tunnel connect --socks`, the bench and the tests
+// speak. The server knows nothing about devices: the dialer
+// (socks/dialer) does, and its errors become reply codes through
+// ReplyCode, from the one classification dialer.Classify makes.
 //
 // Invariants the server keeps, whatever a client sends:
 //
@@ -18,7 +20,4 @@
 //     aborts all of them.
 //   - End of data is passed on as a half-close in each direction separately
 //     (see transport.Splice), never as a full close.
-//
-// The client side — AppendRequest and ReadReply — is small and lives next to
-// the parser so that both share one description of the wire format.
 package socks

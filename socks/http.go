@@ -101,7 +101,7 @@ func (h *HTTPFront) connect(ctx context.Context, c net.Conn, br *bufio.Reader, r
 		dt = defaultDialTimeout
 	}
 	dctx, cancel := context.WithTimeout(ctx, dt)
-	up, err := h.Dial(dctx, Request{Cmd: CmdConnect, AddrType: AddrDomain, Host: host, Port: uint16(port)})
+	up, err := h.Dial(dctx, host, uint16(port))
 	cancel()
 	if err != nil {
 		code := ReplyCode(err)

@@ -1,14 +1,9 @@
 package socks
 
 import (
-	"context"
 	"errors"
-	"net"
-	"os"
-	"syscall"
 
-	"github.com/tunnel-dev/tunnel/resolver"
-	"github.com/tunnel-dev/tunnel/transport"
+	"github.com/tunnel-dev/tunnel/socks/dialer"
 )
 
 // Reply codes (RFC 1928 §6).
@@ -24,53 +19,35 @@ const (
 	ReplyAddressNotSupported byte = 0x08
 )
 
-// ErrNotTunnel is returned by dialers for hosts that are not .tunnel names
-// when falling back to ordinary dialing is off. It maps to ReplyNotAllowed,
-// which clients show as a policy refusal rather than a network fault.
-var ErrNotTunnel = errors.New("only .tunnel hosts are served here")
-
-// ReplyCode maps the error of a dial, or of parsing the request, to the code
-// the client is sent. Errors may be wrapped. The project's own outcomes are
-// checked first, so that an error carrying both one of them and a lower
-// level cause (a timeout, say) is reported by what the project decided.
+// ReplyCode maps the error of a dial, or of parsing the request, to the
+// code the client is sent: the request's own faults first, then the dial's
+// Outcome (dialer.Classify). Errors may be wrapped.
 func ReplyCode(err error) byte {
 	switch {
-	case err == nil:
-		return ReplySucceeded
 	case errors.Is(err, ErrCommandNotSupported):
 		return ReplyCommandNotSupported
 	case errors.Is(err, ErrAddressNotSupported):
 		return ReplyAddressNotSupported
-	case errors.Is(err, transport.ErrDenied), errors.Is(err, ErrNotTunnel):
+	}
+	return OutcomeReply(dialer.Classify(err))
+}
+
+// OutcomeReply is the reply code for an outcome.
+func OutcomeReply(o dialer.Outcome) byte {
+	switch o {
+	case dialer.OK:
+		return ReplySucceeded
+	case dialer.Denied, dialer.NotTunnel:
 		return ReplyNotAllowed
-	case errors.Is(err, resolver.ErrMalformedName),
-		errors.Is(err, resolver.ErrOffline),
-		errors.Is(err, resolver.ErrRegistryUnavailable),
-		errors.Is(err, ErrNoDirectPath):
+	case dialer.MalformedName, dialer.Offline, dialer.RegistryUnavailable, dialer.NoDirectPath, dialer.HostUnreachable:
 		return ReplyHostUnreachable
-	case errors.Is(err, transport.ErrPortNotPublished),
-		errors.Is(err, transport.ErrRefused):
+	case dialer.NotPublished, dialer.Refused:
 		return ReplyConnectionRefused
-	case errors.Is(err, transport.ErrTimeout),
-		errors.Is(err, context.DeadlineExceeded),
-		errors.Is(err, os.ErrDeadlineExceeded):
-		// Before the errno and DNS cases: when our own dial deadline cut a
-		// lookup short, the answer is "timed out", not "no such host".
+	case dialer.Timeout:
+		// What clients show for a timeout.
 		return ReplyTTLExpired
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return ReplyConnectionRefused
-	case errors.Is(err, syscall.ENETUNREACH):
+	case dialer.NetworkUnreachable:
 		return ReplyNetworkUnreachable
-	case errors.Is(err, syscall.EHOSTUNREACH):
-		return ReplyHostUnreachable
-	}
-	// A name that could not be resolved is an unreachable host even when
-	// the DNS server was the one that timed out.
-	if _, ok := errors.AsType[*net.DNSError](err); ok {
-		return ReplyHostUnreachable
-	}
-	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
-		return ReplyTTLExpired
 	}
 	return ReplyGeneralFailure
 }

@@ -17,10 +17,10 @@ import (
 	"github.com/tunnel-dev/tunnel/transport"
 )
 
-// DialFunc opens the upstream connection for a CONNECT request. It must
-// return when ctx ends: Serve waits for it on shutdown. Its errors become
-// reply codes through ReplyCode.
-type DialFunc func(ctx context.Context, req Request) (transport.HalfConn, error)
+// DialFunc opens the upstream connection for a CONNECT to host:port
+// (dialer.Dialer.Dial is one). It must return when ctx ends: Serve waits
+// for it on shutdown. Its errors become reply codes through ReplyCode.
+type DialFunc func(ctx context.Context, host string, port uint16) (transport.HalfConn, error)
 
 // Server is a CONNECT-only SOCKS5 server without authentication.
 type Server struct {
@@ -221,7 +221,7 @@ func (s *Server) dial(ctx context.Context, req Request) (transport.HalfConn, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.dialTimeout())
 	defer cancel()
-	upstream, err := s.Dial(ctx, req)
+	upstream, err := s.Dial(ctx, req.Host, req.Port)
 	if err != nil {
 		return nil, fmt.Errorf("dialing upstream: %w", err)
 	}

@@ -19,7 +19,9 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tunnel-dev/tunnel/resolver"
+	"github.com/tunnel-dev/tunnel/socks/dialer"
 	"github.com/tunnel-dev/tunnel/transport"
+	"github.com/tunnel-dev/tunnel/transport/stream"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -101,7 +103,7 @@ func startUpstream(t *testing.T, handle func(*net.TCPConn)) *upstream {
 }
 
 // dial is a DialFunc that connects to the upstream whatever was asked.
-func (u *upstream) dial(ctx context.Context, _ Request) (transport.HalfConn, error) {
+func (u *upstream) dial(ctx context.Context, _ string, _ uint16) (transport.HalfConn, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", u.ln.Addr().String())
 	if err != nil {
@@ -274,9 +276,9 @@ func TestConnectHalfClose(t *testing.T) {
 func TestHandshakeDeadlineCleared(t *testing.T) {
 	up := startUpstream(t, echo)
 	const hs = 100 * time.Millisecond
-	slowDial := func(ctx context.Context, req Request) (transport.HalfConn, error) {
+	slowDial := func(ctx context.Context, host string, port uint16) (transport.HalfConn, error) {
 		time.Sleep(3 * hs)
-		return up.dial(ctx, req)
+		return up.dial(ctx, host, port)
 	}
 	addr := serve(t, &Server{Dial: slowDial, HandshakeTimeout: hs})
 
@@ -300,19 +302,20 @@ func TestDialErrors(t *testing.T) {
 		err  error
 		want byte
 	}{
-		{transport.ErrDenied, ReplyNotAllowed},
-		{fmt.Errorf("dial device x: %w", transport.ErrDenied), ReplyNotAllowed},
-		{ErrNotTunnel, ReplyNotAllowed},
+		{stream.ErrDenied, ReplyNotAllowed},
+		{fmt.Errorf("dial device x: %w", stream.ErrDenied), ReplyNotAllowed},
+		{dialer.ErrNotTunnel, ReplyNotAllowed},
 		{resolver.ErrMalformedName, ReplyHostUnreachable},
 		{resolver.ErrOffline, ReplyHostUnreachable},
 		{resolver.ErrRegistryUnavailable, ReplyHostUnreachable},
+		{transport.ErrNoDirectPath, ReplyHostUnreachable},
 		{&net.DNSError{Err: "no such host", Name: "example.invalid", IsNotFound: true}, ReplyHostUnreachable},
 		{&net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.EHOSTUNREACH)}, ReplyHostUnreachable},
 		{&net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ENETUNREACH)}, ReplyNetworkUnreachable},
-		{transport.ErrPortNotPublished, ReplyConnectionRefused},
-		{transport.ErrRefused, ReplyConnectionRefused},
+		{stream.ErrPortNotPublished, ReplyConnectionRefused},
+		{stream.ErrRefused, ReplyConnectionRefused},
 		{&net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, ReplyConnectionRefused},
-		{transport.ErrTimeout, ReplyTTLExpired},
+		{stream.ErrTimeout, ReplyTTLExpired},
 		{context.DeadlineExceeded, ReplyTTLExpired},
 		{os.ErrDeadlineExceeded, ReplyTTLExpired},
 		{&net.OpError{Op: "dial", Net: "tcp", Err: timeoutErr{}}, ReplyTTLExpired},
@@ -322,7 +325,7 @@ func TestDialErrors(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var dialErr error
-	dial := func(context.Context, Request) (transport.HalfConn, error) {
+	dial := func(context.Context, string, uint16) (transport.HalfConn, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		return nil, dialErr
@@ -377,7 +380,7 @@ func (timeoutErr) Temporary() bool { return true }
 // timeout.
 func TestDialTimeout(t *testing.T) {
 	const dt = 150 * time.Millisecond
-	dial := func(ctx context.Context, _ Request) (transport.HalfConn, error) {
+	dial := func(ctx context.Context, _ string, _ uint16) (transport.HalfConn, error) {
 		dl, ok := ctx.Deadline()
 		if !ok || time.Until(dl) > dt {
 			t.Errorf("dial ctx deadline %v (set %v), want within %v", time.Until(dl), ok, dt)
@@ -398,7 +401,7 @@ func TestDialTimeout(t *testing.T) {
 }
 
 func TestUnsupportedCommands(t *testing.T) {
-	dial := func(context.Context, Request) (transport.HalfConn, error) {
+	dial := func(context.Context, string, uint16) (transport.HalfConn, error) {
 		t.Errorf("Dial called for a command other than CONNECT")
 		return nil, errors.New("unexpected dial")
 	}
@@ -420,7 +423,7 @@ func TestUnsupportedCommands(t *testing.T) {
 }
 
 func TestUnknownAddressType(t *testing.T) {
-	addr := serve(t, &Server{Dial: func(context.Context, Request) (transport.HalfConn, error) {
+	addr := serve(t, &Server{Dial: func(context.Context, string, uint16) (transport.HalfConn, error) {
 		t.Errorf("Dial called for an unknown address type")
 		return nil, errors.New("unexpected dial")
 	}})
@@ -478,7 +481,7 @@ func TestWrongVersionClosesSilently(t *testing.T) {
 	}
 }
 
-func failDial(context.Context, Request) (transport.HalfConn, error) {
+func failDial(context.Context, string, uint16) (transport.HalfConn, error) {
 	return nil, errors.New("no dialing in this test")
 }
 
@@ -516,7 +519,7 @@ func TestStalledClientDropped(t *testing.T) {
 
 func TestGarbage(t *testing.T) {
 	addr := serve(t, &Server{
-		Dial: func(ctx context.Context, req Request) (transport.HalfConn, error) {
+		Dial: func(ctx context.Context, host string, port uint16) (transport.HalfConn, error) {
 			return nil, errors.New("garbage happened to be a valid request")
 		},
 		HandshakeTimeout: 200 * time.Millisecond,
@@ -566,13 +569,13 @@ func TestGarbage(t *testing.T) {
 func TestShutdown(t *testing.T) {
 	up := startUpstream(t, echo)
 	dialing := make(chan struct{})
-	dial := func(ctx context.Context, req Request) (transport.HalfConn, error) {
-		if req.Host == "stuck" {
+	dial := func(ctx context.Context, host string, port uint16) (transport.HalfConn, error) {
+		if host == "stuck" {
 			close(dialing)
 			<-ctx.Done()
 			return nil, ctx.Err()
 		}
-		return up.dial(ctx, req)
+		return up.dial(ctx, host, port)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -6,19 +6,57 @@ import (
 	"github.com/quic-go/quic-go"
 )
 
-// Timings of the connection to a relay. The keep-alive stays well under
-// the 30 s UDP timeout of common NATs, and a relay that restarts answers the
-// next keep-alive with a stateless reset, so a node notices within one
-// period and re-registers.
+// Every timing of the package, in one place.
+//
+// The connection to a relay: the keep-alive stays well under the 30 s UDP
+// timeout of common NATs, and a relay that restarts answers the next
+// keep-alive with a stateless reset, so a node notices within one period
+// and re-registers.
 const (
 	// RelayPing is how often a node asks its relay whether it is still
-	// there (see resolver/wire.go): a relay that restarted is noticed
-	// within one period.
+	// there (the registry protocol's ping): a relay that restarted is
+	// noticed within one period.
 	RelayPing        = 5 * time.Second
 	RelayKeepAlive   = 10 * time.Second
 	RelayIdleTimeout = 30 * time.Second
 	HandshakeTimeout = 5 * time.Second
 )
+
+// End-to-end connections.
+const (
+	peerIdleTimeout = 45 * time.Second
+	peerKeepAlive   = 15 * time.Second
+)
+
+// Direct paths (disco.go, path.go).
+const (
+	// pathHeartbeat is how often a confirmed direct path is pinged; it
+	// also keeps the NAT mappings on the way open.
+	pathHeartbeat = 2 * time.Second
+	// pathTrust is how long a direct path is used after its last pong:
+	// three heartbeats lost and a little more, then packets go back to the
+	// relay.
+	pathTrust = 6500 * time.Millisecond
+	// probeFirst is the first wait between rounds of pings to every
+	// candidate; it doubles up to probeInterval while nothing answers, and
+	// probing goes on at that pace for as long as the connection lives.
+	probeFirst    = 250 * time.Millisecond
+	probeInterval = 5 * time.Second
+	// fullProbeEvery is how often every candidate is pinged again while a
+	// direct path is in use, so that a clearly faster one (the same LAN)
+	// is found.
+	fullProbeEvery = 10 * time.Second
+	// candidatesEvery is how often candidates are sent again unchanged, in
+	// case the datagram carrying them was lost.
+	candidatesEvery = 10 * time.Second
+	// pingForget is how long an unanswered ping's txid is kept.
+	pingForget = 2 * probeInterval
+)
+
+// smallPathFor is how long a destination whose path MTU was below our
+// datagrams gets plain writes before GSO is tried again (a route change,
+// or a path switch that made the path larger).
+const smallPathFor = time.Minute
 
 // RelayQUICConfig is the outer connection's configuration.
 func RelayQUICConfig() *quic.Config {
@@ -38,8 +76,8 @@ func RelayQUICConfig() *quic.Config {
 func PeerQUICConfig() *quic.Config {
 	return &quic.Config{
 		HandshakeIdleTimeout:           HandshakeTimeout,
-		MaxIdleTimeout:                 45 * time.Second,
-		KeepAlivePeriod:                15 * time.Second,
+		MaxIdleTimeout:                 peerIdleTimeout,
+		KeepAlivePeriod:                peerKeepAlive,
 		MaxIncomingStreams:             1 << 14,
 		MaxIncomingUniStreams:          -1,
 		InitialStreamReceiveWindow:     1 << 20,

@@ -16,24 +16,12 @@ package transport
 //
 // A node's candidates are the address its relay saw it at (its public NAT
 // mapping) and the addresses of its own interfaces with its socket's port
-// (the same-LAN shortcut). Each side then sends pings from its one UDP
-// socket — the one whose NAT mapping the relay saw — to every candidate of
-// the other. Outbound pings open each side's NAT for the other's pings
-// (hole punching); the first pong proves a path both ways.
-//
-//	ping, node → node, straight over UDP
-//	  type     uint8    0x04
-//	  src      [8]byte  sender's Endpoint
-//	  dst      [8]byte  receiver's Endpoint
-//	  txid     [8]byte  random
-//	  mac      [16]byte HMAC-SHA256(secret, all bytes before mac), truncated
-//
-//	pong: the same layout with type 0x05, src and dst swapped, the txid of
-//	the ping it answers, and its own mac.
-//
-//	data, node → node, straight over UDP
-//	  type     uint8    0x06
-//	  payload  …        one inner QUIC packet
+// (the same-LAN shortcut). Each side then sends pings (frame.go) from its
+// one UDP socket — the one whose NAT mapping the relay saw — to every
+// candidate of the other. Outbound pings open each side's NAT for the
+// other's pings (hole punching); the first pong proves a path both ways.
+// A ping or pong counts only if its MAC, keyed with the connection's
+// secret, checks out.
 //
 // A data frame is accepted only from an address that sent a valid ping or
 // pong for a live connection, and the inner QUIC packet inside is
@@ -50,70 +38,17 @@ package transport
 // address is the Endpoint, so streams stay open when the path changes.
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"net/netip"
-	"time"
 )
 
 const (
-	frameDiscoPing = 0x04
-	frameDiscoPong = 0x05
-	frameDirect    = 0x06
-
-	discoLen = 1 + 8 + 8 + 8 + 16
-
 	msgCandidates = 0x01
 	maxCandidates = 16
 
 	discoLabel = "tunnel disco v1"
 )
-
-// Timings of direct paths.
-const (
-	pathHeartbeat = 2 * time.Second
-	pathTrust     = 6500 * time.Millisecond
-	probeInterval = 5 * time.Second
-)
-
-type discoMsg struct {
-	typ      byte
-	src, dst Endpoint
-	txid     uint64
-}
-
-func appendDisco(b []byte, m discoMsg, secret []byte) []byte {
-	start := len(b)
-	b = append(b, m.typ)
-	b = binary.BigEndian.AppendUint64(b, uint64(m.src))
-	b = binary.BigEndian.AppendUint64(b, uint64(m.dst))
-	b = binary.BigEndian.AppendUint64(b, m.txid)
-	mac := hmac.New(sha256.New, secret)
-	mac.Write(b[start:])
-	return mac.Sum(b)[:start+discoLen]
-}
-
-// parseDisco reads the header of a ping or pong without checking its MAC,
-// so that the receiver can find the secret by the sender's Endpoint.
-func parseDisco(b []byte) (discoMsg, bool) {
-	if len(b) != discoLen || (b[0] != frameDiscoPing && b[0] != frameDiscoPong) {
-		return discoMsg{}, false
-	}
-	return discoMsg{
-		typ:  b[0],
-		src:  Endpoint(binary.BigEndian.Uint64(b[1:9])),
-		dst:  Endpoint(binary.BigEndian.Uint64(b[9:17])),
-		txid: binary.BigEndian.Uint64(b[17:25]),
-	}, true
-}
-
-func discoMACOK(b, secret []byte) bool {
-	mac := hmac.New(sha256.New, secret)
-	mac.Write(b[:discoLen-16])
-	return hmac.Equal(mac.Sum(nil)[:16], b[discoLen-16:])
-}
 
 func appendCandidates(b []byte, cands []netip.AddrPort) []byte {
 	if len(cands) > maxCandidates {

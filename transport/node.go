@@ -19,9 +19,9 @@ import (
 // Node is one process's presence on the network: its key, its Endpoint, its
 // UDP socket, the outer QUIC transport it reaches relays with, and the inner
 // QUIC transport its end-to-end connections run on. Inner packets to a peer
-// take its direct path when one is confirmed (disco.go) and the current
-// relay (SetRelay) otherwise; with neither they are dropped, as a network
-// without a route would, and QUIC retransmits.
+// take its direct path when one is confirmed (disco.go) and the relay its
+// routing table names (SetRoutes) otherwise; with neither they are dropped,
+// as a network without a route would, and QUIC retransmits.
 type Node struct {
 	key      *identity.Key
 	endpoint Endpoint
@@ -29,38 +29,38 @@ type Node struct {
 	outer    *quic.Transport
 	inner    *quic.Transport
 	innerPC  *innerConn
-	relay    atomic.Pointer[netip.AddrPort]
+	routes   atomic.Pointer[routes]
+	gone     chan Endpoint
+	mode     atomic.Int32 // PathMode
+	observed atomic.Pointer[netip.AddrPort]
+	wg       sync.WaitGroup
+
+	// Lock order: pathMu before path.mu, and pathMu before addrMu;
+	// path.mu and addrMu are never held together. The packet path takes
+	// pathMu for reading only, and nothing is held while it writes to the
+	// socket.
+	pathMu sync.RWMutex
+	paths  map[Endpoint]*path
+	byAddr map[netip.AddrPort]*path // direct addresses proved by ping or pong
+	conns  map[*quic.Conn]*tracked
 
 	addrMu sync.Mutex
 	addrs  map[Endpoint]*net.UDPAddr
-
-	gone atomic.Pointer[func(Endpoint)]
-
-	// Peers homed on another rendezvous node than this node's relay
-	// (DialPeerVia): their relay frames go to that node. nVia counts the
-	// entries of via and of extra, so that the one-relay path checks
-	// nothing more.
-	viaMu sync.RWMutex
-	via   map[Endpoint]viaRoute
-	extra map[netip.AddrPort]int // relays, besides the current one, frames are accepted from
-	nVia  atomic.Int32
-
-	mode     atomic.Int32 // PathMode
-	observed atomic.Pointer[netip.AddrPort]
-	pathMu   sync.RWMutex
-	paths    map[Endpoint]*path
-	byAddr   map[netip.AddrPort]*path // direct addresses proved by ping or pong
-	conns    map[*quic.Conn]*tracked
-	wg       sync.WaitGroup
 
 	// Bytes of inner traffic, for status and metrics.
 	RelayedIn, RelayedOut atomic.Uint64
 }
 
+// goneQueue bounds the gone notices waiting to be read (Gone): more than
+// that in a burst are dropped, and the sender's next packet brings another.
+const goneQueue = 64
+
 // NewNode opens a node's socket on listen (usually ":0").
 func NewNode(key *identity.Key, listen string) (*Node, error) {
 	n := &Node{key: key, endpoint: NewEndpoint(), addrs: make(map[Endpoint]*net.UDPAddr),
-		paths: make(map[Endpoint]*path), byAddr: make(map[netip.AddrPort]*path), conns: make(map[*quic.Conn]*tracked)}
+		paths: make(map[Endpoint]*path), byAddr: make(map[netip.AddrPort]*path), conns: make(map[*quic.Conn]*tracked),
+		gone: make(chan Endpoint, goneQueue)}
+	n.routes.Store(noRoutes)
 	sock, err := ListenSocket(listen, n.receive)
 	if err != nil {
 		return nil, err
@@ -91,12 +91,6 @@ func (n *Node) SetMode(m PathMode) { n.mode.Store(int32(m)) }
 // Mode returns the path mode.
 func (n *Node) Mode() PathMode { return PathMode(n.mode.Load()) }
 
-// SetRelay sets the relay that carries inner packets.
-func (n *Node) SetRelay(addr netip.AddrPort) {
-	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
-	n.relay.Store(&addr)
-}
-
 // DialRelay opens the outer QUIC connection to a relay. expect, if not
 // zero, is the relay's ID; a relay proving another key fails the handshake.
 func (n *Node) DialRelay(ctx context.Context, addr netip.AddrPort, expect identity.ID) (*quic.Conn, error) {
@@ -121,118 +115,6 @@ func (n *Node) DialPeer(ctx context.Context, id identity.ID, ep Endpoint) (*quic
 	}
 	n.track(c, ep)
 	return c, nil
-}
-
-// DialPeerVia is DialPeer for a peer homed on another rendezvous node than
-// this node's relay: its relay frames go to relay, to which this node must
-// hold a registered outer connection (AddRelay) for as long as the
-// connection lives. The route is forgotten when the connection ends.
-func (n *Node) DialPeerVia(ctx context.Context, id identity.ID, ep Endpoint, relay netip.AddrPort) (*quic.Conn, error) {
-	relay = netip.AddrPortFrom(relay.Addr().Unmap(), relay.Port())
-	n.viaMu.Lock()
-	if n.via == nil {
-		n.via = make(map[Endpoint]viaRoute)
-	}
-	cur, ok := n.via[ep]
-	if !ok {
-		n.nVia.Add(1)
-	}
-	if cur.relay != relay {
-		cur = viaRoute{relay: relay}
-	}
-	cur.refs++
-	n.via[ep] = cur
-	n.viaMu.Unlock()
-	c, err := n.DialPeer(ctx, id, ep)
-	if err != nil {
-		n.dropVia(ep, relay)
-		return nil, err
-	}
-	context.AfterFunc(c.Context(), func() { n.dropVia(ep, relay) })
-	return c, nil
-}
-
-// viaRoute is the relay of a peer dialed with DialPeerVia, and how many
-// connections use it.
-type viaRoute struct {
-	relay netip.AddrPort
-	refs  int
-}
-
-func (n *Node) dropVia(ep Endpoint, relay netip.AddrPort) {
-	n.viaMu.Lock()
-	if cur, ok := n.via[ep]; ok && cur.relay == relay {
-		cur.refs--
-		if cur.refs > 0 {
-			n.via[ep] = cur
-		} else {
-			delete(n.via, ep)
-			n.nVia.Add(-1)
-		}
-	}
-	n.viaMu.Unlock()
-}
-
-// AddRelay accepts relay frames from relay besides the current one (see
-// DialPeerVia); each AddRelay is undone by one RemoveRelay.
-func (n *Node) AddRelay(relay netip.AddrPort) {
-	relay = netip.AddrPortFrom(relay.Addr().Unmap(), relay.Port())
-	n.viaMu.Lock()
-	if n.extra == nil {
-		n.extra = make(map[netip.AddrPort]int)
-	}
-	n.extra[relay]++
-	n.nVia.Add(1)
-	n.viaMu.Unlock()
-}
-
-// RemoveRelay undoes one AddRelay.
-func (n *Node) RemoveRelay(relay netip.AddrPort) {
-	relay = netip.AddrPortFrom(relay.Addr().Unmap(), relay.Port())
-	n.viaMu.Lock()
-	if c, ok := n.extra[relay]; ok {
-		if c <= 1 {
-			delete(n.extra, relay)
-		} else {
-			n.extra[relay] = c - 1
-		}
-		n.nVia.Add(-1)
-	}
-	n.viaMu.Unlock()
-}
-
-// relayFor returns the relay that carries frames to ep.
-func (n *Node) relayFor(ep Endpoint) (netip.AddrPort, bool) {
-	if n.nVia.Load() != 0 {
-		n.viaMu.RLock()
-		r, ok := n.via[ep]
-		live := ok && n.extra[r.relay] > 0
-		n.viaMu.RUnlock()
-		if live {
-			return r.relay, true
-		}
-		// The session to the peer's home node ended (the node died):
-		// try this node's relay, where the peer may have re-homed.
-	}
-	relay := n.relay.Load()
-	if relay == nil {
-		return netip.AddrPort{}, false
-	}
-	return *relay, true
-}
-
-// fromRelay reports whether frames from addr are relay frames.
-func (n *Node) fromRelay(addr netip.AddrPort) bool {
-	if relay := n.relay.Load(); relay != nil && addr == *relay {
-		return true
-	}
-	if n.nVia.Load() == 0 {
-		return false
-	}
-	n.viaMu.RLock()
-	_, ok := n.extra[addr]
-	n.viaMu.RUnlock()
-	return ok
 }
 
 // PeerListener accepts end-to-end connections.
@@ -317,23 +199,24 @@ func (n *Node) send(ep Endpoint, b []byte, seg int) {
 			}
 		}
 	}
-	relay, ok := n.relayFor(ep)
+	relay, ok := n.routes.Load().relayFor(ep)
 	if !ok {
 		return
 	}
 	var hdr [frameHeaderLen]byte
 	hdr[0] = frameToRelay
 	binary.BigEndian.PutUint64(hdr[1:], uint64(ep))
-	n.sock.WriteSegments(hdr[:], b, seg, relay)
+	n.sock.WriteSegments(hdr[:], b, seg, relay.Addr)
 	n.RelayedOut.Add(uint64(len(b)))
 }
 
 var directHeader = [1]byte{frameDirect}
 
-// OnGone sets the function called when the relay reports that an
-// Endpoint this node sent to is not attached there (the process left).
-// It runs on the socket's reader and must not block.
-func (n *Node) OnGone(f func(Endpoint)) { n.gone.Store(&f) }
+// Gone delivers the Endpoints a relay reported as not attached there
+// when this node sent to them (the process left, or the relay restarted
+// and it has not registered again yet). Its one reader is the owner of the
+// node's rendezvous sessions, which tells the two apart.
+func (n *Node) Gone() <-chan Endpoint { return n.gone }
 
 // receive takes a run of frames from the socket.
 func (n *Node) receive(run []byte, seg int, from netip.AddrPort) {
@@ -362,14 +245,15 @@ func (n *Node) receiveFrame(b []byte, from netip.AddrPort) {
 		n.innerPC.deliver(bp, m, p.addr)
 		return
 	}
-	if len(b) < frameHeaderLen || !n.fromRelay(from) {
+	if len(b) < frameHeaderLen || !n.routes.Load().accepts(from) {
 		return
 	}
 	src := Endpoint(binary.BigEndian.Uint64(b[1:9]))
 	switch {
 	case b[0] == frameGone:
-		if f := n.gone.Load(); f != nil {
-			(*f)(src)
+		select {
+		case n.gone <- src:
+		default:
 		}
 		return
 	case b[0] != frameFromRelay || len(b) == frameHeaderLen:

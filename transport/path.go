@@ -164,14 +164,30 @@ func (p *path) pong(txid uint64, from netip.AddrPort, now time.Time) bool {
 	return !fresh
 }
 
+// sent records a ping to be sent now, so that its pong counts, and forgets
+// the pings sent more than pingForget before now.
+func (p *path) sent(txid uint64, to netip.AddrPort, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id, sp := range p.pending {
+		if now.Sub(sp.sent) > pingForget {
+			delete(p.pending, id)
+		}
+	}
+	p.pending[txid] = sentPing{to, now}
+}
+
 // PeerInfo describes one end-to-end connection, for `tunnel status`.
 type PeerInfo struct {
 	ID       identity.ID
 	Endpoint Endpoint
 	// Direct is the peer's address on the direct path in use; invalid when
 	// the connection is relayed.
-	Direct   netip.AddrPort
-	Relay    netip.AddrPort // the relay carrying it when not direct
+	Direct netip.AddrPort
+	// Relay is the rendezvous node carrying it when it is not direct:
+	// the node's own, or the peer's home node for a peer dialed after a
+	// redirect.
+	Relay    RelayRoute
 	RTT      time.Duration
 	Streams  int64
 	BytesOut uint64
@@ -258,10 +274,9 @@ func (n *Node) runPath(c *quic.Conn, p *path) {
 	}
 	var sentCands []netip.AddrPort
 	var candsAt time.Time
-	probe := 250 * time.Millisecond
+	var pr prober
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	lastFull := time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -272,28 +287,60 @@ func (n *Node) runPath(c *quic.Conn, p *path) {
 		now := time.Now()
 		// Tell the peer our candidates when they change, and now and then
 		// in case a datagram was lost.
-		if cands := n.candidates(); !slices.Equal(cands, sentCands) || now.Sub(candsAt) > 10*time.Second {
+		if cands := n.candidates(); !slices.Equal(cands, sentCands) || now.Sub(candsAt) > candidatesEvery {
 			if err := c.SendDatagram(appendCandidates(nil, cands)); err == nil {
 				sentCands, candsAt = cands, now
 			}
 		}
 		best, ok := p.current(now)
-		if ok && now.Sub(lastFull) < 10*time.Second {
+		all, wait := pr.next(now, ok)
+		if all {
+			for _, a := range p.targets() {
+				n.ping(p, a)
+			}
+		} else {
 			n.ping(p, best)
-			timer.Reset(pathHeartbeat)
-			continue
 		}
-		for _, a := range p.targets() {
-			n.ping(p, a)
-		}
-		lastFull = now
-		if ok {
-			timer.Reset(pathHeartbeat)
-			continue
-		}
-		timer.Reset(probe)
-		probe = min(probe*2, probeInterval)
+		timer.Reset(wait)
 	}
+}
+
+// prober is runPath's probing schedule, apart from the socket and the
+// clock. The zero value is ready: nothing probed yet.
+type prober struct {
+	backoff  time.Duration // wait after the next unconfirmed round; 0 is probeFirst
+	lastFull time.Time     // the last round to every target
+}
+
+// next is called at each wake-up of runPath, with the time and whether a
+// direct path is confirmed then (path.current). It says whether to ping
+// every target (all) or only the confirmed path's address, and how long to
+// wait before the next call. A caller may rely on:
+//
+//   - the first call, and any call with confirmed false, is a round to
+//     every target (for any now after the zero Time plus fullProbeEvery,
+//     as time.Now always is);
+//   - while confirmed, a call is a heartbeat to the best address unless
+//     fullProbeEvery or more has passed since the last round to every
+//     target, and the wait is pathHeartbeat either way;
+//   - unconfirmed rounds wait probeFirst, then twice the previous wait,
+//     up to probeInterval; confirmed rounds do not advance the backoff and
+//     do not reset it, so after a confirmed path goes stale the backoff
+//     resumes where it stopped.
+func (s *prober) next(now time.Time, confirmed bool) (all bool, wait time.Duration) {
+	if confirmed && now.Sub(s.lastFull) < fullProbeEvery {
+		return false, pathHeartbeat
+	}
+	s.lastFull = now
+	if confirmed {
+		return true, pathHeartbeat
+	}
+	if s.backoff == 0 {
+		s.backoff = probeFirst
+	}
+	wait = s.backoff
+	s.backoff = min(s.backoff*2, probeInterval)
+	return true, wait
 }
 
 func (n *Node) ping(p *path, to netip.AddrPort) {
@@ -304,15 +351,7 @@ func (n *Node) ping(p *path, to netip.AddrPort) {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	txid := binary.BigEndian.Uint64(b[:])
-	now := time.Now()
-	p.mu.Lock()
-	for id, sp := range p.pending {
-		if now.Sub(sp.sent) > 2*probeInterval {
-			delete(p.pending, id)
-		}
-	}
-	p.pending[txid] = sentPing{to, now}
-	p.mu.Unlock()
+	p.sent(txid, to, time.Now())
 	msg := appendDisco(make([]byte, 0, discoLen), discoMsg{frameDiscoPing, n.endpoint, p.ep, txid}, secret)
 	_ = n.sock.WriteTo(msg, to)
 }
@@ -377,8 +416,8 @@ func (n *Node) candidates() []netip.AddrPort {
 	// A node whose relay is on loopback can only meet peers on this
 	// machine: offer loopback, and nothing that would send probes onto a
 	// network for nothing.
-	relay := n.relay.Load()
-	loopbackOnly := relay != nil && relay.Addr().IsLoopback()
+	home := n.routes.Load().home
+	loopbackOnly := !home.IsZero() && home.Addr.Addr().IsLoopback()
 	addrs, err := net.InterfaceAddrs()
 	if err != nil {
 		return out
@@ -421,13 +460,13 @@ func (n *Node) WaitDirect(ctx context.Context, ep Endpoint) error {
 	p := n.paths[ep]
 	n.pathMu.RUnlock()
 	if p == nil {
-		return fmt.Errorf("no connection to endpoint %s", ep)
+		return fmt.Errorf("%w: no connection to endpoint %s", ErrNoDirectPath, ep)
 	}
 	select {
 	case <-p.direct:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("no direct path to endpoint %s: %w", ep, ctx.Err())
+		return fmt.Errorf("%w to endpoint %s: %w", ErrNoDirectPath, ep, ctx.Err())
 	}
 }
 
@@ -449,10 +488,7 @@ func (n *Node) Peers() []PeerInfo {
 		ts = append(ts, t)
 	}
 	n.pathMu.RUnlock()
-	var relay netip.AddrPort
-	if r := n.relay.Load(); r != nil {
-		relay = *r
-	}
+	rt := n.routes.Load()
 	now := time.Now()
 	out := make([]PeerInfo, 0, len(ts))
 	for _, t := range ts {
@@ -462,7 +498,7 @@ func (n *Node) Peers() []PeerInfo {
 		if a, ok := t.path.current(now); ok && n.Mode() != PathRelay {
 			info.Direct = a
 		} else {
-			info.Relay = relay
+			info.Relay, _ = rt.relayFor(t.path.ep)
 		}
 		out = append(out, info)
 	}

@@ -1,25 +1,12 @@
 package transport
 
-// Relay frames: how end-to-end packets cross a rendezvous node.
+// The relay: how end-to-end packets cross a rendezvous node.
 //
 // Every node keeps one QUIC connection to its relay (outer) on the same UDP
 // socket it uses for everything else, and registers an Endpoint there. The
 // end-to-end QUIC packets (inner) between two nodes travel as the payload
-// of relay frames, sent as plain UDP datagrams on that same socket:
-//
-//	toRelay, node → relay
-//	  type     uint8     0x01
-//	  dst      [8]byte   Endpoint of the receiving node, big-endian
-//	  payload  …         one inner QUIC packet, opaque to the relay
-//
-//	fromRelay, relay → node
-//	  type     uint8     0x02
-//	  src      [8]byte   Endpoint of the sending node
-//	  payload  …         the same bytes, unchanged
-//
-// The first byte of a frame has its two top bits clear, which a QUIC packet
-// never has (RFC 9000 §17: long headers set 0x80, short headers set the fixed
-// bit 0x40), so a socket tells frames from QUIC by the first byte.
+// of relay frames (toRelay, fromRelay and gone; their layout is in
+// frame.go), sent as plain UDP datagrams on that same socket.
 //
 // The relay accepts a toRelay frame only from the UDP address of a node
 // registered over its outer connection (the registration proved the node's
@@ -29,10 +16,6 @@ package transport
 // reflects traffic to an address that did not register. The payload is an
 // inner QUIC packet that the relay can neither read nor forge: forging would
 // need the two nodes' session keys.
-//
-//	gone, relay → node
-//	  type     uint8     0x03
-//	  dst      [8]byte   an Endpoint the node sent to that is not attached
 //
 // A gone frame lets a client drop a connection to a device process that
 // has left (or restarted as a new Endpoint) at once, instead of waiting for
@@ -57,14 +40,6 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/tunnel-dev/tunnel/peer/identity"
-)
-
-// Frame types.
-const (
-	frameToRelay   = 0x01
-	frameFromRelay = 0x02
-	frameGone      = 0x03
-	frameHeaderLen = 9
 )
 
 // Relay forwards relay frames between the endpoints attached to it.

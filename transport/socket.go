@@ -42,11 +42,6 @@ type Socket struct {
 	nSmall  atomic.Int32
 }
 
-// smallPathFor is how long a destination whose path MTU was below our
-// datagrams gets plain writes before GSO is tried again (a route change,
-// or a path switch that made the path larger).
-const smallPathFor = time.Minute
-
 // ListenSocket opens a UDP socket on addr ("127.0.0.1:0", ":7443", …) and
 // starts its reader. frame may be nil (frames are then dropped).
 func ListenSocket(addr string, frame FrameHandler) (*Socket, error) {

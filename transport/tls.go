@@ -64,27 +64,34 @@ func PeerID(cs tls.ConnectionState) (identity.ID, error) {
 // client certificate and accepts any Ed25519 key: callers learn who the
 // peer is from PeerID and decide what it may do.
 func ServerTLS(k *identity.Key, alpn string) (*tls.Config, error) {
-	cert, err := certificate(k)
+	c, err := baseTLS(k, alpn, identity.ID{})
 	if err != nil {
 		return nil, err
 	}
-	return &tls.Config{
-		MinVersion:             tls.VersionTLS13,
-		Certificates:           []tls.Certificate{cert},
-		ClientAuth:             tls.RequireAnyClientCert,
-		NextProtos:             []string{alpn},
-		SessionTicketsDisabled: true,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			_, err := PeerID(cs)
-			return err
-		},
-	}, nil
+	c.ClientAuth = tls.RequireAnyClientCert
+	c.SessionTicketsDisabled = true
+	return c, nil
 }
 
 // ClientTLS is the TLS configuration of the dialing side. When expect is not
 // the zero ID the handshake fails unless the peer proves that key, with an
 // error wrapping ErrPeerMismatch.
 func ClientTLS(k *identity.Key, alpn string, expect identity.ID) (*tls.Config, error) {
+	c, err := baseTLS(k, alpn, expect)
+	if err != nil {
+		return nil, err
+	}
+	// The chain is not what we trust; the key is, checked in
+	// VerifyConnection.
+	c.InsecureSkipVerify = true
+	c.ServerName = "tunnel"
+	return c, nil
+}
+
+// baseTLS is what both sides share: TLS 1.3, k's certificate, alpn, and a
+// VerifyConnection that requires an Ed25519 peer key — expect's, unless
+// expect is zero.
+func baseTLS(k *identity.Key, alpn string, expect identity.ID) (*tls.Config, error) {
 	cert, err := certificate(k)
 	if err != nil {
 		return nil, err
@@ -93,9 +100,6 @@ func ClientTLS(k *identity.Key, alpn string, expect identity.ID) (*tls.Config, e
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{cert},
 		NextProtos:   []string{alpn},
-		// The chain is not what we trust; the key is, checked below.
-		InsecureSkipVerify: true,
-		ServerName:         "tunnel",
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			got, err := PeerID(cs)
 			if err != nil {

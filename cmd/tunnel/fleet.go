@@ -5,10 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -139,9 +136,9 @@ valid only together with the member's own key. The member installs it with
 			if err != nil {
 				return usagef("fleet add: MEMBER_ID: %w", err)
 			}
-			validFor, err := parseExpires(c.String("expires"))
+			validFor, err := fleet.ParseValidity(c.String("expires"))
 			if err != nil {
-				return err
+				return usagef("--expires: %w", err)
 			}
 			key, err := fleet.LoadKey(c.String("home"))
 			if err != nil {
@@ -151,14 +148,13 @@ valid only together with the member's own key. The member installs it with
 			if err != nil {
 				return err
 			}
-			out := c.String("out")
-			if out == "" {
-				_, err = c.App.Writer.Write(cred.Marshal())
-			} else {
-				err = writeCredentialFile(out, cred.Marshal())
+			if out := c.String("out"); out != "" {
+				err = fleet.Save(out, cred)
+			} else if _, err = c.App.Writer.Write(cred.Marshal()); err != nil {
+				err = fmt.Errorf("write credential for %s: %w", member, err)
 			}
 			if err != nil {
-				return fmt.Errorf("write credential for %s: %w", member, err)
+				return err
 			}
 			fmt.Fprintf(c.App.ErrWriter, "issued a credential of fleet %s for %s, valid until %s\n",
 				cred.Fleet.Short(), member, cred.ValidBefore.Format(time.RFC3339))
@@ -200,61 +196,6 @@ func setFlagsAfterArgs(c *cli.Context, args []string) error {
 	return nil
 }
 
-// maxValidityDays keeps a validity in days within a time.Duration.
-const maxValidityDays = math.MaxInt64 / int64(24*time.Hour)
-
-// parseExpires parses --expires: a Go duration, or a whole number of days
-// with the suffix d (which Go durations lack).
-func parseExpires(s string) (time.Duration, error) {
-	var d time.Duration
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.ParseInt(days, 10, 64)
-		if err != nil || n > maxValidityDays {
-			return 0, usagef("--expires %q: want a duration such as 720h or a number of days such as 30d", s)
-		}
-		d = time.Duration(n) * 24 * time.Hour
-	} else {
-		var err error
-		if d, err = time.ParseDuration(s); err != nil {
-			return 0, usagef("--expires %q: want a duration such as 720h or a number of days such as 30d", s)
-		}
-	}
-	if d <= 0 {
-		return 0, usagef("--expires %q: must be more than zero", s)
-	}
-	return d, nil
-}
-
-// writeCredentialFile replaces path with data (mode 0644: a credential is
-// not secret), so that a reader never sees half a credential.
-func writeCredentialFile(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
-
-// maxCredentialFile bounds what join reads: a credential is a few hundred
-// bytes, and stdin may be anything.
-const maxCredentialFile = 64 << 10
-
 func fleetJoinCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "join",
@@ -280,16 +221,11 @@ present it to devices of that fleet.`,
 			} else {
 				name = "standard input"
 			}
-			data, err := io.ReadAll(io.LimitReader(r, maxCredentialFile+1))
-			if err != nil {
-				return fmt.Errorf("read credential from %s: %w", name, err)
-			}
-			if len(data) > maxCredentialFile {
-				return usagef("read credential from %s: more than %d bytes; a credential is one line", name, maxCredentialFile)
-			}
-			cred, err := fleet.Parse(data)
-			if err != nil {
+			cred, err := fleet.Read(r)
+			if errors.Is(err, fleet.ErrBadCredential) {
 				return usagef("read credential from %s: %w", name, err)
+			} else if err != nil {
+				return fmt.Errorf("read credential from %s: %w", name, err)
 			}
 			key, err := identity.LoadOrCreate(c.String("home"))
 			if err != nil {
@@ -336,21 +272,9 @@ file among the credentials is reported after the others are listed.`,
 			now := time.Now()
 			list := make([]heldCredential, 0, len(held))
 			for _, cred := range held {
-				status := "valid"
-				switch {
-				case now.Before(cred.ValidAfter):
-					status = "not-yet-valid"
-				case !now.Before(cred.ValidBefore):
-					status = "expired"
-				}
-				list = append(list, heldCredential{
-					Fleet:      cred.Fleet.String(),
-					Member:     cred.Member.String(),
-					ValidAfter: cred.ValidAfter.Format(time.RFC3339),
-					ValidUntil: cred.ValidBefore.Format(time.RFC3339),
-					Status:     status,
-					Serial:     cred.Serial,
-				})
+				list = append(list, heldCredential{Fleet: cred.Fleet.String(), Member: cred.Member.String(),
+					ValidAfter: cred.ValidAfter.Format(time.RFC3339), ValidUntil: cred.ValidBefore.Format(time.RFC3339),
+					Status: cred.State(now), Serial: cred.Serial})
 			}
 			var err error
 			if c.Bool("json") {

@@ -223,22 +223,3 @@ func TestFleetCLIUsageErrors(t *testing.T) {
 		}
 	}
 }
-
-func TestParseExpires(t *testing.T) {
-	good := map[string]time.Duration{
-		"30d":   30 * 24 * time.Hour,
-		"1d":    24 * time.Hour,
-		"2160h": fleet.DefaultValidity,
-		"90m":   90 * time.Minute,
-	}
-	for in, want := range good {
-		if got, err := parseExpires(in); err != nil || got != want {
-			t.Errorf("parseExpires(%q) = %v, %v; want %v", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"", "0", "0d", "0s", "-1d", "-1h", "d", "1.5d", "30 d", "1w", "99999999999d"} {
-		if _, err := parseExpires(in); !isUsageError(err) {
-			t.Errorf("parseExpires(%q) = %v, want a usage error", in, err)
-		}
-	}
-}

@@ -1,17 +1,11 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
-	"errors"
-	"fmt"
-	"math"
-	"net"
-	"sync"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/tunnel-dev/tunnel/socks"
+	"github.com/tunnel-dev/tunnel/cmd/roles"
 	"github.com/tunnel-dev/tunnel/socks/gateway"
 )
 
@@ -63,177 +57,49 @@ Without --relay it uses the rendezvous node at 127.0.0.1:7443.`,
 	}
 }
 
-// gatewayConfig is what the flags ask for, checked.
-type gatewayConfig struct {
-	socks, http, https string
-	domain             string
-	tls                *tls.Config
-	limits             gateway.Limits
-}
-
-func gatewayFlags(c *cli.Context) (gatewayConfig, error) {
-	var g gatewayConfig
-	if c.Args().Len() > 0 {
-		return g, usagef("gateway takes no arguments, got %q", c.Args().First())
-	}
-	g.socks, g.http, g.https = c.String("socks"), c.String("http"), c.String("https")
-	if g.socks == "" && g.http == "" && g.https == "" {
-		return g, usagef("gateway serves nothing: give --socks, --http or --https")
-	}
-	for _, f := range []struct{ name, v string }{{"--socks", g.socks}, {"--http", g.http}, {"--https", g.https}} {
-		if f.v == "" {
-			continue
-		}
-		if err := checkHostPort(f.name, f.v); err != nil {
-			return g, err
-		}
-	}
-	if d := c.String("domain"); d != "" {
-		dom, err := gateway.CheckDomain(d)
-		if err != nil {
-			return g, usagef("--domain: %v", err)
-		}
-		g.domain = dom
-	} else if g.http != "" || g.https != "" {
-		return g, usagef("--http and --https need --domain (devices are <device-id>.DOMAIN)")
+// gatewayFlags turns the flags into the gateway's config, checked.
+func gatewayFlags(c *cli.Context) (roles.GatewayConfig, error) {
+	g := roles.GatewayConfig{Home: c.String("home"), SOCKS: c.String("socks"), HTTP: c.String("http"), HTTPS: c.String("https"),
+		Domain: c.String("domain"), Limits: gateway.Limits{ConnRate: c.Float64("rate-conn"),
+			MaxStreams: c.Int("max-streams"), MaxTotal: c.Int("max-total")}}
+	if err := noArgs(c); err != nil {
+		return g, err
 	}
 	cert, key := c.String("tls-cert"), c.String("tls-key")
 	switch {
-	case g.https != "" && (cert == "" || key == ""):
-		return g, usagef("--https needs both --tls-cert and --tls-key (a certificate for *.%s)", g.domain)
-	case g.https == "" && (cert != "" || key != ""):
+	case g.HTTPS != "" && (cert == "" || key == ""):
+		return g, usagef("--https needs both --tls-cert and --tls-key (a certificate for *.%s)", g.Domain)
+	case g.HTTPS == "" && (cert != "" || key != ""):
 		return g, usagef("--tls-cert and --tls-key are used only with --https")
-	case g.https != "":
+	case g.HTTPS != "":
 		pair, err := tls.LoadX509KeyPair(cert, key)
 		if err != nil {
 			return g, usagef("--tls-cert %q, --tls-key %q: %v", cert, key, err)
 		}
-		g.tls = &tls.Config{Certificates: []tls.Certificate{pair}}
+		g.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
 	}
-	rate := c.Float64("rate-conn")
-	if !(rate > 0) || math.IsInf(rate, 0) {
-		return g, usagef("--rate-conn %v: want a number of connections per second above 0", rate)
+	if err := g.Check(); err != nil {
+		return g, usageError{err}
 	}
-	g.limits = gateway.Limits{ConnRate: rate, ConnBurst: max(1, int(math.Ceil(2*rate))),
-		MaxStreams: c.Int("max-streams"), MaxTotal: c.Int("max-total")}
-	if g.limits.MaxStreams < 1 {
-		return g, usagef("--max-streams %d: want at least 1", g.limits.MaxStreams)
+	var err error
+	if g.Relays, err = relays(c, defaultRelay); err != nil {
+		return g, err
 	}
-	if g.limits.MaxTotal < 1 {
-		return g, usagef("--max-total %d: want at least 1", g.limits.MaxTotal)
-	}
-	return g, nil
+	g.Path, err = pathMode(c)
+	return g, err
 }
 
 func runGateway(c *cli.Context) error {
-	g, err := gatewayFlags(c)
+	cfg, err := gatewayFlags(c)
 	if err != nil {
 		return err
 	}
-	relay, err := relayAddr(c, defaultRelay)
+	if cfg.Log, cfg.Key, err = loggerAndKey(c); err != nil {
+		return err
+	}
+	g, err := roles.StartGateway(c.Context, cfg)
 	if err != nil {
 		return err
 	}
-	mode, err := pathMode(c)
-	if err != nil {
-		return err
-	}
-	log, key, err := loggerAndKey(c)
-	if err != nil {
-		return err
-	}
-	if g.tls != nil {
-		// A certificate that does not cover device names is a mistake an
-		// operator wants to hear about, but not a reason to refuse to run.
-		leaf := g.tls.Certificates[0].Leaf
-		if leaf != nil && leaf.VerifyHostname(key.ID().String()+"-8080."+g.domain) != nil {
-			log.Warn().Strs("names", leaf.DNSNames).Str("want", "*."+g.domain).
-				Msg("the TLS certificate does not cover <device-id>." + g.domain)
-		}
-	}
-
-	// Listen on everything first, so that a taken port fails before anything
-	// starts. Serve owns a listener from then on.
-	type front struct {
-		name, addr string
-		ln         net.Listener
-	}
-	fronts := []*front{{name: "socks", addr: g.socks}, {name: "http", addr: g.http}, {name: "https", addr: g.https}}
-	for _, f := range fronts {
-		if f.addr == "" {
-			continue
-		}
-		if f.ln, err = net.Listen("tcp", f.addr); err != nil {
-			for _, o := range fronts {
-				if o.ln != nil {
-					o.ln.Close()
-				}
-			}
-			return fmt.Errorf("listen for %s on %s: %w", f.name, f.addr, err)
-		}
-	}
-
-	n, err := startNode(c.Context, key, relay, false, mode, log)
-	if err != nil {
-		for _, f := range fronts {
-			if f.ln != nil {
-				f.ln.Close()
-			}
-		}
-		return err
-	}
-	defer n.close()
-	// No Credential: a public gateway must never present a fleet
-	// membership, or strangers would inherit it.
-	dialer := &socks.TunnelDialer{Node: n.Node, Resolver: n.resolver, Log: log}
-	defer dialer.Close()
-	stopStatus := serveStatus(c.Context, c.String("home"), "gateway", n, log)
-	defer stopStatus()
-
-	lim := gateway.NewLimiter(g.limits)
-	ctx, cancel := context.WithCancel(c.Context)
-	defer cancel()
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
-	run := func(name string, serve func() error) {
-		wg.Go(func() {
-			if err := serve(); err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = fmt.Errorf("%s: %w", name, err)
-				}
-				mu.Unlock()
-				cancel() // one front failing stops the others
-			}
-		})
-	}
-	ev := log.Info().Str("id", key.ID().String()).Str("relay", relay.String())
-	httpHandler := &gateway.HTTP{Domain: g.domain, Dialer: dialer, Limiter: lim, Log: log}
-	for _, f := range fronts {
-		if f.ln == nil {
-			continue
-		}
-		ev = ev.Str(f.name, f.ln.Addr().String())
-		switch f.name {
-		case "socks":
-			s := &gateway.SOCKS{Dialer: dialer, Limiter: lim, Log: log}
-			run(f.name, func() error { return s.Serve(ctx, f.ln) })
-		case "http":
-			run(f.name, func() error { return httpHandler.Serve(ctx, f.ln, nil) })
-		case "https":
-			run(f.name, func() error { return httpHandler.Serve(ctx, f.ln, g.tls) })
-		}
-	}
-	if g.domain != "" {
-		ev = ev.Str("domain", g.domain)
-	}
-	ev.Float64("rate_conn", g.limits.ConnRate).Int("burst", g.limits.ConnBurst).
-		Int("max_streams", g.limits.MaxStreams).Int("max_total", g.limits.MaxTotal).Msg("gateway listening")
-	wg.Wait()
-	log.Info().Msg("gateway stopped")
-	if firstErr != nil && !errors.Is(firstErr, context.Canceled) {
-		return firstErr
-	}
-	return nil
+	return g.Wait()
 }

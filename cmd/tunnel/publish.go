@@ -2,14 +2,12 @@ package main
 
 import (
 	"fmt"
-	"slices"
-	"strconv"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/tunnel-dev/tunnel/cmd/roles"
 	"github.com/tunnel-dev/tunnel/peer"
 	"github.com/tunnel-dev/tunnel/peer/identity"
-	"github.com/tunnel-dev/tunnel/transport"
 )
 
 // multiFlag collects every occurrence of a flag verbatim (urfave's
@@ -56,32 +54,22 @@ itself. Find this device's ID with 'tunnel id'.`,
 			if c.Args().Len() > 0 {
 				return usagef("unexpected argument %q (port specs go after -public)", c.Args().First())
 			}
-			ports, fleetID, err := parsePorts(c)
+			cfg := roles.DeviceConfig{Home: c.String("home")}
+			var err error
+			if cfg.Ports, cfg.Fleet, err = parsePorts(c); err != nil {
+				return err
+			}
+			if cfg.Relays, err = relays(c, defaultRelay); err != nil {
+				return err
+			}
+			if cfg.Log, cfg.Key, err = loggerAndKey(c); err != nil {
+				return err
+			}
+			d, err := roles.StartDevice(c.Context, cfg)
 			if err != nil {
 				return err
 			}
-			relay, err := relayAddr(c, defaultRelay)
-			if err != nil {
-				return err
-			}
-			log, key, err := loggerAndKey(c)
-			if err != nil {
-				return err
-			}
-			n, err := startNode(c.Context, key, relay, true, transport.PathAuto, log)
-			if err != nil {
-				return err
-			}
-			defer n.close()
-			stopStatus := serveStatus(c.Context, c.String("home"), "publish", n, log)
-			defer stopStatus()
-			ev := log.Info().Str("id", key.ID().String()).Str("name", key.ID().String()+".tunnel").Str("relay", relay.String())
-			for _, p := range ports {
-				ev = ev.Str(fmt.Sprintf("port_%d", p.Remote), p.Access.String()+" "+p.Target)
-			}
-			ev.Msg("publishing")
-			agent := &peer.Agent{Node: n.Node, Ports: ports, Fleet: fleetID, Log: log}
-			return agent.Serve(c.Context)
+			return d.Wait()
 		},
 	}
 }
@@ -90,69 +78,15 @@ itself. Find this device's ID with 'tunnel id'.`,
 // -proxy-protocol. Everything is checked before anything starts: a bad
 // flag publishes nothing.
 func parsePorts(c *cli.Context) ([]peer.Port, identity.ID, error) {
-	var fleetID identity.ID
-	var ports []peer.Port
-	seen := map[uint16]string{}
-	add := func(flag, arg string, p peer.Port) error {
-		desc := "-" + flag + " " + arg
-		if prev, dup := seen[p.Remote]; dup {
-			return usagef("port %d published twice (%s and %s)", p.Remote, prev, desc)
-		}
-		seen[p.Remote] = desc
-		ports = append(ports, p)
-		return nil
-	}
-	for _, arg := range *c.Generic("public").(*multiFlag) {
-		p, err := peer.ParsePortSpec(arg)
-		if err != nil {
-			return nil, fleetID, usageError{err}
-		}
-		if err := add("public", arg, p); err != nil {
-			return nil, fleetID, err
-		}
-	}
-	for _, arg := range *c.Generic("private").(*multiFlag) {
-		p, err := peer.ParsePrivate(arg)
-		if err != nil {
-			return nil, fleetID, usageError{err}
-		}
-		if err := add("private", arg, p); err != nil {
-			return nil, fleetID, err
-		}
-	}
-	protected := *c.Generic("protected").(*multiFlag)
-	if f := c.String("fleet"); f != "" {
-		id, err := identity.ParseID(f)
-		if err != nil {
-			return nil, fleetID, usagef("--fleet: %w", err)
-		}
-		fleetID = id
-	} else if len(protected) > 0 {
-		return nil, fleetID, usagef("-protected ports need --fleet FLEET_ID (the fleet admin's 'tunnel fleet id')")
-	}
-	for _, arg := range protected {
-		p, err := peer.ParsePortSpec(arg)
-		if err != nil {
-			return nil, fleetID, usageError{err}
-		}
-		p.Access = peer.Protected
-		if err := add("protected", arg, p); err != nil {
-			return nil, fleetID, err
-		}
-	}
-	if len(ports) == 0 {
-		return nil, fleetID, usagef("nothing to publish: give at least one -public, -private or -protected SPEC (e.g. -public 22)")
-	}
-	for _, arg := range *c.Generic("proxy-protocol").(*multiFlag) {
-		port, err := strconv.ParseUint(arg, 10, 16)
-		if err != nil || port == 0 {
-			return nil, fleetID, usagef("-proxy-protocol %q: want a published port number", arg)
-		}
-		i := slices.IndexFunc(ports, func(p peer.Port) bool { return p.Remote == uint16(port) })
-		if i < 0 {
-			return nil, fleetID, usagef("-proxy-protocol %d: port %d is not published", port, port)
-		}
-		ports[i].ProxyProtocol = true
+	ports, fleetID, err := peer.Publish{
+		Public:        *c.Generic("public").(*multiFlag),
+		Private:       *c.Generic("private").(*multiFlag),
+		Protected:     *c.Generic("protected").(*multiFlag),
+		Fleet:         c.String("fleet"),
+		ProxyProtocol: *c.Generic("proxy-protocol").(*multiFlag),
+	}.Ports()
+	if err != nil {
+		return nil, fleetID, usageError{err}
 	}
 	return ports, fleetID, nil
 }

@@ -1,13 +1,9 @@
 package main
 
 import (
-	"fmt"
-	"net"
-	"net/netip"
-
 	"github.com/urfave/cli/v2"
 
-	"github.com/tunnel-dev/tunnel/socks"
+	"github.com/tunnel-dev/tunnel/cmd/roles"
 )
 
 func socksdCommand() *cli.Command {
@@ -36,85 +32,37 @@ refused by the device's service, 0x06 timeout, 0x07 command not supported.`,
 				Usage: "non-.tunnel hosts: reject, or direct (dial them; loopback listeners only)"},
 		},
 		Action: func(c *cli.Context) error {
-			if c.Args().Len() > 0 {
-				return usagef("socksd takes no arguments, got %q", c.Args().First())
-			}
-			listen := c.String("listen")
-			if err := checkHostPort("--listen", listen); err != nil {
+			if err := noArgs(c); err != nil {
 				return err
 			}
-			fallback := c.String("fallback")
-			switch fallback {
+			cfg := roles.ClientConfig{Home: c.String("home"), Listen: c.String("listen"), RelayListen: c.String("relay-listen")}
+			switch f := c.String("fallback"); f {
 			case "reject":
 			case "direct":
-				if !isLoopback(listen) {
-					return usagef("--fallback direct would make %s an open proxy: it is allowed only on a loopback --listen", listen)
-				}
+				cfg.FallbackDirect = true
 			default:
-				return usagef("--fallback %q: want reject or direct", fallback)
+				return usagef("--fallback %q: want reject or direct", f)
 			}
-			embedded := c.String("relay") == ""
-			if embedded {
-				if err := checkHostPort("--relay-listen", c.String("relay-listen")); err != nil {
+			var err error
+			if c.String("relay") != "" {
+				if cfg.Relays, err = relays(c, ""); err != nil {
 					return err
 				}
-			} else if _, err := relayAddr(c, ""); err != nil {
+			}
+			if cfg.Path, err = pathMode(c); err != nil {
 				return err
 			}
-			mode, err := pathMode(c)
+			if err := cfg.Check(); err != nil {
+				return usageError{err}
+			}
+			if cfg.Log, cfg.Key, err = loggerAndKey(c); err != nil {
+				return err
+			}
+			client, err := roles.StartClient(c.Context, cfg)
 			if err != nil {
 				return err
 			}
-			log, key, err := loggerAndKey(c)
-			if err != nil {
-				return err
-			}
-			ln, err := net.Listen("tcp", listen)
-			if err != nil {
-				return fmt.Errorf("listen for SOCKS clients on %s: %w", listen, err)
-			}
-			defer ln.Close()
-
-			var relay relayList
-			if embedded {
-				rn, err := startRelay(c.Context, key, c.String("relay-listen"), log)
-				if err != nil {
-					return err
-				}
-				defer rn.stop()
-				relay = relayList{{ID: key.ID(), HostPort: rn.dialAddr()}}
-			} else if relay, err = relayAddr(c, ""); err != nil {
-				return err
-			}
-			n, err := startNode(c.Context, key, relay, false, mode, log)
-			if err != nil {
-				return err
-			}
-			defer n.close()
-			dialer := &socks.TunnelDialer{Node: n.Node, Resolver: n.resolver, Log: log, Credential: credentials(c.String("home"))}
-			stopStatus := serveStatus(c.Context, c.String("home"), "socksd", n, log)
-			defer stopStatus()
-			if fallback == "direct" {
-				dialer.Fallback = socks.DirectFallback
-			}
-			defer dialer.Close()
-			log.Info().Str("listen", ln.Addr().String()).Str("relay", relay.String()).Str("id", key.ID().String()).
-				Str("fallback", fallback).Msg("socksd listening")
-			front := &socks.HTTPFront{Dial: dialer.Dial, Log: log, Listen: ln.Addr().String()}
-			srv := &socks.Server{Dial: dialer.Dial, Log: log, Other: front.ServeConn}
-			return srv.Serve(c.Context, ln)
+			return client.Wait()
 		},
 	}
-}
-
-func isLoopback(hostport string) bool {
-	host, _, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	a, err := netip.ParseAddr(host)
-	return err == nil && a.IsLoopback()
 }

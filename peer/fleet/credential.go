@@ -23,7 +23,7 @@ import (
 const DefaultValidity = 90 * 24 * time.Hour
 
 // MaxWireLen bounds the wire form of a credential, so that every credential
-// Parse accepts fits in a stream header (transport.MaxCredentialLen).
+// Parse accepts fits in a stream header (stream.MaxCredentialLen).
 const MaxWireLen = 8191
 
 // keyID is the certificate's KeyId when tunnel issues it. Nothing checks

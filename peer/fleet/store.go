@@ -3,9 +3,12 @@ package fleet
 import (
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,33 +33,75 @@ func Install(home string, c *Credential, self identity.ID) error {
 		return fmt.Errorf("install credential for fleet %s: %w", c.Fleet, err)
 	}
 	path := filepath.Join(dir, c.Fleet.String()+certSuffix)
-	// Write a temporary file and rename it over the old one, so a reader
-	// sees the old credential or the new one, never half of one. The
-	// temporary name starts with a dot, which Held skips.
-	tmp, err := os.CreateTemp(dir, "."+c.Fleet.String()+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("install credential for fleet %s: %w", c.Fleet, err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("install credential for fleet %s: %w", c.Fleet, err)
-	}
-	if _, err := tmp.Write(c.Marshal()); err != nil {
-		tmp.Close()
-		return fmt.Errorf("install credential for fleet %s: write %s: %w", c.Fleet, path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("install credential for fleet %s: write %s: %w", c.Fleet, path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("install credential for fleet %s: write %s: %w", c.Fleet, path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := identity.WriteFile(path, c.Marshal(), 0o600, true); err != nil {
 		return fmt.Errorf("install credential for fleet %s: %w", c.Fleet, err)
 	}
 	return nil
+}
+
+// Save writes c to path (mode 0644: a credential is not secret without
+// its member's key), replacing what was there, for the member to join.
+func Save(path string, c *Credential) error {
+	if err := identity.WriteFile(path, c.Marshal(), 0o644, true); err != nil {
+		return fmt.Errorf("write credential for %s: %w", c.Member, err)
+	}
+	return nil
+}
+
+// MaxFile bounds what Read takes: a credential is a few hundred bytes,
+// and standard input may be anything.
+const MaxFile = 64 << 10
+
+// Read reads and parses one credential from r (a file, or standard
+// input), at most MaxFile bytes.
+func Read(r io.Reader) (*Credential, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxFile {
+		return nil, malformed("more than %d bytes; a credential is one line", MaxFile)
+	}
+	return Parse(data)
+}
+
+// State says where now falls in c's validity: "valid", "expired" or
+// "not-yet-valid".
+func (c *Credential) State(now time.Time) string {
+	switch {
+	case now.Before(c.ValidAfter):
+		return "not-yet-valid"
+	case !now.Before(c.ValidBefore):
+		return "expired"
+	}
+	return "valid"
+}
+
+// maxValidityDays keeps a validity in days within a time.Duration.
+const maxValidityDays = math.MaxInt64 / int64(24*time.Hour)
+
+// ParseValidity parses how long a credential is valid: a Go duration
+// (720h), or a whole number of days with the suffix d (30d), which Go
+// durations lack. It must be more than zero.
+func ParseValidity(s string) (time.Duration, error) {
+	bad := fmt.Errorf("validity %q: want a duration such as 720h or a number of days such as 30d", s)
+	var d time.Duration
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseInt(days, 10, 64)
+		if err != nil || n > maxValidityDays {
+			return 0, bad
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil {
+			return 0, bad
+		}
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("validity %q: must be more than zero", s)
+	}
+	return d, nil
 }
 
 // Held returns every credential installed in home, sorted by fleet ID. A

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tunnel-dev/tunnel/peer/identity"
 )
 
 func TestInstallHeldFor(t *testing.T) {
@@ -148,5 +150,58 @@ func TestForChecksFleet(t *testing.T) {
 	}
 	if held, err := Held(home); err == nil || len(held) != 0 {
 		t.Fatalf("Held = %v, %v; want the misfiled credential reported", held, err)
+	}
+}
+
+func TestParseValidity(t *testing.T) {
+	good := map[string]time.Duration{
+		"30d":   30 * 24 * time.Hour,
+		"1d":    24 * time.Hour,
+		"2160h": DefaultValidity,
+		"90m":   90 * time.Minute,
+	}
+	for in, want := range good {
+		if got, err := ParseValidity(in); err != nil || got != want {
+			t.Errorf("ParseValidity(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "0", "0d", "0s", "-1d", "-1h", "d", "1.5d", "30 d", "1w", "99999999999d"} {
+		if _, err := ParseValidity(in); err == nil {
+			t.Errorf("ParseValidity(%q) accepted", in)
+		}
+	}
+}
+
+func TestSaveReadState(t *testing.T) {
+	fleetKey, _ := identity.Generate()
+	member, _ := identity.Generate()
+	now := time.Now()
+	c, err := Issue(fleetKey, member.ID(), time.Hour, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "m.cert")
+	if err := Save(path, c); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Fatalf("saved file: %v, %v; want mode 0644", fi, err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got, err := Read(f)
+	if err != nil || got.Member != member.ID() || got.Fleet != fleetKey.ID() {
+		t.Fatalf("Read: %+v, %v", got, err)
+	}
+	if _, err := Read(strings.NewReader(strings.Repeat("x", MaxFile+1))); !errors.Is(err, ErrBadCredential) {
+		t.Fatalf("oversized input: %v, want ErrBadCredential", err)
+	}
+	for at, want := range map[time.Time]string{now: "valid", now.Add(-time.Hour): "not-yet-valid", now.Add(2 * time.Hour): "expired"} {
+		if s := c.State(at); s != want {
+			t.Errorf("State(%v) = %s, want %s", at, s, want)
+		}
 	}
 }

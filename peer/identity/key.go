@@ -98,23 +98,35 @@ func LoadOrCreate(dir string) (*Key, error) {
 	return k, nil
 }
 
-// WriteKeyFile writes k to path as an OpenSSH private key, mode 0600. It
-// writes a temporary file and links it into place, so a full disk never
-// leaves a truncated key behind, and of two concurrent writers exactly one
-// wins: an existing path is never replaced (the error wraps fs.ErrExist).
+// WriteKeyFile writes k to path as an OpenSSH private key, mode 0600. Of
+// two concurrent writers exactly one wins: an existing path is never
+// replaced (the error wraps fs.ErrExist).
 func WriteKeyFile(path string, k *Key, comment string) error {
 	block, err := ssh.MarshalPrivateKey(k.priv, comment)
 	if err != nil {
 		return fmt.Errorf("encode key: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
-	if err != nil {
+	if err := WriteFile(path, pem.EncodeToMemory(block), 0o600, false); err != nil {
 		return fmt.Errorf("write key %s: %w", path, err)
 	}
+	return nil
+}
+
+// WriteFile writes data to path, whole or not at all: it writes a
+// temporary file beside path (its name starts with a dot), syncs it, and
+// then links it into place — failing with an error wrapping fs.ErrExist if
+// path exists — or, with replace, renames it over path. A full disk never
+// leaves a truncated file behind, and a reader sees the old content or the
+// new, never half.
+func WriteFile(path string, data []byte, mode os.FileMode, replace bool) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
 	defer os.Remove(tmp.Name())
-	err = tmp.Chmod(0o600)
+	err = tmp.Chmod(mode)
 	if err == nil {
-		_, err = tmp.Write(pem.EncodeToMemory(block))
+		_, err = tmp.Write(data)
 	}
 	if err == nil {
 		err = tmp.Sync()
@@ -123,10 +135,10 @@ func WriteKeyFile(path string, k *Key, comment string) error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("write key %s: %w", path, err)
+		return err
 	}
-	if err := os.Link(tmp.Name(), path); err != nil {
-		return fmt.Errorf("install key %s: %w", path, err)
+	if replace {
+		return os.Rename(tmp.Name(), path)
 	}
-	return nil
+	return os.Link(tmp.Name(), path)
 }

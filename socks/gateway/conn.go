@@ -34,7 +34,7 @@ func (gatewayAddr) Network() string { return "tunnel" }
 func (gatewayAddr) String() string  { return "gateway" }
 
 // errNoDeadline is returned by the deadline setters of a stream that has
-// none (a stream from socks.TunnelDialer hides its QUIC stream). net/http's
+// none (a stream from dialer.Dialer hides its QUIC stream). net/http's
 // client never sets deadlines on plain HTTP connections; the gateway bounds
 // its waits with contexts and its Transport's timeouts instead.
 var errNoDeadline = fmt.Errorf("tunnel stream deadlines: %w", errors.ErrUnsupported)

@@ -7,7 +7,7 @@
 //
 //   - SOCKS (SOCKS, on socks.Server): CONNECT to <id>.tunnel:PORT. Any other
 //     host — another name, an IP literal, even one sent as a name — is
-//     socks.ErrNotTunnel (0x02). There is no fallback.
+//     dialer.ErrNotTunnel (0x02). There is no fallback.
 //   - HTTP(S) (HTTP, on httputil.ReverseProxy): routed by Host (ParseHost):
 //     <id>.DOMAIN is the device's port 80, <id>-<port>.DOMAIN that port;
 //     one stream per request; HTTPS with a wildcard certificate for

@@ -48,6 +48,9 @@ const (
 	sweepEvery = time.Minute
 	// reportEvery is how often a refused source gets a log line.
 	reportEvery = 10 * time.Second
+	// capRetry is the Retry-After a client over an open-stream cap is
+	// given: a stream may end any time.
+	capRetry = time.Second
 )
 
 // LimitError is the error of a refused Acquire. It wraps ErrRateLimited.
@@ -137,9 +140,9 @@ func (l *Limiter) Acquire(ip netip.Addr) (release func(), err error) {
 	s := l.source(ip, now)
 	switch {
 	case l.streams >= l.limits.MaxTotal:
-		return nil, l.refuse(s, now, "total", time.Second)
+		return nil, l.refuse(s, now, "total", capRetry)
 	case s.streams >= l.limits.MaxStreams:
-		return nil, l.refuse(s, now, "streams", time.Second)
+		return nil, l.refuse(s, now, "streams", capRetry)
 	case !s.bucket.AllowN(now, 1):
 		// The time until the bucket holds a whole token again.
 		wait := time.Duration((1 - s.bucket.TokensAt(now)) / l.limits.ConnRate * float64(time.Second))
@@ -160,9 +163,9 @@ func (l *Limiter) AcquireConn(ip netip.Addr) (release func(), err error) {
 	s := l.source(ip, now)
 	switch {
 	case l.conns >= l.limits.MaxTotal:
-		return nil, l.refuse(s, now, "total", time.Second)
+		return nil, l.refuse(s, now, "total", capRetry)
 	case s.conns >= l.limits.MaxStreams:
-		return nil, l.refuse(s, now, "streams", time.Second)
+		return nil, l.refuse(s, now, "streams", capRetry)
 	}
 	s.conns++
 	l.conns++

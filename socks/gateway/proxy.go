@@ -21,13 +21,13 @@ import (
 
 	"github.com/tunnel-dev/tunnel/peer/identity"
 	"github.com/tunnel-dev/tunnel/resolver"
-	"github.com/tunnel-dev/tunnel/socks"
+	"github.com/tunnel-dev/tunnel/socks/dialer"
 	"github.com/tunnel-dev/tunnel/transport"
 )
 
-// Dialer opens streams to device ports; *socks.TunnelDialer is one. Its
-// errors wrap the resolver's and transport's sentinels, which decide the
-// status the client gets (socks.ReplyCode).
+// Dialer opens streams to device ports; *dialer.Dialer is one. Its errors
+// are classified by dialer.Classify, which decides the status the client
+// gets.
 type Dialer interface {
 	DialDevice(ctx context.Context, id identity.ID, port uint16) (transport.HalfConn, error)
 }
@@ -279,27 +279,23 @@ func (h *HTTP) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	if st != nil {
 		port = int(st.target.Port)
 	}
-	switch socks.ReplyCode(err) {
-	case socks.ReplyNotAllowed:
+	switch dialer.Classify(err) {
+	case dialer.Denied, dialer.NotTunnel:
 		h.page(w, r, http.StatusForbidden, "This port is not public",
 			fmt.Sprintf("The device's owner has not published port %d to everyone, so this public gateway may not reach it.", port))
-	case socks.ReplyHostUnreachable:
-		if errors.Is(err, resolver.ErrRegistryUnavailable) {
-			h.page(w, r, http.StatusBadGateway, "Rendezvous node unreachable",
-				"The gateway cannot reach its rendezvous node right now; try again in a moment.")
-		} else {
-			h.page(w, r, http.StatusBadGateway, "Device offline or unknown",
-				"No device with this ID is online.")
-		}
-	case socks.ReplyConnectionRefused:
-		if errors.Is(err, transport.ErrPortNotPublished) {
-			h.page(w, r, http.StatusBadGateway, "Port not published",
-				fmt.Sprintf("The device is online but publishes nothing on port %d.", port))
-		} else {
-			h.page(w, r, http.StatusBadGateway, "Connection refused",
-				fmt.Sprintf("The device's service on port %d refused the connection.", port))
-		}
-	case socks.ReplyTTLExpired:
+	case dialer.RegistryUnavailable:
+		h.page(w, r, http.StatusBadGateway, "Rendezvous node unreachable",
+			"The gateway cannot reach its rendezvous node right now; try again in a moment.")
+	case dialer.MalformedName, dialer.Offline, dialer.NoDirectPath, dialer.HostUnreachable:
+		h.page(w, r, http.StatusBadGateway, "Device offline or unknown",
+			"No device with this ID is online.")
+	case dialer.NotPublished:
+		h.page(w, r, http.StatusBadGateway, "Port not published",
+			fmt.Sprintf("The device is online but publishes nothing on port %d.", port))
+	case dialer.Refused:
+		h.page(w, r, http.StatusBadGateway, "Connection refused",
+			fmt.Sprintf("The device's service on port %d refused the connection.", port))
+	case dialer.Timeout:
 		h.page(w, r, http.StatusGatewayTimeout, "Timed out",
 			"The device, or its service, did not answer in time.")
 	default:
@@ -342,7 +338,7 @@ func (h *HTTP) logRequest(r *http.Request, rec *recorder, st *reqState, start ti
 	}
 	st.mu.Unlock()
 	ev := h.Log.Info()
-	if status >= 500 && socks.ReplyCode(err) == socks.ReplyGeneralFailure {
+	if status >= 500 && dialer.Classify(err) == dialer.Failed {
 		ev = h.Log.Warn()
 	}
 	if ev == nil {

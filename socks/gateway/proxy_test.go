@@ -25,6 +25,7 @@ import (
 	"github.com/tunnel-dev/tunnel/peer/identity"
 	"github.com/tunnel-dev/tunnel/resolver"
 	"github.com/tunnel-dev/tunnel/transport"
+	"github.com/tunnel-dev/tunnel/transport/stream"
 )
 
 // ioTimeout bounds every blocking step of a test.
@@ -42,7 +43,7 @@ const (
 	portSSH          = 2222 // not a web server
 )
 
-// fakeDialer stands in for socks.TunnelDialer: device id publishes the
+// fakeDialer stands in for dialer.Dialer: device id publishes the
 // backend on ports 80 and 8080; any other ID is offline.
 type fakeDialer struct {
 	id      identity.ID
@@ -55,7 +56,7 @@ type fakeDialer struct {
 }
 
 // noDeadlines is a HalfConn without deadline methods, as the streams of
-// socks.TunnelDialer are.
+// dialer.Dialer are.
 type noDeadlines struct {
 	transport.HalfConn
 	onClose func()
@@ -100,16 +101,16 @@ func (d *fakeDialer) DialDevice(ctx context.Context, id identity.ID, port uint16
 			d.mu.Unlock()
 		}}, nil
 	case portDenied:
-		return nil, transport.StatusError(transport.StatusDenied, "not listed")
+		return nil, stream.StatusError(stream.StatusDenied, "not listed")
 	case portRefused:
-		return nil, transport.ErrRefused
+		return nil, stream.ErrRefused
 	case portTimeout:
-		return nil, transport.ErrTimeout
+		return nil, stream.ErrTimeout
 	case portHang:
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}
-	return nil, transport.ErrPortNotPublished
+	return nil, stream.ErrPortNotPublished
 }
 
 func (d *fakeDialer) lastDial() DeviceAddr {

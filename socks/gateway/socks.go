@@ -12,7 +12,9 @@ import (
 
 	"github.com/tunnel-dev/tunnel/resolver"
 	"github.com/tunnel-dev/tunnel/socks"
+	"github.com/tunnel-dev/tunnel/socks/dialer"
 	"github.com/tunnel-dev/tunnel/transport"
+	"github.com/tunnel-dev/tunnel/transport/stream"
 )
 
 // SOCKS is the gateway's SOCKS5 front: socks.Server for <id>.tunnel names
@@ -22,7 +24,7 @@ import (
 // socks.DialFunc does not carry the client's address, so the limit is
 // applied in Serve's accept loop: a connection within budget is served by
 // the real server; one over it is handed to a server whose dial always
-// fails with ErrRateLimited (wrapped in transport.ErrDenied), so the
+// fails with ErrRateLimited (wrapped in stream.ErrDenied), so the
 // client still gets a proper SOCKS reply 0x02 after its handshake, within
 // a short deadline. At most maxRejecting such answers run at a time; past
 // that, over-limit connections are closed unanswered.
@@ -42,14 +44,14 @@ const (
 // Dial is the SOCKS server's socks.DialFunc: .tunnel names reach the
 // device (whose policy then sees the gateway's ID); anything else — other
 // names, IP literals written as names or as addresses — is
-// socks.ErrNotTunnel (0x02). There is no fallback.
-func (s *SOCKS) Dial(ctx context.Context, req socks.Request) (transport.HalfConn, error) {
-	id, isTunnel, err := resolver.ParseName(req.Host)
+// dialer.ErrNotTunnel (0x02). There is no fallback.
+func (s *SOCKS) Dial(ctx context.Context, host string, port uint16) (transport.HalfConn, error) {
+	id, isTunnel, err := resolver.ParseName(host)
 	if err != nil {
 		return nil, err
 	}
 	if !isTunnel {
-		return nil, fmt.Errorf("%w: %q", socks.ErrNotTunnel, trunc(req.Host))
+		return nil, fmt.Errorf("%w: %q", dialer.ErrNotTunnel, trunc(host))
 	}
 	timeout := s.DialTimeout
 	if timeout <= 0 {
@@ -57,7 +59,7 @@ func (s *SOCKS) Dial(ctx context.Context, req socks.Request) (transport.HalfConn
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	return s.Dialer.DialDevice(ctx, id, req.Port)
+	return s.Dialer.DialDevice(ctx, id, port)
 }
 
 // Serve accepts on ln until ctx ends or ln fails. It owns ln and closes it.
@@ -91,9 +93,9 @@ func (s *SOCKS) Serve(ctx context.Context, ln net.Listener) error {
 			return
 		}
 		defer rejecting.Add(-1)
-		refusal := fmt.Errorf("%w: %w", transport.ErrDenied, err)
+		refusal := fmt.Errorf("%w: %w", stream.ErrDenied, err)
 		rej := &socks.Server{HandshakeTimeout: rejectTimeout, // and no log: logged above
-			Dial: func(context.Context, socks.Request) (transport.HalfConn, error) { return nil, refusal }}
+			Dial: func(context.Context, string, uint16) (transport.HalfConn, error) { return nil, refusal }}
 		rej.ServeConn(ctx, c)
 	})
 }

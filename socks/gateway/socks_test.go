@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"net"
 	"testing"
 	"time"
@@ -24,21 +25,15 @@ func socksConnect(t *testing.T, addr, from, host string, port uint16) (byte, net
 		t.Fatal(err)
 	}
 	c.SetDeadline(time.Now().Add(ioTimeout))
-	req, err := socks.AppendRequest([]byte{5, 1, 0}, socks.Request{Cmd: 1, Host: host, Port: port})
+	defer c.SetDeadline(time.Time{})
+	err = socks.Handshake(c, host, port)
+	if re, ok := errors.AsType[*socks.ReplyError](err); ok {
+		return re.Code, c
+	}
 	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Write(req); err != nil {
-		t.Fatal(err)
-	}
-	var sel [2]byte
-	if _, err := c.Read(sel[:]); err != nil {
-		c.Close()
 		return socks.ReplyGeneralFailure, c
 	}
-	code, _ := socks.ReadReply(c)
-	c.SetDeadline(time.Time{})
-	return code, c
+	return socks.ReplySucceeded, c
 }
 
 func startSOCKS(t *testing.T, s *SOCKS) string {

@@ -1,10 +1,11 @@
-package gateway
+package gateway_test
 
 import (
 	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,11 +17,12 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tunnel-dev/tunnel/cmd/roles"
 	"github.com/tunnel-dev/tunnel/peer"
 	"github.com/tunnel-dev/tunnel/peer/identity"
 	"github.com/tunnel-dev/tunnel/resolver"
 	"github.com/tunnel-dev/tunnel/socks"
-	"github.com/tunnel-dev/tunnel/transport"
+	"github.com/tunnel-dev/tunnel/socks/gateway"
 )
 
 // syncBuffer is a log sink the device agent writes from many goroutines.
@@ -42,111 +44,115 @@ func (s *syncBuffer) String() string {
 }
 
 // realWorld runs, on loopback, a rendezvous node, a device agent
-// publishing ports, and the gateway's TunnelDialer with its own key.
-func realWorld(t *testing.T, ports []peer.Port) (device identity.ID, dialer *socks.TunnelDialer, deviceLog *syncBuffer) {
+// publishing ports, and a gateway with its SOCKS and HTTP fronts, started
+// as `tunnel relay`, `tunnel publish` and `tunnel gateway` start them.
+func realWorld(t *testing.T, ports []peer.Port) (device identity.ID, gw *roles.Gateway, deviceLog *syncBuffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
-
-	rkey, _ := identity.Generate()
-	relay, err := transport.ListenRelay("127.0.0.1:0")
+	var waits []func() error
+	t.Cleanup(func() {
+		cancel()
+		for _, w := range waits {
+			w()
+		}
+	})
+	rkey, dkey, gkey := newKey(t), newKey(t), newKey(t)
+	relay, err := roles.StartRelay(ctx, roles.RelayConfig{Key: rkey, Listen: "127.0.0.1:0", Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &resolver.Server{Key: rkey, Relay: relay, Presence: resolver.NewMemoryPresence(), Log: zerolog.Nop()}
-	wg.Go(func() { srv.Serve(ctx); relay.Close() })
-	raddr := resolver.RelayAddr{ID: rkey.ID(), HostPort: relay.Socket().LocalAddr().String()}
-
-	node := func(publishes bool) (*transport.Node, *resolver.Client) {
-		k, _ := identity.Generate()
-		nd, err := transport.NewNode(k, "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		up := make(chan struct{}, 8)
-		c := &resolver.Client{Node: nd, Relay: raddr, Publishes: publishes, Log: zerolog.Nop(),
-			OnRegistered: func(string) { up <- struct{}{} }}
-		wg.Go(func() { c.Run(ctx); nd.Close() })
-		select {
-		case <-up:
-		case <-time.After(ioTimeout):
-			t.Fatal("node did not register")
-		}
-		return nd, c
-	}
-	dn, _ := node(true)
+	waits = append(waits, relay.Wait)
+	relays := []resolver.RelayAddr{relay.Addr()}
 	deviceLog = &syncBuffer{}
-	agent := &peer.Agent{Node: dn, Ports: ports, Log: zerolog.New(deviceLog), DialTimeout: time.Second}
-	wg.Go(func() { agent.Serve(ctx) })
-	gn, gres := node(false)
-	dialer = &socks.TunnelDialer{Node: gn, Resolver: gres, Log: zerolog.Nop()} // no Credential: never any
-	t.Cleanup(func() { dialer.Close() })
-	return dn.Key().ID(), dialer, deviceLog
+	dev, err := roles.StartDevice(ctx, roles.DeviceConfig{Key: dkey, Relays: relays, Ports: ports, Log: zerolog.New(deviceLog)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waits = append(waits, dev.Wait)
+	gw, err = roles.StartGateway(ctx, roles.GatewayConfig{Key: gkey, Home: t.TempDir(), Relays: relays,
+		SOCKS: "127.0.0.1:0", HTTP: "127.0.0.1:0", Domain: gateway.TestDomain, Limits: gateway.DefaultLimits(), Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waits = append(waits, gw.Wait)
+	wctx, wcancel := context.WithTimeout(ctx, gateway.IOTimeout)
+	defer wcancel()
+	if err := dev.Node.WaitRegistered(wctx); err != nil {
+		t.Fatal(err)
+	}
+	return dkey.ID(), gw, deviceLog
+}
+
+func newKey(t *testing.T) *identity.Key {
+	k, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// client returns an HTTP client that sends every request to addr.
+func client(t *testing.T, addr string) *http.Client {
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var nd net.Dialer
+		return nd.DialContext(ctx, "tcp", addr)
+	}, DisableKeepAlives: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: gateway.IOTimeout}
+}
+
+func host(device identity.ID, port uint16) string {
+	if port == 80 {
+		return device.String() + "." + gateway.TestDomain
+	}
+	return fmt.Sprintf("%s-%d.%s", device, port, gateway.TestDomain)
 }
 
 // TestRealDevice runs both fronts against a real device over end-to-end
 // QUIC: public ports are reached, a private one is denied, and every
 // stream ends cleanly on the device.
 func TestRealDevice(t *testing.T) {
-	back := startBackend(t)
-	echo := sshLike(t)
-	device, dialer, deviceLog := realWorld(t, []peer.Port{
-		{Remote: 80, Target: back.Listener.Addr().String(), Access: peer.Public},
+	back := gateway.StartBackend(t)
+	echo := gateway.SSHLike(t)
+	device, gw, deviceLog := realWorld(t, []peer.Port{
+		{Remote: 80, Target: back, Access: peer.Public},
 		{Remote: 22, Target: echo, Access: peer.Public},
-		{Remote: 2222, Target: echo, Access: peer.Private, Allowed: []identity.ID{newID(t)}},
+		{Remote: 2222, Target: echo, Access: peer.Private, Allowed: []identity.ID{newKey(t).ID()}},
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }()
-	lim := NewLimiter(DefaultLimits())
-
-	h := &HTTP{Domain: testDomain, Dialer: dialer, Limiter: lim, Log: zerolog.Nop()}
-	hln, _ := net.Listen("tcp", "127.0.0.1:0")
-	wg.Go(func() {
-		if err := h.Serve(ctx, hln, nil); err != nil {
-			t.Errorf("HTTP Serve: %v", err)
-		}
-	})
-	s := &SOCKS{Dialer: dialer, Limiter: lim, Log: zerolog.Nop()}
-	sln, _ := net.Listen("tcp", "127.0.0.1:0")
-	wg.Go(func() {
-		if err := s.Serve(ctx, sln); err != nil {
-			t.Errorf("SOCKS Serve: %v", err)
-		}
-	})
-	g := &gw{addr: hln.Addr().String(), device: device}
-	c := g.client(t, "")
+	httpAddr, socksAddr := gw.Addr("http").String(), gw.Addr("socks").String()
+	c := client(t, httpAddr)
+	get := gateway.Get
+	ioTimeout := gateway.IOTimeout
 
 	for i := range 3 {
-		res, body := get(t, c, g.host(80), "/echo", nil)
+		res, body := get(t, c, host(device, 80), "/echo", nil)
 		var got struct{ Host string }
 		json.Unmarshal([]byte(body), &got)
-		if res.StatusCode != 200 || got.Host != g.host(80) {
+		if res.StatusCode != 200 || got.Host != host(device, 80) {
 			t.Fatalf("request %d: %d %q", i, res.StatusCode, body)
 		}
 	}
-	if res, body := get(t, c, g.host(2222), "/", nil); res.StatusCode != 403 {
+	if res, body := get(t, c, host(device, 2222), "/", nil); res.StatusCode != 403 {
 		t.Fatalf("private port: %d %q, want 403", res.StatusCode, body)
 	}
-	if res, body := get(t, c, g.host(81), "/", nil); res.StatusCode != 502 || !strings.Contains(body, "not published") {
+	if res, body := get(t, c, host(device, 81), "/", nil); res.StatusCode != 502 || !strings.Contains(body, "not published") {
 		t.Fatalf("unpublished port: %d %q, want 502", res.StatusCode, body)
 	}
 	start := time.Now()
-	if res, body := get(t, c, newID(t).String()+"."+testDomain, "/", nil); res.StatusCode != 502 || !strings.Contains(body, "offline") {
+	if res, body := get(t, c, newKey(t).ID().String()+"."+gateway.TestDomain, "/", nil); res.StatusCode != 502 || !strings.Contains(body, "offline") {
 		t.Fatalf("offline device: %d %q, want 502", res.StatusCode, body)
 	} else if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("offline device answered after %v", d)
 	}
 
 	// A WebSocket-style upgrade over a real stream, half-close included.
-	wc, err := net.DialTimeout("tcp", g.addr, ioTimeout)
+	wc, err := net.DialTimeout("tcp", httpAddr, ioTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer wc.Close()
 	wc.SetDeadline(time.Now().Add(ioTimeout))
-	fmt.Fprintf(wc, "GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: a2V5\r\n\r\n", g.host(80))
+	fmt.Fprintf(wc, "GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: a2V5\r\n\r\n", host(device, 80))
 	br := bufio.NewReader(wc)
 	if res, err := http.ReadResponse(br, nil); err != nil || res.StatusCode != 101 {
 		t.Fatalf("upgrade: %v %v", res, err)
@@ -172,14 +178,23 @@ func TestRealDevice(t *testing.T) {
 		{strings.ToUpper(device.String()) + ".TUNNEL", 2222, socks.ReplyNotAllowed},
 		{"127.0.0.1", 22, socks.ReplyNotAllowed},
 	} {
-		code, conn := socksConnect(t, sln.Addr().String(), "", tc.host, tc.port)
+		ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+		conn, err := socks.Dial(ctx, socksAddr, tc.host, tc.port)
+		cancel()
+		code := socks.ReplySucceeded
+		if re, ok := errors.AsType[*socks.ReplyError](err); ok {
+			code = re.Code
+		} else if err != nil {
+			t.Fatalf("SOCKS %s:%d: %v", tc.host, tc.port, err)
+		}
 		if code != tc.want {
 			t.Errorf("SOCKS %s:%d: reply %#02x, want %#02x", tc.host, tc.port, code, tc.want)
 		}
-		if code == socks.ReplySucceeded {
-			if line, err := bufio.NewReader(conn).ReadString('\n'); err != nil || !strings.HasPrefix(line, "SSH-2.0-") {
-				t.Errorf("SOCKS stream: %q, %v", line, err)
-			}
+		if code != socks.ReplySucceeded {
+			continue
+		}
+		if line, err := bufio.NewReader(conn).ReadString('\n'); err != nil || !strings.HasPrefix(line, "SSH-2.0-") {
+			t.Errorf("SOCKS stream: %q, %v", line, err)
 		}
 		conn.Close()
 	}
@@ -191,7 +206,7 @@ func TestRealDevice(t *testing.T) {
 			t.Logf("device log:\n%s", deviceLog.String())
 		}
 	})
-	waitFor(t, "the device to log every stream", func() bool {
+	gateway.WaitFor(t, "the device to log every stream", func() bool {
 		return strings.Count(deviceLog.String(), `"outcome":"ok"`) >= 5
 	})
 	for _, line := range strings.Split(strings.TrimSpace(deviceLog.String()), "\n") {

@@ -9,22 +9,18 @@ package main
 import (
 	"context"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/tunnel-dev/tunnel/cmd/roles"
 	"github.com/tunnel-dev/tunnel/peer/identity"
 	"github.com/tunnel-dev/tunnel/resolver"
-	"github.com/tunnel-dev/tunnel/transport"
 )
 
 type idleDevices struct {
-	cancel     context.CancelFunc
-	wg         sync.WaitGroup
-	nodes      []*transport.Node
-	registered atomic.Int64
+	cancel context.CancelFunc
+	nodes  []*roles.Node
 }
 
 // startIdleDevices starts n devices registering at relay and waits until
@@ -38,32 +34,27 @@ func startIdleDevices(n int, relay resolver.RelayAddr, timeout time.Duration) (*
 			d.stop()
 			return nil, err
 		}
-		node, err := transport.NewNode(key, "127.0.0.1:0")
+		node, err := roles.StartNode(ctx, roles.NodeConfig{Key: key, Listen: "127.0.0.1:0",
+			Relays: []resolver.RelayAddr{relay}, Publishes: true, Log: zerolog.Nop()})
 		if err != nil {
 			d.stop()
 			return nil, fmt.Errorf("device node: %w", err)
 		}
 		d.nodes = append(d.nodes, node)
-		var once sync.Once
-		c := &resolver.Client{Node: node, Relay: relay, Publishes: true, Log: zerolog.Nop(),
-			OnRegistered: func(string) { once.Do(func() { d.registered.Add(1) }) }}
-		d.wg.Go(func() { _ = c.Run(ctx) })
 	}
-	deadline := time.Now().Add(timeout)
-	for d.registered.Load() < int64(n) {
-		if time.Now().After(deadline) {
-			got := d.registered.Load()
+	wctx, wcancel := context.WithTimeout(ctx, timeout)
+	defer wcancel()
+	for i, node := range d.nodes {
+		if err := node.WaitRegistered(wctx); err != nil {
 			d.stop()
-			return nil, fmt.Errorf("only %d of %d devices registered within %s", got, n, timeout)
+			return nil, fmt.Errorf("only %d of %d devices registered within %s", i, n, timeout)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	return d, nil
 }
 
 func (d *idleDevices) stop() {
 	d.cancel()
-	d.wg.Wait()
 	for _, n := range d.nodes {
 		n.Close()
 	}

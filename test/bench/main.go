@@ -23,7 +23,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -36,6 +35,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/tunnel-dev/tunnel/cmd/roles"
 )
 
 type config struct {
@@ -432,27 +433,11 @@ func (b *bench) tunnelID(home string) (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
-type statusDoc struct {
-	Role  string `json:"role"`
-	ID    string `json:"id"`
-	Peers []struct {
-		ID   string `json:"id"`
-		Path string `json:"path"`
-	} `json:"peers"`
-}
-
-// pathOf asks `tunnel status --json` of the socksd and of the device which
-// path their connection takes; both must agree.
+// pathOf asks the status sockets of the socksd and of the device (what
+// `tunnel status` reads) which path their connection takes; both must
+// agree.
 func (b *bench) pathOf(t *target) (string, error) {
-	docs := func(home string) ([]statusDoc, error) {
-		out, err := exec.Command(b.bin, "--home", home, "status", "--json").Output()
-		if err != nil {
-			return nil, fmt.Errorf("tunnel --home %s status --json: %w", home, err)
-		}
-		var d []statusDoc
-		return d, json.Unmarshal(out, &d)
-	}
-	find := func(ds []statusDoc, role, peer string) (string, string) {
+	find := func(ds []roles.Status, role, peer string) (string, string) {
 		for _, d := range ds {
 			if d.Role != role {
 				continue
@@ -466,12 +451,12 @@ func (b *bench) pathOf(t *target) (string, error) {
 		}
 		return "", ""
 	}
-	cd, err := docs(t.home)
+	cd, err := roles.ReadStatus(t.home)
 	if err != nil {
 		return "", err
 	}
 	clientPath, clientID := find(cd, "socksd", b.deviceID)
-	dd, err := docs(t.devHome)
+	dd, err := roles.ReadStatus(t.devHome)
 	if err != nil {
 		return "", err
 	}

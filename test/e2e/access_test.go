@@ -44,11 +44,12 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tunnel-dev/tunnel/cmd/roles"
 	"github.com/tunnel-dev/tunnel/peer/fleet"
 	"github.com/tunnel-dev/tunnel/peer/identity"
 	"github.com/tunnel-dev/tunnel/resolver"
 	"github.com/tunnel-dev/tunnel/socks"
-	"github.com/tunnel-dev/tunnel/transport"
+	"github.com/tunnel-dev/tunnel/transport/stream"
 )
 
 // Published (remote) ports of the access device.
@@ -707,7 +708,7 @@ func (a *accessEnv) expectDeniedPresenting(t *testing.T, c *accessClient, port i
 	if err == nil {
 		t.Fatalf("client %s presenting a credential (%d bytes) to port %d: stream opened, want denied (%s)", c.name, len(cred), port, reason)
 	}
-	if !errors.Is(err, transport.ErrDenied) || socks.ReplyCode(err) != repNotAllowed {
+	if !errors.Is(err, stream.ErrDenied) || socks.ReplyCode(err) != repNotAllowed {
 		t.Fatalf("client %s presenting a credential to port %d: %v (SOCKS reply %s), want denied: %s\nclient log:\n%s",
 			c.name, port, err, replyName(socks.ReplyCode(err)), reason, tail(logBuf.String(), 30, 8<<10))
 	}
@@ -718,9 +719,9 @@ func (a *accessEnv) expectDeniedPresenting(t *testing.T, c *accessClient, port i
 	accCheckDenial(t, a.waitStreamLines(c.id, port, before, 3*time.Second), c.id, port, reason)
 }
 
-// accDialPresenting wires a node the way socksd does (node, resolver client,
-// tunnel dialer) with a credential source that always returns cred, and
-// opens one stream to device:port.
+// accDialPresenting starts a node the way socksd does (cmd/roles) with a
+// credential source that always returns cred, and opens one stream to
+// device:port.
 func accDialPresenting(relay, home, device string, port int, cred []byte, log zerolog.Logger) error {
 	key, err := identity.LoadOrCreate(home)
 	if err != nil {
@@ -734,21 +735,15 @@ func accDialPresenting(relay, home, device string, port int, cred []byte, log ze
 	if err != nil {
 		return fmt.Errorf("setup: %w", err)
 	}
-	n, err := transport.NewNode(key, "127.0.0.1:0")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	n, err := roles.StartNode(ctx, roles.NodeConfig{Key: key, Listen: "127.0.0.1:0", Relays: []resolver.RelayAddr{ra},
+		Credentials: func(identity.ID) []byte { return cred }, Log: log})
 	if err != nil {
 		return fmt.Errorf("setup: %w", err)
 	}
 	defer n.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	rc := &resolver.Client{Node: n, Relay: ra, Log: log}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	wg.Go(func() { _ = rc.Run(ctx) })
-	d := &socks.TunnelDialer{Node: n, Resolver: rc, Log: log,
-		Credential: func(identity.ID) []byte { return cred }}
-	defer d.Close()
+	d := n.Dialer
 	s, err := d.DialDevice(ctx, devID, uint16(port))
 	if s != nil {
 		s.Abort()

@@ -7,10 +7,10 @@
 //	go run ./test/load -relay A,B -split -devices 10000 \
 //	    -redis redis://127.0.0.1:6379/0 -relay-pids PID_A,PID_B
 //
-// Each device is a transport.Node (its own UDP socket) with a
-// resolver.Client that publishes. With -split, device i homes on relay
-// i mod len(relays); without it each device is given every relay and homes
-// on the one answering first.
+// Each device is a node (its own UDP socket) registered as a device,
+// started as `tunnel publish` starts one (cmd/roles.StartNode). With
+// -split, device i homes on relay i mod len(relays); without it each
+// device is given every relay and homes on the one answering first.
 package main
 
 import (
@@ -30,9 +30,9 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/tunnel-dev/tunnel/cmd/roles"
 	"github.com/tunnel-dev/tunnel/peer/identity"
 	"github.com/tunnel-dev/tunnel/resolver"
-	"github.com/tunnel-dev/tunnel/transport"
 )
 
 func main() {
@@ -88,8 +88,7 @@ func run(relayList string, n int, split bool, rate int, redisURL, pidList string
 	allDone := make(chan struct{})
 	var once sync.Once
 	var wg sync.WaitGroup
-	var nodes []*transport.Node
-	var nodesMu sync.Mutex
+	var nodes []*roles.Node
 	runCtx, cancel := context.WithCancel(ctx)
 	defer func() {
 		cancel()
@@ -111,30 +110,42 @@ func run(relayList string, n int, split bool, rate int, redisURL, pidList string
 		if err != nil {
 			return err
 		}
-		nd, err := transport.NewNode(key, "127.0.0.1:0")
+		home := ras
+		if split || len(ras) == 1 {
+			home = ras[i%len(ras) : i%len(ras)+1]
+		}
+		nd, err := roles.StartNode(runCtx, roles.NodeConfig{Key: key, Listen: "127.0.0.1:0", Relays: home,
+			Publishes: true, Log: zerolog.Nop()})
 		if err != nil {
 			return fmt.Errorf("device %d: %w", i, err)
 		}
-		nodesMu.Lock()
 		nodes = append(nodes, nd)
-		nodesMu.Unlock()
-		c := &resolver.Client{Node: nd, Publishes: true, Log: zerolog.Nop()}
-		if split || len(ras) == 1 {
-			c.Relay = ras[i%len(ras)]
-		} else {
-			c.Relays = ras
-		}
-		var first sync.Once
-		c.OnRegistered = func(string) {
-			registrations.Add(1)
-			first.Do(func() {
-				if registered.Add(1) == int64(n) {
-					once.Do(func() { close(allDone) })
-				}
-			})
-		}
-		wg.Go(func() { _ = c.Run(runCtx) })
 	}
+	// Count registrations, re-registrations after a lost connection
+	// included.
+	wg.Go(func() {
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-runCtx.Done():
+				return
+			case <-t.C:
+			}
+			var regs, firsts int64
+			for _, nd := range nodes {
+				if r := nd.Resolver.Registrations(); r > 0 {
+					regs += int64(r)
+					firsts++
+				}
+			}
+			registrations.Store(regs)
+			registered.Store(firsts)
+			if firsts == int64(n) {
+				once.Do(func() { close(allDone) })
+			}
+		}
+	})
 	startedIn := time.Since(start)
 	fmt.Fprintf(os.Stderr, "load: %d devices started in %s, waiting for registrations\n", n, startedIn.Round(time.Millisecond))
 	select {

@@ -1,11 +1,30 @@
-package resolver
+// Package registry is the rendezvous node's registry: the server side of
+// the registry protocol (resolver/internal/wire), which records who is
+// online on the node's outer connections, answers lookups, and attaches
+// each registered node to the packet relay; and the presence backends that
+// keep who is online where — in memory for one node, in Redis for several.
+//
+// Invariants: a node registers only the ID whose key it proved in the TLS
+// handshake of its connection; an Endpoint belongs to the key that holds
+// its live registration; a registration ends with its connection, and a
+// device's record is removed only if it is still that registration's.
+package registry
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/tunnel-dev/tunnel/peer/identity"
 	"github.com/tunnel-dev/tunnel/transport"
+)
+
+// Outcomes of presence operations; callers branch on them with errors.Is.
+var (
+	// ErrNotFound: no online device has that ID.
+	ErrNotFound = errors.New("device unknown or offline")
+	// ErrUnavailable: the shared registry (Redis) could not be asked.
+	ErrUnavailable = errors.New("shared registry unavailable")
 )
 
 // Record is what the registry knows of an online device.
@@ -18,7 +37,8 @@ type Record struct {
 }
 
 // Presence stores which devices are online. Implementations must be safe
-// for concurrent use. Get returns ErrOffline for a device with no record.
+// for concurrent use. Get returns ErrNotFound for a device with no record, and errors
+// wrapping ErrUnavailable when the store cannot be asked.
 // Delete removes the record only if it is still rec: a device that
 // reconnected (a newer record) must not be removed by its old connection
 // going away.
@@ -63,7 +83,7 @@ func (p *MemoryPresence) Get(_ context.Context, id identity.ID) (Record, error) 
 	rec, ok := p.m[id]
 	p.mu.RUnlock()
 	if !ok {
-		return Record{}, ErrOffline
+		return Record{}, ErrNotFound
 	}
 	return rec, nil
 }

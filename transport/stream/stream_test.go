@@ -1,4 +1,4 @@
-package transport
+package stream
 
 import (
 	"bytes"
@@ -7,33 +7,33 @@ import (
 	"testing"
 )
 
-func TestOpenRoundTrip(t *testing.T) {
-	for _, o := range []Open{{Port: 22}, {Port: 65535, Credential: []byte("cred")}, {Port: 1, Credential: bytes.Repeat([]byte{7}, MaxCredentialLen)}} {
-		b, err := AppendOpen(nil, o)
+func TestHeaderRoundTrip(t *testing.T) {
+	for _, o := range []Header{{Port: 22}, {Port: 65535, Credential: []byte("cred")}, {Port: 1, Credential: bytes.Repeat([]byte{7}, MaxCredentialLen)}} {
+		b, err := AppendHeader(nil, o)
 		if err != nil {
 			t.Fatal(err)
 		}
 		r := bytes.NewReader(append(b, "payload"...))
-		got, err := ReadOpen(r)
+		got, err := ReadHeader(r)
 		if err != nil {
-			t.Fatalf("ReadOpen(%+v): %v", o, err)
+			t.Fatalf("ReadHeader(%+v): %v", o, err)
 		}
 		if got.Port != o.Port || !bytes.Equal(got.Credential, o.Credential) {
 			t.Fatalf("got %+v, want %+v", got, o)
 		}
 		if r.Len() != len("payload") {
-			t.Fatalf("ReadOpen read past the header: %d bytes left", r.Len())
+			t.Fatalf("ReadHeader read past the header: %d bytes left", r.Len())
 		}
 	}
-	if _, err := AppendOpen(nil, Open{Port: 1, Credential: make([]byte, MaxCredentialLen+1)}); err == nil {
+	if _, err := AppendHeader(nil, Header{Port: 1, Credential: make([]byte, MaxCredentialLen+1)}); err == nil {
 		t.Fatal("oversized credential accepted")
 	}
 }
 
-func TestReadOpenRejects(t *testing.T) {
-	good, _ := AppendOpen(nil, Open{Port: 22, Credential: []byte("abc")})
+func TestReadHeaderRejects(t *testing.T) {
+	good, _ := AppendHeader(nil, Header{Port: 22, Credential: []byte("abc")})
 	for i := range good {
-		if _, err := ReadOpen(bytes.NewReader(good[:i])); !errors.Is(err, ErrMalformedHeader) {
+		if _, err := ReadHeader(bytes.NewReader(good[:i])); !errors.Is(err, ErrMalformedHeader) {
 			t.Errorf("truncated at %d: err %v", i, err)
 		}
 	}
@@ -42,7 +42,7 @@ func TestReadOpenRejects(t *testing.T) {
 		"port 0":    {1, 0, 0, 0, 0},
 		"huge cred": {1, 0, 22, 0xff, 0xff},
 	} {
-		if _, err := ReadOpen(bytes.NewReader(b)); !errors.Is(err, ErrMalformedHeader) {
+		if _, err := ReadHeader(bytes.NewReader(b)); !errors.Is(err, ErrMalformedHeader) {
 			t.Errorf("%s: err %v", name, err)
 		}
 	}
@@ -98,18 +98,18 @@ func TestCredentialMessage(t *testing.T) {
 	}
 }
 
-func FuzzReadOpen(f *testing.F) {
+func FuzzReadHeader(f *testing.F) {
 	f.Add([]byte{1, 0, 22, 0, 0})
 	f.Add([]byte{1, 0x1f, 0x90, 0, 3, 'a', 'b', 'c'})
 	f.Add([]byte{2, 0, 22, 0, 0})
 	f.Add([]byte{1, 0, 0, 0, 0})
 	f.Add([]byte{1, 0, 22, 0xff, 0xff, 1})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		o, err := ReadOpen(bytes.NewReader(b))
+		o, err := ReadHeader(bytes.NewReader(b))
 		if err != nil {
 			return
 		}
-		enc, err := AppendOpen(nil, o)
+		enc, err := AppendHeader(nil, o)
 		if err != nil {
 			t.Fatalf("parsed %+v but cannot encode it: %v", o, err)
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tunnel-dev/tunnel/peer/identity"
+	"github.com/tunnel-dev/tunnel/resolver/registry"
 	"github.com/tunnel-dev/tunnel/transport"
 )
 
@@ -17,7 +18,7 @@ import (
 type rendezvous struct {
 	key      *identity.Key
 	relay    *transport.Relay
-	presence *MemoryPresence
+	presence *registry.MemoryPresence
 	addr     RelayAddr
 	stop     func()
 }
@@ -34,8 +35,8 @@ func startRendezvousKey(t *testing.T, listen string, key *identity.Key) *rendezv
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := NewMemoryPresence()
-	srv := &Server{Key: key, Relay: relay, Presence: p, Log: zerolog.Nop()}
+	p := registry.NewMemoryPresence()
+	srv := &registry.Server{Key: key, Relay: relay, Presence: p, Log: zerolog.Nop()}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { srv.Serve(ctx); relay.Close(); close(done) }()
@@ -55,17 +56,15 @@ func startClient(t *testing.T, addr RelayAddr, publishes bool) (*Client, *transp
 	if err != nil {
 		t.Fatal(err)
 	}
-	registered := make(chan struct{}, 16)
-	c := &Client{Node: nd, Relay: addr, Publishes: publishes, Log: zerolog.Nop(),
-		OnRegistered: func(string) { registered <- struct{}{} }}
+	c := NewClient(nd, Config{Relays: []RelayAddr{addr}, Publishes: publishes, Log: zerolog.Nop()})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { c.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done; nd.Close() })
-	select {
-	case <-registered:
-	case <-time.After(5 * time.Second):
-		t.Fatal("node did not register")
+	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer wcancel()
+	if err := c.WaitRegistered(wctx); err != nil {
+		t.Fatalf("node did not register: %v", err)
 	}
 	return c, nd
 }
@@ -89,7 +88,7 @@ func TestRegisterAndLookup(t *testing.T) {
 		t.Fatalf("unknown device took %v to fail", d)
 	}
 	// A node that does not publish is not a device.
-	if _, err := cli.Lookup(ctx, cli.Node.Key().ID()); !errors.Is(err, ErrOffline) {
+	if _, err := cli.Lookup(ctx, cli.Node().Key().ID()); !errors.Is(err, ErrOffline) {
 		t.Fatalf("lookup of a client: %v, want ErrOffline", err)
 	}
 }
@@ -99,7 +98,7 @@ func TestDeviceGoneIsOffline(t *testing.T) {
 	cli, _ := startClient(t, rv.addr, false)
 	key, _ := identity.Generate()
 	nd, _ := transport.NewNode(key, "127.0.0.1:0")
-	dc := &Client{Node: nd, Relay: rv.addr, Publishes: true, Log: zerolog.Nop()}
+	dc := NewClient(nd, Config{Relays: []RelayAddr{rv.addr}, Publishes: true, Log: zerolog.Nop()})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { dc.Run(ctx); close(done) }()
@@ -121,11 +120,15 @@ func TestWrongRelayKeyRefused(t *testing.T) {
 	key, _ := identity.Generate()
 	nd, _ := transport.NewNode(key, "127.0.0.1:0")
 	defer nd.Close()
-	c := &Client{Node: nd, Relay: RelayAddr{ID: other.ID(), HostPort: rv.addr.HostPort}, Log: zerolog.Nop(),
-		OnRegistered: func(string) { t.Error("registered with a relay proving the wrong key") }}
+	c := NewClient(nd, Config{Relays: []RelayAddr{{ID: other.ID(), HostPort: rv.addr.HostPort}}, Log: zerolog.Nop()})
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
-	c.Run(ctx)
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	if err := c.WaitRegistered(ctx); err == nil {
+		t.Error("registered with a relay proving the wrong key")
+	}
+	<-done
 	if rv.relay.Attached() != 0 {
 		t.Fatal("relay attached a node that refused it")
 	}
@@ -154,7 +157,7 @@ func TestRegistryUnavailableIsFast(t *testing.T) {
 	nd, _ := transport.NewNode(key, "127.0.0.1:0")
 	defer nd.Close()
 	// Nothing listens on this relay address.
-	c := &Client{Node: nd, Relay: RelayAddr{HostPort: "127.0.0.1:9"}, Log: zerolog.Nop()}
+	c := NewClient(nd, Config{Relays: []RelayAddr{{HostPort: "127.0.0.1:9"}}, Log: zerolog.Nop()})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { c.Run(ctx); close(done) }()

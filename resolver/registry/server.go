@@ -1,8 +1,7 @@
-package resolver
+package registry
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tunnel-dev/tunnel/peer/identity"
+	"github.com/tunnel-dev/tunnel/resolver/internal/wire"
 	"github.com/tunnel-dev/tunnel/transport"
 )
 
@@ -30,9 +30,6 @@ type Server struct {
 	regs map[transport.Endpoint]*registration // the live registration of each endpoint
 }
 
-// requestTimeout bounds how long one registry request may take to arrive.
-const requestTimeout = 10 * time.Second
-
 // Serve accepts connections until ctx ends. It returns after every
 // goroutine it started has returned.
 func (s *Server) Serve(ctx context.Context) error {
@@ -43,22 +40,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.mu.Lock()
 	s.regs = make(map[transport.Endpoint]*registration)
 	s.mu.Unlock()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
-	for {
-		conn, err := ln.Accept(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("accept relay connection: %w", err)
-		}
-		wg.Go(func() { s.serveConn(ctx, conn) })
+	if err := transport.ServeConns(ctx, ln, s.serveConn); err != nil {
+		return fmt.Errorf("accept relay connection: %w", err)
 	}
+	return nil
 }
 
 // registration is one node's state on one connection.
@@ -96,15 +81,15 @@ func (s *Server) serveConn(ctx context.Context, conn *quic.Conn) {
 			return
 		}
 		wg.Go(func() {
-			_ = str.SetDeadline(time.Now().Add(requestTimeout))
-			typ, body, err := readMsg(str)
+			_ = str.SetDeadline(time.Now().Add(wire.RequestTimeout))
+			typ, body, err := wire.ReadMsg(str)
 			if err != nil {
 				str.CancelRead(1)
 				str.CancelWrite(1)
 				return
 			}
 			status, reply := s.handle(ctx, conn, id, typ, body, &mu, &reg, log)
-			if err := writeMsg(str, status, reply); err != nil {
+			if err := wire.WriteMsg(str, status, reply); err != nil {
 				str.CancelWrite(1)
 				return
 			}
@@ -116,18 +101,14 @@ func (s *Server) serveConn(ctx context.Context, conn *quic.Conn) {
 func (s *Server) handle(ctx context.Context, conn *quic.Conn, id identity.ID, typ byte, body []byte,
 	mu *sync.Mutex, reg **registration, log zerolog.Logger) (byte, []byte) {
 	switch typ {
-	case reqRegister:
-		if len(body) != 9 {
-			return statusBadRequest, nil
+	case wire.Register:
+		ep, device, err := wire.ParseRegister(body)
+		if err != nil {
+			return wire.StatusBadRequest, nil
 		}
-		ep := transport.Endpoint(binary.BigEndian.Uint64(body[:8]))
-		if ep == 0 {
-			return statusBadRequest, nil
-		}
-		device := body[8]&flagPublishes != 0
 		addr, ok := udpAddr(conn.RemoteAddr())
 		if !ok {
-			return statusInternal, nil
+			return wire.StatusInternal, nil
 		}
 		r := &registration{id: id, endpoint: ep, addr: addr, device: device}
 		mu.Lock()
@@ -140,7 +121,7 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn, id identity.ID, ty
 			s.mu.Unlock()
 			mu.Unlock()
 			log.Warn().Str("endpoint", ep.String()).Msg("endpoint claimed by another key; registration refused")
-			return statusConflict, nil
+			return wire.StatusConflict, nil
 		}
 		// A node that reconnected before its old connection timed out
 		// replaces it: the newest registration of an endpoint is the live one.
@@ -153,14 +134,14 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn, id identity.ID, ty
 			// With the shared registry down the device is still held and
 			// served here; the registry learns of it when it returns (the
 			// presence logs the outage).
-			if err := s.Presence.Set(ctx, id, Record{Endpoint: ep}); err != nil && !errors.Is(err, ErrRegistryUnavailable) {
+			if err := s.Presence.Set(ctx, id, Record{Endpoint: ep}); err != nil && !errors.Is(err, ErrUnavailable) {
 				log.Error().Err(err).Msg("record presence")
-				return statusInternal, nil
+				return wire.StatusInternal, nil
 			}
 		}
 		log.Info().Str("endpoint", ep.String()).Bool("device", device).Msg("node registered")
-		return statusOK, []byte(addr.String())
-	case reqPing:
+		return wire.StatusOK, wire.ObservedBody(addr)
+	case wire.Ping:
 		// QUIC follows a node whose NAT mapping changed (connection
 		// migration); the relay route follows QUIC here.
 		if addr, ok := udpAddr(conn.RemoteAddr()); ok {
@@ -178,35 +159,32 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn, id identity.ID, ty
 			}
 			mu.Unlock()
 		}
-		return statusOK, nil
-	case reqLookup:
-		if len(body) != len(identity.ID{}) {
-			return statusBadRequest, nil
+		return wire.StatusOK, nil
+	case wire.Lookup:
+		target, err := wire.ParseLookup(body)
+		if err != nil {
+			return wire.StatusBadRequest, nil
 		}
-		var target identity.ID
-		copy(target[:], body)
 		rec, err := s.Presence.Get(ctx, target)
-		if errors.Is(err, ErrOffline) {
+		if errors.Is(err, ErrNotFound) {
 			log.Debug().Str("device", target.Short()).Msg("lookup: offline")
-			return statusNotFound, nil
+			return wire.StatusNotFound, nil
 		}
-		if errors.Is(err, ErrRegistryUnavailable) {
+		if errors.Is(err, ErrUnavailable) {
 			log.Debug().Str("device", target.Short()).Msg("lookup: registry unavailable")
-			return statusUnavailable, nil
+			return wire.StatusUnavailable, nil
 		}
 		if err != nil {
 			log.Error().Err(err).Msg("lookup")
-			return statusInternal, nil
+			return wire.StatusInternal, nil
 		}
-		reply := binary.BigEndian.AppendUint64(nil, uint64(rec.Endpoint))
+		found := wire.Found{Endpoint: rec.Endpoint}
 		if !rec.Node.IsZero() && rec.Node != s.Key.ID() {
-			reply = append(reply, rec.Node[:]...)
-			reply = append(reply, rec.Addr...)
-			return statusRedirect, reply
+			found.Home, found.HomeAddr = rec.Node, rec.Addr
 		}
-		return statusOK, reply
+		return wire.FoundReply(found)
 	}
-	return statusBadRequest, nil
+	return wire.StatusBadRequest, nil
 }
 
 // unregister undoes a registration; the caller holds the connection's lock.
@@ -225,9 +203,9 @@ func (s *Server) unregister(r *registration, log zerolog.Logger) {
 	if r.device {
 		// A fresh context: the server's may already be done, and the record
 		// must still go.
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), removeTimeout)
 		defer cancel()
-		if err := s.Presence.Delete(ctx, r.id, Record{Endpoint: r.endpoint}); err != nil && !errors.Is(err, ErrRegistryUnavailable) {
+		if err := s.Presence.Delete(ctx, r.id, Record{Endpoint: r.endpoint}); err != nil && !errors.Is(err, ErrUnavailable) {
 			log.Error().Err(err).Msg("remove presence")
 		}
 	}

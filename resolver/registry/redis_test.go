@@ -1,4 +1,4 @@
-package resolver
+package registry
 
 import (
 	"context"
@@ -37,15 +37,15 @@ func TestRedisPresenceAcrossNodes(t *testing.T) {
 	a := redisNode(t, mr, "127.0.0.1:1001")
 	b := redisNode(t, mr, "127.0.0.1:1002")
 	dev := newID(t)
-	if _, err := b.Get(ctx, dev); !errors.Is(err, ErrOffline) {
-		t.Fatalf("unknown device: %v, want ErrOffline", err)
+	if _, err := b.Get(ctx, dev); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown device: %v, want ErrNotFound", err)
 	}
 	if err := a.Set(ctx, dev, Record{Endpoint: 42}); err != nil {
 		t.Fatal(err)
 	}
 	// B sees the device homed on A only while A's liveness key is there.
-	if _, err := b.Get(ctx, dev); !errors.Is(err, ErrOffline) {
-		t.Fatalf("node without liveness key: %v, want ErrOffline", err)
+	if _, err := b.Get(ctx, dev); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("node without liveness key: %v, want ErrNotFound", err)
 	}
 	if n, err := a.Refresh(ctx); err != nil || n != 2 {
 		t.Fatalf("refresh: %d, %v; want 2 commands", n, err)
@@ -79,8 +79,8 @@ func TestRedisPresenceTTL(t *testing.T) {
 	}
 	// A stops refreshing (it died): the record expires.
 	mr.FastForward(PresenceTTL)
-	if _, err := b.Get(ctx, dev); !errors.Is(err, ErrOffline) {
-		t.Fatalf("expired record: %v, want ErrOffline", err)
+	if _, err := b.Get(ctx, dev); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("expired record: %v, want ErrNotFound", err)
 	}
 }
 
@@ -108,8 +108,8 @@ func TestRedisPresenceCompareAndDelete(t *testing.T) {
 		t.Fatalf("stale delete removed the record: %v", err)
 	}
 	b.Delete(ctx, dev, Record{Endpoint: 2})
-	if _, err := a.Get(ctx, dev); !errors.Is(err, ErrOffline) {
-		t.Fatalf("after B's delete: %v, want ErrOffline", err)
+	if _, err := a.Get(ctx, dev); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("after B's delete: %v, want ErrNotFound", err)
 	}
 	if b.Len() != 0 {
 		t.Fatalf("B still holds %d", b.Len())
@@ -159,8 +159,8 @@ func TestRedisPresenceDown(t *testing.T) {
 	b.Refresh(ctx)
 	mr.Close()
 	// A device registering while Redis is down is held and served here.
-	if err := a.Set(ctx, held, Record{Endpoint: 3}); !errors.Is(err, ErrRegistryUnavailable) {
-		t.Fatalf("set with redis down: %v, want ErrRegistryUnavailable", err)
+	if err := a.Set(ctx, held, Record{Endpoint: 3}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("set with redis down: %v, want ErrUnavailable", err)
 	}
 	if !a.Down() {
 		t.Fatal("not marked down")
@@ -168,10 +168,10 @@ func TestRedisPresenceDown(t *testing.T) {
 	if rec, err := a.Get(ctx, held); err != nil || rec.Endpoint != 3 {
 		t.Fatalf("held device: %+v, %v", rec, err)
 	}
-	if _, err := a.Get(ctx, other); !errors.Is(err, ErrRegistryUnavailable) {
-		t.Fatalf("other device: %v, want ErrRegistryUnavailable", err)
+	if _, err := a.Get(ctx, other); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("other device: %v, want ErrUnavailable", err)
 	}
-	if _, err := a.Refresh(ctx); !errors.Is(err, ErrRegistryUnavailable) {
+	if _, err := a.Refresh(ctx); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("refresh: %v", err)
 	}
 	// Redis returns, empty: the next refresh rebuilds A's presence.

@@ -1,4 +1,4 @@
-package resolver
+package registry
 
 import (
 	"context"
@@ -36,12 +36,7 @@ import (
 // when Redis comes back (the next refresh), so a Redis restart loses
 // nothing for longer than RefreshInterval.
 
-const (
-	// PresenceTTL is how long a presence key outlives its last refresh.
-	PresenceTTL = 30 * time.Second
-	// RefreshInterval is how often a node refreshes its keys.
-	RefreshInterval = 10 * time.Second
-)
+var errMalformedRecord = errors.New("malformed presence record")
 
 // delIfOurs deletes KEYS[1] only if its value is ARGV[1].
 var delIfOurs = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
@@ -72,9 +67,9 @@ func NewRedisPresence(url string, node identity.ID, advertise string, log zerolo
 	if err != nil {
 		return nil, fmt.Errorf("registry %q: %w", url, err)
 	}
-	opt.DialTimeout = 2 * time.Second
-	opt.ReadTimeout = 2 * time.Second
-	opt.WriteTimeout = 2 * time.Second
+	opt.DialTimeout = redisTimeout
+	opt.ReadTimeout = redisTimeout
+	opt.WriteTimeout = redisTimeout
 	opt.MaxRetries = 1
 	return &RedisPresence{Client: redis.NewClient(opt), Node: node, Advertise: advertise, Log: log}, nil
 }
@@ -104,7 +99,7 @@ func (p *RedisPresence) value(rec Record) string {
 func parseValue(v string) (Record, error) {
 	f := strings.Fields(v)
 	if len(f) != 3 {
-		return Record{}, fmt.Errorf("presence record %q: %w", v, errMalformed)
+		return Record{}, fmt.Errorf("presence record %q: %w", v, errMalformedRecord)
 	}
 	node, err := identity.ParseID(f[0])
 	if err != nil {
@@ -112,13 +107,13 @@ func parseValue(v string) (Record, error) {
 	}
 	ep, err := strconv.ParseUint(f[2], 16, 64)
 	if err != nil || ep == 0 {
-		return Record{}, fmt.Errorf("presence record %q: %w", v, errMalformed)
+		return Record{}, fmt.Errorf("presence record %q: %w", v, errMalformedRecord)
 	}
 	return Record{Endpoint: transport.Endpoint(ep), Node: node, Addr: f[1]}, nil
 }
 
 // outcome notes whether Redis answered, logs a failure at most once per
-// RefreshInterval, and wraps it in ErrRegistryUnavailable.
+// RefreshInterval, and wraps it in ErrUnavailable.
 func (p *RedisPresence) outcome(op string, err error) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -135,7 +130,7 @@ func (p *RedisPresence) outcome(op string, err error) error {
 	}
 	p.down = true
 	p.failed = time.Now()
-	return fmt.Errorf("%w: registry: %w", ErrRegistryUnavailable, err)
+	return fmt.Errorf("%w: registry: %w", ErrUnavailable, err)
 }
 
 // failingFast reports whether Redis failed less than failFast ago, so
@@ -143,9 +138,6 @@ func (p *RedisPresence) outcome(op string, err error) error {
 func (p *RedisPresence) failingFast() bool {
 	return p.down && time.Since(p.failed) < failFast
 }
-
-// failFast is how long after a failure Set and Get do not ask Redis.
-const failFast = time.Second
 
 // Down reports whether the last Redis operation failed.
 func (p *RedisPresence) Down() bool {
@@ -155,7 +147,7 @@ func (p *RedisPresence) Down() bool {
 }
 
 // Set implements Presence. The record is kept here even when Redis fails
-// (the error then wraps ErrRegistryUnavailable): the device is served from
+// (the error then wraps ErrUnavailable): the device is served from
 // this node, and the next refresh writes it.
 func (p *RedisPresence) Set(ctx context.Context, id identity.ID, rec Record) error {
 	rec.Node, rec.Addr = p.Node, p.Advertise
@@ -169,7 +161,7 @@ func (p *RedisPresence) Set(ctx context.Context, id identity.ID, rec Record) err
 	if down {
 		// Redis failed within the last second: do not wait on it again;
 		// Run writes every device held when it is back.
-		return fmt.Errorf("%w: registry down", ErrRegistryUnavailable)
+		return fmt.Errorf("%w: registry down", ErrUnavailable)
 	}
 	return p.outcome("set", p.Client.Set(ctx, p.devKey(id), p.value(rec), p.ttl()).Err())
 }
@@ -200,12 +192,12 @@ func (p *RedisPresence) Get(ctx context.Context, id identity.ID) (Record, error)
 	if down {
 		// Fail fast while Redis is known down (a blackholed Redis would
 		// make every lookup wait for its timeouts).
-		return Record{}, fmt.Errorf("%w: registry down", ErrRegistryUnavailable)
+		return Record{}, fmt.Errorf("%w: registry down", ErrUnavailable)
 	}
 	v, err := p.Client.Get(ctx, p.devKey(id)).Result()
 	if err := p.outcome("get", err); err != nil {
 		if errors.Is(err, redis.Nil) {
-			return Record{}, ErrOffline
+			return Record{}, ErrNotFound
 		}
 		return Record{}, err
 	}
@@ -216,14 +208,14 @@ func (p *RedisPresence) Get(ctx context.Context, id identity.ID) (Record, error)
 	if rec.Node == p.Node {
 		// Ours in Redis but not held here: a leftover of this node's
 		// previous run. The device is not here.
-		return Record{}, ErrOffline
+		return Record{}, ErrNotFound
 	}
 	n, err := p.Client.Exists(ctx, p.nodeKey(rec.Node)).Result()
 	if err := p.outcome("get", err); err != nil {
 		return Record{}, err
 	}
 	if n == 0 {
-		return Record{}, ErrOffline
+		return Record{}, ErrNotFound
 	}
 	return rec, nil
 }
@@ -286,12 +278,12 @@ func (p *RedisPresence) Run(ctx context.Context, interval time.Duration) {
 	// Every second, check this node's liveness key (one EXISTS): Redis
 	// that was down, or restarted empty between two refreshes, gets this
 	// node's presence back within a second or so.
-	probe := time.NewTicker(time.Second)
+	probe := time.NewTicker(livenessProbe)
 	defer probe.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			dctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
 			_ = p.Client.Del(dctx, p.nodeKey(p.Node)).Err()
 			cancel()
 			return

@@ -1,14 +1,15 @@
-package transport
-
-// The stream header: the first bytes of every end-to-end stream.
+// Package stream is the stream protocol: the first bytes of every
+// end-to-end stream, with both halves that speak it — the client's Open
+// (client.go) and the device's Accept (device.go), credential challenge
+// included — beside the format they share (this file).
 //
 // A client opens one bidirectional QUIC stream per TCP connection it
-// carries. Before any payload it sends an Open, and the device answers with
+// carries. Before any payload it sends a Header, and the device answers with
 // a Status before any payload of its own, so a SOCKS server can send the
 // right reply before the first byte of the session. All integers are
 // big-endian.
 //
-//	Open, client → device
+//	Header, client → device
 //	  version  uint8    always 1
 //	  port     uint16   the published (remote) port the client wants
 //	  credLen  uint16   length of cred, at most MaxCredentialLen
@@ -23,33 +24,73 @@ package transport
 //	  credLen  uint16   0 if the client holds no credential for that fleet
 //	  cred     [credLen]byte
 //
-// A protected port answers an Open that carries no credential with
+// A protected port answers a Header that carries no credential with
 // StatusCredentialRequired, whose msg is the fleet ID; the client answers
 // with a Credential (possibly empty) and the device with a final Status.
 // Clients remember which fleet guards a port and put the credential in the
-// Open next time, saving the round trip. Credentials are sent only to the
+// Header next time, saving the round trip. Credentials are sent only to the
 // device that asked, on the end-to-end connection, and are bound to the
 // client's key, so the device learns nothing it could use elsewhere.
 //
 // After the Status with code StatusOK, both directions carry the TCP bytes
 // verbatim; a FIN on the stream is a TCP half-close. Any other final Status
 // is followed by the device closing the stream.
+//
+// Invariants both halves keep: the device answers every stream with a
+// final Status before any payload, and a client never sends a credential
+// but in answer to a challenge naming its fleet, or to a device that named
+// that fleet for that port before.
+package stream
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"time"
+)
+
+// Timings of the protocol.
+const (
+	// HeaderTimeout bounds how long a device waits for a new stream's
+	// Header (and a challenged client's Credential).
+	HeaderTimeout = 10 * time.Second
+	// AnswerTimeout bounds a client's wait for the device's answer; the
+	// device gives up on its local dial sooner (the agent's 5 s).
+	AnswerTimeout = 8 * time.Second
+	// refuseTimeout bounds writing a refusal to a client that reads
+	// nothing.
+	refuseTimeout = 5 * time.Second
+)
+
+// Outcomes of opening a stream, as the device reports them. Callers branch
+// on them with errors.Is.
+var (
+	// ErrPortNotPublished: the device publishes nothing on that port.
+	ErrPortNotPublished = errors.New("port not published")
+	// ErrDenied: the port exists but this client may not use it.
+	ErrDenied = errors.New("access denied")
+	// ErrRefused: the device's local service refused the connection.
+	ErrRefused = errors.New("local service refused the connection")
+	// ErrTimeout: the device's local service did not answer in time.
+	ErrTimeout = errors.New("local service timed out")
+	// ErrBadRequest: the device could not parse the stream header.
+	ErrBadRequest = errors.New("device rejected the stream header")
+	// ErrClientGone (device side): the client reset the stream before
+	// its header was read, did not answer a challenge in time, or was gone
+	// when the device accepted. A header that does not arrive in time is
+	// ErrMalformedHeader, and answered as one.
+	ErrClientGone = errors.New("client gone")
 )
 
 // StreamVersion is the only version of the stream header.
 const StreamVersion = 1
 
-// MaxCredentialLen bounds the credential in an Open.
+// MaxCredentialLen bounds the credential in a Header.
 const MaxCredentialLen = 8192
 
-// Open is what a client asks of a device on one stream.
-type Open struct {
+// Header is what a client asks of a device on one stream.
+type Header struct {
 	Port       uint16
 	Credential []byte
 }
@@ -57,8 +98,8 @@ type Open struct {
 // ErrMalformedHeader is returned for a stream header that does not parse.
 var ErrMalformedHeader = errors.New("malformed stream header")
 
-// AppendOpen appends the wire form of o to b.
-func AppendOpen(b []byte, o Open) ([]byte, error) {
+// AppendHeader appends the wire form of o to b.
+func AppendHeader(b []byte, o Header) ([]byte, error) {
 	if len(o.Credential) > MaxCredentialLen {
 		return b, fmt.Errorf("credential of %d bytes exceeds %d", len(o.Credential), MaxCredentialLen)
 	}
@@ -68,28 +109,28 @@ func AppendOpen(b []byte, o Open) ([]byte, error) {
 	return append(b, o.Credential...), nil
 }
 
-// ReadOpen reads an Open from r. It never reads past the header.
-func ReadOpen(r io.Reader) (Open, error) {
+// ReadHeader reads a Header from r. It never reads past the header.
+func ReadHeader(r io.Reader) (Header, error) {
 	var hdr [5]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return Open{}, fmt.Errorf("%w: %w", ErrMalformedHeader, err)
+		return Header{}, fmt.Errorf("%w: %w", ErrMalformedHeader, err)
 	}
 	if hdr[0] != StreamVersion {
-		return Open{}, fmt.Errorf("%w: version %d, want %d", ErrMalformedHeader, hdr[0], StreamVersion)
+		return Header{}, fmt.Errorf("%w: version %d, want %d", ErrMalformedHeader, hdr[0], StreamVersion)
 	}
-	o := Open{Port: binary.BigEndian.Uint16(hdr[1:3])}
+	o := Header{Port: binary.BigEndian.Uint16(hdr[1:3])}
 	n := int(binary.BigEndian.Uint16(hdr[3:5]))
 	if n > MaxCredentialLen {
-		return Open{}, fmt.Errorf("%w: credential of %d bytes exceeds %d", ErrMalformedHeader, n, MaxCredentialLen)
+		return Header{}, fmt.Errorf("%w: credential of %d bytes exceeds %d", ErrMalformedHeader, n, MaxCredentialLen)
 	}
 	if n > 0 {
 		o.Credential = make([]byte, n)
 		if _, err := io.ReadFull(r, o.Credential); err != nil {
-			return Open{}, fmt.Errorf("%w: credential: %w", ErrMalformedHeader, err)
+			return Header{}, fmt.Errorf("%w: credential: %w", ErrMalformedHeader, err)
 		}
 	}
 	if o.Port == 0 {
-		return Open{}, fmt.Errorf("%w: port 0", ErrMalformedHeader)
+		return Header{}, fmt.Errorf("%w: port 0", ErrMalformedHeader)
 	}
 	return o, nil
 }
@@ -123,7 +164,7 @@ func ReadCredential(r io.Reader) ([]byte, error) {
 	return cred, nil
 }
 
-// StatusCode is a device's answer to an Open.
+// StatusCode is a device's answer to a Header.
 type StatusCode uint8
 
 // Status codes. Values are part of the wire format.

@@ -1,4 +1,4 @@
-package socks
+package dialer_test
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -16,71 +17,91 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tunnel-dev/tunnel/cmd/roles"
 	"github.com/tunnel-dev/tunnel/peer"
 	"github.com/tunnel-dev/tunnel/peer/fleet"
 	"github.com/tunnel-dev/tunnel/peer/identity"
 	"github.com/tunnel-dev/tunnel/resolver"
+	"github.com/tunnel-dev/tunnel/resolver/registry"
+	"github.com/tunnel-dev/tunnel/socks/dialer"
 	"github.com/tunnel-dev/tunnel/transport"
 )
 
-// world is a rendezvous node, one device agent and one client dialer, all
-// real, on loopback.
+// world is a rendezvous node, one device agent and one client node with
+// its dialer, all real, on loopback, started as the product starts them.
 type world struct {
-	relay    resolver.RelayAddr
-	presence resolver.Presence
-	device   *transport.Node
-	dialer   *TunnelDialer
+	relay  *roles.Relay
+	device *roles.Device
+	client *roles.Node
+	dialer *dialer.Dialer
+	// cred is what the client presents for any fleet (nil: nothing).
+	cred atomic.Pointer[[]byte]
 	// addDevice starts another device agent on the same rendezvous node.
-	addDevice func(t *testing.T, fleet identity.ID, ports []peer.Port) *transport.Node
+	addDevice func(t *testing.T, fleet identity.ID, ports []peer.Port) *roles.Device
 }
 
-func startWorld(t *testing.T, ports []peer.Port, presence resolver.Presence) *world {
+func startWorld(t *testing.T, ports []peer.Port, presence registry.Presence) *world {
+	return startWorldPath(t, ports, presence, transport.PathAuto)
+}
+
+func startWorldPath(t *testing.T, ports []peer.Port, presence registry.Presence, mode transport.PathMode) *world {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
-
+	w := &world{}
+	var stops []func()
+	t.Cleanup(func() {
+		cancel()
+		for _, stop := range slices.Backward(stops) {
+			stop()
+		}
+	})
 	rkey, _ := identity.Generate()
-	relay, err := transport.ListenRelay("127.0.0.1:0")
+	relay, err := roles.StartRelay(ctx, roles.RelayConfig{Key: rkey, Listen: "127.0.0.1:0", Presence: presence, Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if presence == nil {
-		presence = resolver.NewMemoryPresence()
-	}
-	srv := &resolver.Server{Key: rkey, Relay: relay, Presence: presence, Log: zerolog.Nop()}
-	wg.Go(func() { srv.Serve(ctx); relay.Close() })
-	w := &world{relay: resolver.RelayAddr{ID: rkey.ID(), HostPort: relay.Socket().LocalAddr().String()}, presence: presence}
-
-	node := func(publishes bool) (*transport.Node, *resolver.Client) {
+	w.relay = relay
+	stops = append(stops, func() { relay.Wait() })
+	w.addDevice = func(t *testing.T, fleetID identity.ID, ports []peer.Port) *roles.Device {
 		k, _ := identity.Generate()
-		nd, err := transport.NewNode(k, "127.0.0.1:0")
+		d, err := roles.StartDevice(ctx, roles.DeviceConfig{Key: k, Relays: []resolver.RelayAddr{relay.Addr()},
+			Ports: ports, Fleet: fleetID, Log: zerolog.Nop()})
 		if err != nil {
 			t.Fatal(err)
 		}
-		up := make(chan struct{}, 8)
-		c := &resolver.Client{Node: nd, Relay: w.relay, Publishes: publishes, Log: zerolog.Nop(),
-			OnRegistered: func(string) { up <- struct{}{} }}
-		wg.Go(func() { c.Run(ctx); nd.Close() })
-		select {
-		case <-up:
-		case <-time.After(5 * time.Second):
-			t.Fatal("node did not register")
-		}
-		return nd, c
-	}
-	w.addDevice = func(t *testing.T, fleetID identity.ID, ports []peer.Port) *transport.Node {
-		nd, _ := node(true)
-		agent := &peer.Agent{Node: nd, Ports: ports, Fleet: fleetID, Log: zerolog.Nop(), DialTimeout: time.Second}
-		wg.Go(func() { agent.Serve(ctx) })
-		return nd
+		stops = append(stops, func() { d.Wait() })
+		waitRegistered(t, d.Node)
+		return d
 	}
 	w.device = w.addDevice(t, identity.ID{}, ports)
-	cnode, cres := node(false)
-	w.dialer = &TunnelDialer{Node: cnode, Resolver: cres, Log: zerolog.Nop()}
-	t.Cleanup(func() { w.dialer.Close() })
+	ck, _ := identity.Generate()
+	w.client, err = roles.StartNode(ctx, roles.NodeConfig{Key: ck, Listen: "127.0.0.1:0",
+		Relays: []resolver.RelayAddr{relay.Addr()}, Path: mode, Log: zerolog.Nop(),
+		Credentials: func(identity.ID) []byte {
+			if c := w.cred.Load(); c != nil {
+				return *c
+			}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stops = append(stops, w.client.Close)
+	waitRegistered(t, w.client)
+	w.dialer = w.client.Dialer
 	return w
 }
+
+func waitRegistered(t *testing.T, n *roles.Node) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := n.WaitRegistered(ctx); err != nil {
+		t.Fatalf("node did not register: %v", err)
+	}
+}
+
+func deviceID(d *roles.Device) identity.ID { return d.Node.Transport.Key().ID() }
 
 // echoTCP runs a TCP echo server that half-closes after echoing.
 func echoTCP(t *testing.T) string {
@@ -115,15 +136,15 @@ func closedPort(t *testing.T) string {
 	return addr
 }
 
-func TestTunnelDialer(t *testing.T) {
+func TestDialer(t *testing.T) {
 	echo := echoTCP(t)
 	w := startWorld(t, []peer.Port{{Remote: 22, Target: echo}, {Remote: 9, Target: closedPort(t)}}, nil)
-	name := w.device.Key().ID().String() + ".tunnel"
+	name := deviceID(w.device).String() + ".tunnel"
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
 	t.Run("echo with half-close", func(t *testing.T) {
-		s, err := w.dialer.Dial(ctx, Request{Cmd: CmdConnect, Host: name, Port: 22})
+		s, err := w.dialer.Dial(ctx, name, 22)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -141,7 +162,7 @@ func TestTunnelDialer(t *testing.T) {
 		errs := make(chan error, 64)
 		for i := range 64 {
 			wg.Go(func() {
-				s, err := w.dialer.Dial(ctx, Request{Cmd: CmdConnect, Host: name, Port: 22})
+				s, err := w.dialer.Dial(ctx, name, 22)
 				if err != nil {
 					errs <- err
 					return
@@ -161,31 +182,31 @@ func TestTunnelDialer(t *testing.T) {
 		for err := range errs {
 			t.Error(err)
 		}
-		w.dialer.mu.Lock()
-		n := len(w.dialer.peers)
-		w.dialer.mu.Unlock()
-		if n != 1 {
+		if n := len(w.client.Transport.Peers()); n != 1 {
 			t.Fatalf("%d device connections, want 1", n)
 		}
 	})
+	unknown, _ := identity.Generate()
 	cases := []struct {
 		name string
-		req  Request
-		want byte
+		host string
+		port uint16
+		want dialer.Outcome
 	}{
-		{"unpublished port", Request{Cmd: CmdConnect, Host: name, Port: 23}, ReplyConnectionRefused},
-		{"local service down", Request{Cmd: CmdConnect, Host: name, Port: 9}, ReplyConnectionRefused},
-		{"unknown device", Request{Cmd: CmdConnect, Host: "yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy.tunnel", Port: 22}, ReplyHostUnreachable},
-		{"malformed name", Request{Cmd: CmdConnect, Host: "abc.tunnel", Port: 22}, ReplyHostUnreachable},
-		{"not .tunnel", Request{Cmd: CmdConnect, Host: "example.com", Port: 80}, ReplyNotAllowed},
-		{"IP literal as name", Request{Cmd: CmdConnect, Host: "127.0.0.1", Port: 80}, ReplyNotAllowed},
+		{"unpublished port", name, 23, dialer.NotPublished},
+		{"local service down", name, 9, dialer.Refused},
+		{"unknown device", unknown.ID().String() + ".tunnel", 22, dialer.Offline},
+		{"weak key as ID", "yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy.tunnel", 22, dialer.MalformedName},
+		{"malformed name", "abc.tunnel", 22, dialer.MalformedName},
+		{"not .tunnel", "example.com", 80, dialer.NotTunnel},
+		{"IP literal as name", "127.0.0.1", 80, dialer.NotTunnel},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			start := time.Now()
-			_, err := w.dialer.Dial(ctx, c.req)
-			if got := ReplyCode(err); got != c.want {
-				t.Fatalf("reply %#x (%v), want %#x", got, err, c.want)
+			_, err := w.dialer.Dial(ctx, c.host, c.port)
+			if got := dialer.Classify(err); got != c.want {
+				t.Fatalf("outcome %v (%v), want %v", got, err, c.want)
 			}
 			if d := time.Since(start); d > time.Second {
 				t.Fatalf("took %v, want well under a second", d)
@@ -202,7 +223,7 @@ func TestLyingRegistryCannotImpersonate(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	// The honest case works through the same registry...
-	s, err := w.dialer.DialDevice(ctx, w.device.Key().ID(), 22)
+	s, err := w.dialer.DialDevice(ctx, deviceID(w.device), 22)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,23 +241,23 @@ func TestLyingRegistryCannotImpersonate(t *testing.T) {
 // whatever ID was asked: a registry that sends clients where it likes.
 type lyingPresence struct {
 	mu   sync.Mutex
-	last *resolver.Record
+	last *registry.Record
 }
 
-func (l *lyingPresence) Set(_ context.Context, _ identity.ID, rec resolver.Record) error {
+func (l *lyingPresence) Set(_ context.Context, _ identity.ID, rec registry.Record) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.last = &rec
 	return nil
 }
 
-func (l *lyingPresence) Delete(context.Context, identity.ID, resolver.Record) error { return nil }
+func (l *lyingPresence) Delete(context.Context, identity.ID, registry.Record) error { return nil }
 
-func (l *lyingPresence) Get(context.Context, identity.ID) (resolver.Record, error) {
+func (l *lyingPresence) Get(context.Context, identity.ID) (registry.Record, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.last == nil {
-		return resolver.Record{}, resolver.ErrOffline
+		return registry.Record{}, registry.ErrNotFound
 	}
 	return *l.last, nil
 }
@@ -248,7 +269,7 @@ func TestAccessModes(t *testing.T) {
 	otherFleet, _ := identity.Generate()
 	// The client key is made first so that a private port can list it.
 	w := startWorld(t, nil, nil)
-	me := w.dialer.Node.Key().ID()
+	me := w.client.Transport.Key().ID()
 	stranger, _ := identity.Generate()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -264,28 +285,28 @@ func TestAccessModes(t *testing.T) {
 		name string
 		port uint16
 		cred *fleet.Credential
-		want byte
+		want dialer.Outcome
 	}{
-		{"public", 80, nil, ReplySucceeded},
-		{"private, listed", 22, nil, ReplySucceeded},
-		{"private, not listed", 23, nil, ReplyNotAllowed},
-		{"protected, no credential", 24, nil, ReplyNotAllowed},
-		{"protected, member", 24, issue(t, fleetKey, me, time.Hour, now), ReplySucceeded},
-		{"protected, other fleet", 24, issue(t, otherFleet, me, time.Hour, now), ReplyNotAllowed},
-		{"protected, expired", 24, issue(t, fleetKey, me, time.Hour, now.Add(-2*time.Hour)), ReplyNotAllowed},
-		{"protected, someone else's credential", 24, issue(t, fleetKey, stranger.ID(), time.Hour, now), ReplyNotAllowed},
+		{"public", 80, nil, dialer.OK},
+		{"private, listed", 22, nil, dialer.OK},
+		{"private, not listed", 23, nil, dialer.Denied},
+		{"protected, no credential", 24, nil, dialer.Denied},
+		{"protected, member", 24, issue(t, fleetKey, me, time.Hour, now), dialer.OK},
+		{"protected, other fleet", 24, issue(t, otherFleet, me, time.Hour, now), dialer.Denied},
+		{"protected, expired", 24, issue(t, fleetKey, me, time.Hour, now.Add(-2*time.Hour)), dialer.Denied},
+		{"protected, someone else's credential", 24, issue(t, fleetKey, stranger.ID(), time.Hour, now), dialer.Denied},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			w.dialer.Credential = func(f identity.ID) []byte {
-				if c.cred == nil {
-					return nil
-				}
-				return c.cred.Wire()
+			if c.cred == nil {
+				w.cred.Store(nil)
+			} else {
+				wire := c.cred.Wire()
+				w.cred.Store(&wire)
 			}
-			s, err := w.dialer.DialDevice(ctx, dev.Key().ID(), c.port)
-			if got := ReplyCode(err); got != c.want {
-				t.Fatalf("reply %#x (%v), want %#x", got, err, c.want)
+			s, err := w.dialer.DialDevice(ctx, deviceID(dev), c.port)
+			if got := dialer.Classify(err); got != c.want {
+				t.Fatalf("outcome %v (%v), want %v", got, err, c.want)
 			}
 			if err == nil {
 				s.Write([]byte("x"))
@@ -334,7 +355,7 @@ func TestReplayedStreamOpenRefused(t *testing.T) {
 
 	// The client reaches the relay through a middlebox that sends every
 	// datagram twice, the copy 50 ms later.
-	relayUDP, _ := net.ResolveUDPAddr("udp", w.relay.HostPort)
+	relayUDP, _ := net.ResolveUDPAddr("udp", w.relay.Addr().HostPort)
 	mb, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
@@ -378,29 +399,21 @@ func TestReplayedStreamOpenRefused(t *testing.T) {
 		}
 	})
 	k, _ := identity.Generate()
-	nd, err := transport.NewNode(k, "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	// PathRelay: every packet crosses the middlebox.
+	nd, err := roles.StartNode(ctx, roles.NodeConfig{Key: k, Listen: "127.0.0.1:0", Path: transport.PathRelay, Log: zerolog.Nop(),
+		Relays: []resolver.RelayAddr{{ID: w.relay.Addr().ID, HostPort: mb.LocalAddr().String()}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	nd.SetMode(transport.PathRelay) // every packet crosses the middlebox
-	ctx, cancel := context.WithCancel(context.Background())
-	registered := make(chan struct{}, 4)
-	rc := &resolver.Client{Node: nd, Relay: resolver.RelayAddr{ID: w.relay.ID, HostPort: mb.LocalAddr().String()},
-		Log: zerolog.Nop(), OnRegistered: func(string) { registered <- struct{}{} }}
-	var cwg sync.WaitGroup
-	cwg.Go(func() { rc.Run(ctx) })
-	d := &TunnelDialer{Node: nd, Resolver: rc, Log: zerolog.Nop()}
-	t.Cleanup(func() { d.Close(); cancel(); cwg.Wait(); nd.Close() })
-	select {
-	case <-registered:
-	case <-time.After(5 * time.Second):
-		t.Fatal("client did not register through the middlebox")
-	}
+	t.Cleanup(func() { nd.Close(); cancel() })
+	waitRegistered(t, nd)
+	d := nd.Dialer
 	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
 	defer dcancel()
 	const streams = 5
 	for i := range streams {
-		s, err := d.DialDevice(dctx, w.device.Key().ID(), 22)
+		s, err := d.DialDevice(dctx, deviceID(w.device), 22)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -425,27 +438,27 @@ func TestReplayedStreamOpenRefused(t *testing.T) {
 // With --path direct the dialer waits for a direct path before the first
 // stream, so no stream byte crosses the relay.
 func TestPathDirectMode(t *testing.T) {
-	w := startWorld(t, []peer.Port{{Remote: 22, Target: echoTCP(t)}}, nil)
-	w.dialer.Node.SetMode(transport.PathDirect)
+	w := startWorldPath(t, []peer.Port{{Remote: 22, Target: echoTCP(t)}}, nil, transport.PathDirect)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	s, err := w.dialer.DialDevice(ctx, w.device.Key().ID(), 22)
+	s, err := w.dialer.DialDevice(ctx, deviceID(w.device), 22)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	peers := w.dialer.Node.Peers()
+	cn := w.client.Transport
+	peers := cn.Peers()
 	if len(peers) != 1 || !peers[0].Direct.IsValid() {
 		t.Fatalf("stream opened without a direct path: %+v", peers)
 	}
-	before := w.dialer.Node.RelayedOut.Load()
+	before := cn.RelayedOut.Load()
 	s.Write(bytes.Repeat([]byte("x"), 1<<20))
 	s.CloseWrite()
 	got, _ := io.ReadAll(s)
 	if len(got) != 1<<20 {
 		t.Fatalf("echo %d bytes", len(got))
 	}
-	if d := w.dialer.Node.RelayedOut.Load() - before; d != 0 {
+	if d := cn.RelayedOut.Load() - before; d != 0 {
 		t.Fatalf("%d stream bytes crossed the relay in direct mode", d)
 	}
 }

@@ -1,0 +1,63 @@
+package roles
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tunnel-dev/tunnel/peer/identity"
+	"github.com/tunnel-dev/tunnel/resolver"
+	"github.com/tunnel-dev/tunnel/socks"
+	"github.com/tunnel-dev/tunnel/socks/dialer"
+	"github.com/tunnel-dev/tunnel/transport"
+)
+
+// ConnectConfig is `tunnel connect`: one stream, through a running socksd
+// (SOCKS), or else through a node of its own whose key is the home's.
+type ConnectConfig struct {
+	SOCKS  string // HOST:PORT of a SOCKS5 server; "" for a node of its own
+	Home   string
+	Relays []resolver.RelayAddr
+	Path   transport.PathMode
+	Log    zerolog.Logger
+}
+
+// Connect opens one stream to host:port, within ctx. done releases what it
+// started (the node, if any) once the stream is finished with. Errors say
+// the outcome in words (dialer.Outcome.Explain), then the details.
+func Connect(ctx context.Context, cfg ConnectConfig, host string, port uint16) (s transport.HalfConn, done func(), err error) {
+	fail := func(err error) (transport.HalfConn, func(), error) {
+		return nil, nil, fmt.Errorf("connect to %s:%d: %s: %w", host, port, dialer.Classify(err).Explain(), err)
+	}
+	if cfg.SOCKS != "" {
+		c, err := socks.Dial(ctx, cfg.SOCKS, host, port)
+		if err != nil {
+			return fail(err)
+		}
+		return transport.Conn(c), func() {}, nil
+	}
+	id, isTunnel, err := resolver.ParseName(host)
+	if err != nil {
+		return fail(err)
+	}
+	if !isTunnel {
+		return nil, nil, fmt.Errorf("%s is not a .tunnel name (use --socks with a socksd that falls back, or connect directly)", host)
+	}
+	key, err := identity.LoadOrCreate(cfg.Home)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The node outlives ctx, which bounds connecting only: the stream
+	// runs on it.
+	n, err := StartNode(context.WithoutCancel(ctx), NodeConfig{Key: key, Relays: cfg.Relays, Path: cfg.Path,
+		Credentials: HomeCredentials(cfg.Home), Log: cfg.Log})
+	if err != nil {
+		return nil, nil, err
+	}
+	if s, err = n.Dialer.DialDevice(ctx, id, port); err != nil {
+		n.Close()
+		return fail(err)
+	}
+	return s, n.Close, nil
+}

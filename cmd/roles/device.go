@@ -1,0 +1,66 @@
+package roles
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tunnel-dev/tunnel/peer"
+	"github.com/tunnel-dev/tunnel/peer/identity"
+	"github.com/tunnel-dev/tunnel/resolver"
+	"github.com/tunnel-dev/tunnel/transport"
+)
+
+// DeviceConfig is `tunnel publish`: a device agent publishing ports.
+type DeviceConfig struct {
+	Key    *identity.Key
+	Home   string // the status socket; "" for none
+	Relays []resolver.RelayAddr
+	Ports  []peer.Port
+	// Fleet is the fleet whose members may use Protected ports.
+	Fleet identity.ID
+	Path  transport.PathMode
+	Log   zerolog.Logger
+}
+
+// Device is a running device agent.
+type Device struct {
+	Node *Node
+	done chan struct{}
+	err  error
+}
+
+// StartDevice starts the node, registered as a device, and the agent
+// serving its ports, until ctx ends.
+func StartDevice(ctx context.Context, cfg DeviceConfig) (*Device, error) {
+	n, err := StartNode(ctx, NodeConfig{Key: cfg.Key, Relays: cfg.Relays, Publishes: true, Path: cfg.Path, Log: cfg.Log})
+	if err != nil {
+		return nil, err
+	}
+	stopStatus := func() {}
+	if cfg.Home != "" {
+		stopStatus = serveStatus(ctx, cfg.Home, "publish", n, cfg.Log)
+	}
+	ev := cfg.Log.Info().Str("id", cfg.Key.ID().String()).Str("name", cfg.Key.ID().String()+".tunnel").
+		Str("relay", resolver.RelayListString(cfg.Relays))
+	for _, p := range cfg.Ports {
+		ev = ev.Str(fmt.Sprintf("port_%d", p.Remote), p.Access.String()+" "+p.Target)
+	}
+	ev.Msg("publishing")
+	d := &Device{Node: n, done: make(chan struct{})}
+	agent := &peer.Agent{Node: n.Transport, Ports: cfg.Ports, Fleet: cfg.Fleet, Log: cfg.Log}
+	go func() {
+		d.err = agent.Serve(ctx)
+		stopStatus()
+		n.Close()
+		close(d.done)
+	}()
+	return d, nil
+}
+
+// Wait returns once the device has stopped.
+func (d *Device) Wait() error {
+	<-d.done
+	return d.err
+}

@@ -1,0 +1,226 @@
+package roles
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tunnel-dev/tunnel/resolver"
+)
+
+// The status control socket: a running socksd, publish or gateway answers
+// `tunnel status` on a Unix socket in its home (ROLE.sock). The home is
+// created 0700 and the socket chmod 0600: only the owner can ask. A client
+// connects, the daemon writes one JSON Status and closes.
+
+// Status is what one running role says about itself.
+type Status struct {
+	Role     string `json:"role"`
+	ID       string `json:"id"`
+	Endpoint string `json:"endpoint"`
+	// Relay is the rendezvous node the node is registered with now, or,
+	// while it is not, the ones it was given (Registered false).
+	Relay      string       `json:"relay"`
+	Registered bool         `json:"registered"`
+	Observed   string       `json:"observed,omitempty"`
+	PathMode   string       `json:"path_mode"`
+	Peers      []PeerStatus `json:"peers"`
+}
+
+// PeerStatus is one end-to-end connection.
+type PeerStatus struct {
+	ID       string `json:"id"`
+	Endpoint string `json:"endpoint"`
+	Path     string `json:"path"` // "direct" or "relayed"
+	// Via is the peer's address on the direct path, or the rendezvous
+	// node relaying it: this node's own, or the peer's home node when the
+	// peer was reached after a redirect.
+	Via      string  `json:"via"`
+	RTTms    float64 `json:"rtt_ms"`
+	Streams  int64   `json:"streams"`
+	BytesOut uint64  `json:"bytes_out"`
+	BytesIn  uint64  `json:"bytes_in"`
+}
+
+// statusRoles are the roles that answer status, in the order
+// ReadStatus asks them.
+var statusRoles = []string{"socksd", "publish", "gateway"}
+
+// StatusPath is the control socket of role in home.
+func StatusPath(home, role string) string { return filepath.Join(home, role+".sock") }
+
+// StatusOf describes node n playing role.
+func StatusOf(role string, n *Node) Status {
+	tn := n.Transport
+	d := Status{Role: role, ID: tn.Key().ID().String(), Endpoint: tn.Endpoint().String(),
+		PathMode: tn.Mode().String(), Peers: []PeerStatus{}}
+	if home, ok := n.Resolver.Home(); ok {
+		d.Relay, d.Registered = home.String(), true
+	} else {
+		d.Relay = resolver.RelayListString(n.Resolver.Relays())
+	}
+	if o := tn.Observed(); o.IsValid() {
+		d.Observed = o.String()
+	}
+	for _, p := range tn.Peers() {
+		sp := PeerStatus{ID: p.ID.String(), Endpoint: p.Endpoint.String(), RTTms: float64(p.RTT.Microseconds()) / 1000,
+			Streams: p.Streams, BytesOut: p.BytesOut, BytesIn: p.BytesIn}
+		if p.Direct.IsValid() {
+			sp.Path, sp.Via = "direct", p.Direct.String()
+		} else {
+			sp.Path, sp.Via = "relayed", p.Relay.String()
+		}
+		d.Peers = append(d.Peers, sp)
+	}
+	return d
+}
+
+// serveStatus answers status requests for n until ctx ends or stop is
+// called. A socket that cannot be made is logged, not fatal: status is a
+// window, not the service.
+func serveStatus(ctx context.Context, home, role string, n *Node, log zerolog.Logger) (stop func()) {
+	path := StatusPath(home, role)
+	if c, err := net.DialTimeout("unix", path, statusProbe); err == nil {
+		c.Close()
+		log.Warn().Str("socket", path).Msg("another " + role + " with this home answers status; this one will not")
+		return func() {}
+	}
+	_ = os.Remove(path) // a stale socket of a process that died
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		log.Warn().Err(err).Msg("no status socket")
+		return func() {}
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		log.Warn().Err(err).Msg("no status socket")
+		return func() {}
+	}
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithCancel(ctx)
+	wg.Go(func() {
+		<-ctx.Done()
+		ln.Close()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.SetDeadline(time.Now().Add(statusTimeout))
+			_ = json.NewEncoder(c).Encode(StatusOf(role, n))
+			c.Close()
+		}
+	})
+	return func() {
+		cancel()
+		wg.Wait()
+		os.Remove(path)
+	}
+}
+
+// Timings of the control socket.
+const (
+	// statusTimeout bounds one status exchange, on either side.
+	statusTimeout = 5 * time.Second
+	// statusProbe bounds the check for another process answering on the
+	// socket (a live one answers at once).
+	statusProbe = 200 * time.Millisecond
+)
+
+// ReadStatus asks every role running with home. It returns an error when
+// none answers.
+func ReadStatus(home string) ([]Status, error) {
+	var docs []Status
+	for _, role := range statusRoles {
+		d, err := askStatus(StatusPath(home, role))
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+			continue
+		}
+		if err != nil {
+			return docs, fmt.Errorf("ask %s: %w", role, err)
+		}
+		docs = append(docs, d)
+	}
+	if len(docs) == 0 {
+		return nil, fmt.Errorf("no socksd, publish or gateway is running with home %s", home)
+	}
+	return docs, nil
+}
+
+func askStatus(path string) (Status, error) {
+	var d Status
+	c, err := net.DialTimeout("unix", path, statusTimeout)
+	if err != nil {
+		return d, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(statusTimeout))
+	b, err := io.ReadAll(io.LimitReader(c, 16<<20))
+	if err != nil {
+		return d, err
+	}
+	return d, json.Unmarshal(b, &d)
+}
+
+// WriteStatus prints docs for a person: one block per role, one line per
+// peer.
+func WriteStatus(w io.Writer, docs []Status) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for i, d := range docs {
+		if i > 0 {
+			fmt.Fprintln(tw)
+		}
+		relay := "relay " + d.Relay
+		if !d.Registered {
+			relay = "relay - (not registered; given " + d.Relay + ")"
+		}
+		fmt.Fprintf(tw, "%s  %s  %s  observed %s  path mode %s\n", d.Role, d.ID, relay, orDash(d.Observed), d.PathMode)
+		if len(d.Peers) == 0 {
+			fmt.Fprintln(tw, "  no peers")
+			continue
+		}
+		sort.Slice(d.Peers, func(a, b int) bool { return d.Peers[a].ID < d.Peers[b].ID })
+		fmt.Fprintln(tw, "  PEER\tPATH\tRTT\tSTREAMS\tSENT\tRECEIVED")
+		for _, p := range d.Peers {
+			path := "direct " + p.Via
+			if p.Path != "direct" {
+				path = "relayed via " + p.Via
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%.1f ms\t%d\t%s\t%s\n", p.ID, path, p.RTTms, p.Streams, bytesText(p.BytesOut), bytesText(p.BytesIn))
+		}
+	}
+	return tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func bytesText(n uint64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

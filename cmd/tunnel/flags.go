@@ -1,0 +1,75 @@
+package main
+
+import (
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+
+	"github.com/tunnel-dev/tunnel/cmd/roles"
+	"github.com/tunnel-dev/tunnel/peer/identity"
+	"github.com/tunnel-dev/tunnel/resolver"
+	"github.com/tunnel-dev/tunnel/transport"
+)
+
+// Flags several commands share, and what they turn into.
+
+const defaultRelay = "127.0.0.1:7443"
+
+func relayFlag() cli.Flag {
+	return &cli.StringFlag{Name: "relay", EnvVars: []string{"TUNNEL_RELAY"},
+		Usage: "rendezvous node, HOST:PORT or ID@HOST:PORT (then its key is checked); several, comma-separated (A,B,...), for nodes sharing a registry: the reachable one answering first is used"}
+}
+
+// relays parses --relay, falling back to def when it is not set.
+func relays(c *cli.Context, def string) ([]resolver.RelayAddr, error) {
+	v := c.String("relay")
+	if v == "" {
+		v = def
+	}
+	l, err := resolver.ParseRelayList(v)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return l, nil
+}
+
+func pathFlag() cli.Flag {
+	return &cli.StringFlag{Name: "path", Value: "auto", EnvVars: []string{"TUNNEL_PATH"},
+		Usage: "auto (relay first, direct when punched), direct (never relay stream bytes) or relay (never go direct)"}
+}
+
+func pathMode(c *cli.Context) (transport.PathMode, error) {
+	m, err := transport.ParsePathMode(c.String("path"))
+	if err != nil {
+		return m, usageError{err}
+	}
+	return m, nil
+}
+
+// loggerAndKey is what every long-running command does once its flags are
+// checked: build the logger the global flags ask for, then load (or
+// create) the node's key. Flags are checked first so that a usage error
+// creates no key.
+func loggerAndKey(c *cli.Context) (zerolog.Logger, *identity.Key, error) {
+	log, err := newLogger(c, false)
+	if err != nil {
+		return log, nil, err
+	}
+	key, err := identity.LoadOrCreate(c.String("home"))
+	return log, key, err
+}
+
+// checkHostPort checks a HOST:PORT flag.
+func checkHostPort(flag, v string) error {
+	if err := roles.CheckHostPort(flag, v); err != nil {
+		return usageError{err}
+	}
+	return nil
+}
+
+// noArgs refuses arguments to a command that takes none.
+func noArgs(c *cli.Context) error {
+	if c.Args().Len() > 0 {
+		return usagef("%s takes no arguments, got %q", c.Command.Name, c.Args().First())
+	}
+	return nil
+}

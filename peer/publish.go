@@ -1,0 +1,93 @@
+package peer
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+
+	"github.com/tunnel-dev/tunnel/peer/identity"
+)
+
+// Publish is what a device is asked to publish, as the user wrote it
+// (`tunnel publish -public SPEC -private SPEC,ID… -protected SPEC --fleet
+// ID -proxy-protocol PORT`); Ports turns it into what an Agent serves.
+type Publish struct {
+	Public    []string // SPEC
+	Private   []string // SPEC,ID[,ID…]
+	Protected []string // SPEC, for members of Fleet
+	// Fleet is the fleet ID whose members may use Protected ports.
+	Fleet string
+	// ProxyProtocol lists published ports whose service gets a PROXY v2
+	// header naming the client.
+	ProxyProtocol []string
+}
+
+// Ports checks everything before anything is published: each spec, no
+// port published twice, a fleet for protected ports, PROXY headers only
+// for published ports. Every error wraps ErrBadSpec.
+func (p Publish) Ports() ([]Port, identity.ID, error) {
+	var fleetID identity.ID
+	var ports []Port
+	seen := map[uint16]string{}
+	add := func(flag, arg string, port Port) error {
+		desc := "-" + flag + " " + arg
+		if prev, dup := seen[port.Remote]; dup {
+			return fmt.Errorf("%w: port %d published twice (%s and %s)", ErrBadSpec, port.Remote, prev, desc)
+		}
+		seen[port.Remote] = desc
+		ports = append(ports, port)
+		return nil
+	}
+	for _, arg := range p.Public {
+		port, err := ParsePortSpec(arg)
+		if err != nil {
+			return nil, fleetID, err
+		}
+		if err := add("public", arg, port); err != nil {
+			return nil, fleetID, err
+		}
+	}
+	for _, arg := range p.Private {
+		port, err := ParsePrivate(arg)
+		if err != nil {
+			return nil, fleetID, err
+		}
+		if err := add("private", arg, port); err != nil {
+			return nil, fleetID, err
+		}
+	}
+	if p.Fleet != "" {
+		id, err := identity.ParseID(p.Fleet)
+		if err != nil {
+			return nil, fleetID, fmt.Errorf("%w: --fleet: %w", ErrBadSpec, err)
+		}
+		fleetID = id
+	} else if len(p.Protected) > 0 {
+		return nil, fleetID, fmt.Errorf("%w: -protected ports need --fleet FLEET_ID (the fleet admin's 'tunnel fleet id')", ErrBadSpec)
+	}
+	for _, arg := range p.Protected {
+		port, err := ParsePortSpec(arg)
+		if err != nil {
+			return nil, fleetID, err
+		}
+		port.Access = Protected
+		if err := add("protected", arg, port); err != nil {
+			return nil, fleetID, err
+		}
+	}
+	if len(ports) == 0 {
+		return nil, fleetID, fmt.Errorf("%w: nothing to publish: give at least one -public, -private or -protected SPEC (e.g. -public 22)", ErrBadSpec)
+	}
+	for _, arg := range p.ProxyProtocol {
+		n, err := strconv.ParseUint(arg, 10, 16)
+		if err != nil || n == 0 {
+			return nil, fleetID, fmt.Errorf("%w: -proxy-protocol %q: want a published port number", ErrBadSpec, arg)
+		}
+		i := slices.IndexFunc(ports, func(port Port) bool { return port.Remote == uint16(n) })
+		if i < 0 {
+			return nil, fleetID, fmt.Errorf("%w: -proxy-protocol %d: port %d is not published", ErrBadSpec, n, n)
+		}
+		ports[i].ProxyProtocol = true
+	}
+	return ports, fleetID, nil
+}

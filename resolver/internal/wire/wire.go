@@ -1,0 +1,241 @@
+// Package wire is the registry protocol, spoken on a node's outer QUIC
+// connection to its rendezvous node: the one description of its messages,
+// with the code that builds and parses them, for both halves (the client
+// in package resolver, the server in package registry).
+//
+// The node learns nothing about the relay's identity from this protocol and
+// the relay nothing about the node's: both come from the TLS handshake of
+// that connection (a node cannot register an ID whose key it does not hold).
+//
+// Every request opens its own bidirectional stream; the node writes one
+// request and closes its send side, the relay writes one response and
+// closes. Integers are big-endian.
+//
+//	request
+//	  type     uint8    1 register, 2 lookup, 3 ping
+//	  bodyLen  uint16   at most MaxBody
+//	  body     [bodyLen]byte
+//
+//	response
+//	  status   uint8    see Status*
+//	  bodyLen  uint16
+//	  body     [bodyLen]byte
+//
+//	register body:  endpoint uint64 | flags uint8 (bit 0: the node publishes
+//	                ports and may be looked up)
+//	register reply: the node's address as the relay sees it, as text
+//	lookup body:    id [32]byte
+//	lookup reply:   StatusOK: endpoint uint64; StatusRedirect: endpoint
+//	                uint64 | home node ID [32]byte | home node advertise
+//	                address, as text; StatusNotFound, StatusUnavailable: no
+//	                body
+//	ping body:      any bytes (nodes send PingLen, see below); reply: empty
+//
+// Nodes ping their relay every transport.RelayPing. An unanswered ping ends
+// the connection at once (the relay is gone; redial) instead of after the
+// idle timeout; and a ping reaching a relay that restarted is big enough
+// for the relay to answer with a QUIC stateless reset (quic-go sends none
+// to packets under 42 bytes, and its own keep-alive PINGs are smaller), so
+// a restarted relay is noticed within one ping.
+//
+// Several rendezvous nodes (relay --registry redis://…) share presence in
+// Redis; a device is homed on the node it registered with. Decision:
+// redirect, not forward. A lookup on node B for a device homed on node A
+// answers StatusRedirect with A's ID and advertise address and the
+// device's endpoint; the client opens an outer connection to A as well
+// (registering there as a non-device node with its same endpoint) and sends
+// that peer's relay frames via A. B then carries nothing for that pair: no
+// node-to-node links, no second relay hop, and the relayed path is as short
+// as with one node. The price is one more outer connection on the client,
+// kept only while it is used. StatusUnavailable answers a lookup for a
+// device not held by the node when the shared registry cannot be asked.
+//
+// A node registers once per connection, before anything else it expects
+// to be reachable for; the registration lasts as long as the connection.
+package wire
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"time"
+
+	"github.com/tunnel-dev/tunnel/peer/identity"
+	"github.com/tunnel-dev/tunnel/transport"
+)
+
+// Request types.
+const (
+	Register = 1
+	Lookup   = 2
+	Ping     = 3
+)
+
+// Response statuses.
+const (
+	StatusOK         = 0
+	StatusNotFound   = 1
+	StatusBadRequest = 2
+	StatusConflict   = 3
+	StatusInternal   = 4
+	// StatusRedirect: the device is homed on another node (see above).
+	StatusRedirect = 5
+	// StatusUnavailable: the shared registry (Redis) is unreachable and
+	// the device is not held by this node.
+	StatusUnavailable = 6
+)
+
+const (
+	flagPublishes = 1 << 0
+
+	// MaxBody bounds a message body.
+	MaxBody = 4096
+	// PingLen is the size of a ping body (see above).
+	PingLen = 32
+	// RequestTimeout bounds one request, from opening its stream to the
+	// end of its response, on either side.
+	RequestTimeout = 10 * time.Second
+)
+
+// ErrMalformed is returned for a message that does not parse.
+var ErrMalformed = errors.New("malformed registry message")
+
+// WriteMsg writes one request or response: a leading byte (type or
+// status), then the body.
+func WriteMsg(w io.Writer, lead byte, body []byte) error {
+	if len(body) > MaxBody {
+		return fmt.Errorf("registry message body of %d bytes exceeds %d", len(body), MaxBody)
+	}
+	b := make([]byte, 0, 3+len(body))
+	b = append(b, lead)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(body)))
+	b = append(b, body...)
+	_, err := w.Write(b)
+	return err
+}
+
+// ReadMsg reads one request or response.
+func ReadMsg(r io.Reader) (lead byte, body []byte, err error) {
+	var hdr [3]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	n := int(binary.BigEndian.Uint16(hdr[1:]))
+	if n > MaxBody {
+		return 0, nil, fmt.Errorf("%w: body of %d bytes exceeds %d", ErrMalformed, n, MaxBody)
+	}
+	body = make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return 0, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	return hdr[0], body, nil
+}
+
+// StatusText names a status for messages.
+func StatusText(s byte) string {
+	switch s {
+	case StatusOK:
+		return "ok"
+	case StatusNotFound:
+		return "not found"
+	case StatusBadRequest:
+		return "bad request"
+	case StatusConflict:
+		return "conflict"
+	case StatusInternal:
+		return "internal error"
+	case StatusRedirect:
+		return "redirect"
+	case StatusUnavailable:
+		return "registry unavailable"
+	}
+	return fmt.Sprintf("status %d", s)
+}
+
+// RegisterBody is the body of a register request.
+func RegisterBody(ep transport.Endpoint, publishes bool) []byte {
+	b := binary.BigEndian.AppendUint64(make([]byte, 0, 9), uint64(ep))
+	var flags byte
+	if publishes {
+		flags |= flagPublishes
+	}
+	return append(b, flags)
+}
+
+// ParseRegister parses the body of a register request.
+func ParseRegister(body []byte) (ep transport.Endpoint, publishes bool, err error) {
+	if len(body) != 9 {
+		return 0, false, fmt.Errorf("%w: register body of %d bytes", ErrMalformed, len(body))
+	}
+	ep = transport.Endpoint(binary.BigEndian.Uint64(body[:8]))
+	if ep == 0 {
+		return 0, false, fmt.Errorf("%w: endpoint 0", ErrMalformed)
+	}
+	return ep, body[8]&flagPublishes != 0, nil
+}
+
+// ObservedBody is the body of a register reply: the address the relay saw
+// the node at.
+func ObservedBody(addr netip.AddrPort) []byte { return []byte(addr.String()) }
+
+// ParseObserved parses the body of a register reply.
+func ParseObserved(body []byte) (netip.AddrPort, error) {
+	ap, err := netip.ParseAddrPort(string(body))
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%w: observed address: %w", ErrMalformed, err)
+	}
+	return ap, nil
+}
+
+// LookupBody is the body of a lookup request.
+func LookupBody(id identity.ID) []byte { return append([]byte(nil), id[:]...) }
+
+// ParseLookup parses the body of a lookup request.
+func ParseLookup(body []byte) (identity.ID, error) {
+	var id identity.ID
+	if len(body) != len(id) {
+		return id, fmt.Errorf("%w: lookup body of %d bytes", ErrMalformed, len(body))
+	}
+	copy(id[:], body)
+	return id, nil
+}
+
+// Found is the answer to a lookup of an online device.
+type Found struct {
+	Endpoint transport.Endpoint
+	// Home and HomeAddr name the rendezvous node the device is homed on
+	// when it is another than the one asked (StatusRedirect); zero when
+	// the device is homed on the node asked.
+	Home     identity.ID
+	HomeAddr string
+}
+
+// FoundReply is the status and body of the reply to a lookup that found f.
+func FoundReply(f Found) (status byte, body []byte) {
+	body = binary.BigEndian.AppendUint64(nil, uint64(f.Endpoint))
+	if f.Home.IsZero() {
+		return StatusOK, body
+	}
+	body = append(body, f.Home[:]...)
+	return StatusRedirect, append(body, f.HomeAddr...)
+}
+
+// ParseFound parses the body of a StatusOK or StatusRedirect lookup reply.
+func ParseFound(status byte, body []byte) (Found, error) {
+	var f Found
+	switch {
+	case status == StatusOK && len(body) == 8:
+	case status == StatusRedirect && len(body) > 8+len(f.Home):
+		copy(f.Home[:], body[8:])
+		f.HomeAddr = string(body[8+len(f.Home):])
+	default:
+		return f, fmt.Errorf("%w: lookup reply %s of %d bytes", ErrMalformed, StatusText(status), len(body))
+	}
+	f.Endpoint = transport.Endpoint(binary.BigEndian.Uint64(body))
+	if f.Endpoint == 0 {
+		return f, fmt.Errorf("%w: endpoint 0", ErrMalformed)
+	}
+	return f, nil
+}

@@ -1,0 +1,167 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/rs/zerolog"
+
+	"github.com/tunnel-dev/tunnel/peer/identity"
+	"github.com/tunnel-dev/tunnel/resolver/internal/wire"
+	"github.com/tunnel-dev/tunnel/transport"
+)
+
+// testServer runs a Server with presence p on a loopback relay.
+func testServer(t *testing.T, p Presence) (*identity.Key, *transport.Relay) {
+	t.Helper()
+	key, _ := identity.Generate()
+	relay, err := transport.ListenRelay("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &Server{Key: key, Relay: relay, Presence: p, Log: zerolog.Nop()}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { srv.Serve(ctx); relay.Close(); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return key, relay
+}
+
+// rawNode is a node speaking the registry protocol by hand.
+type rawNode struct {
+	node *transport.Node
+	conn *quic.Conn
+}
+
+func dialServer(t *testing.T, key *identity.Key, relay *transport.Relay) *rawNode {
+	t.Helper()
+	k, _ := identity.Generate()
+	n, err := transport.NewNode(k, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := n.DialRelay(ctx, relay.Socket().LocalAddr(), key.ID())
+	if err != nil {
+		n.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.CloseWithError(0, ""); n.Close() })
+	return &rawNode{n, conn}
+}
+
+func (r *rawNode) ask(t *testing.T, typ byte, body []byte) (byte, []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	str, err := r.conn.OpenStreamSync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = str.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := wire.WriteMsg(str, typ, body); err != nil {
+		t.Fatal(err)
+	}
+	str.Close()
+	status, reply, err := wire.ReadMsg(str)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, str)
+	return status, reply
+}
+
+func TestServerRegisterLookup(t *testing.T) {
+	p := NewMemoryPresence()
+	key, relay := testServer(t, p)
+	dev := dialServer(t, key, relay)
+	cli := dialServer(t, key, relay)
+
+	status, reply := dev.ask(t, wire.Register, wire.RegisterBody(dev.node.Endpoint(), true))
+	if status != wire.StatusOK {
+		t.Fatalf("register: %s", wire.StatusText(status))
+	}
+	if obs, err := wire.ParseObserved(reply); err != nil || obs != dev.node.LocalAddr() {
+		t.Fatalf("observed %v (%v), want %v", obs, err, dev.node.LocalAddr())
+	}
+	if status, _ := cli.ask(t, wire.Register, wire.RegisterBody(cli.node.Endpoint(), false)); status != wire.StatusOK {
+		t.Fatalf("register client: %s", wire.StatusText(status))
+	}
+	if p.Len() != 1 || relay.Attached() != 2 {
+		t.Fatalf("presence %d, attached %d; want 1 device, 2 attached", p.Len(), relay.Attached())
+	}
+
+	status, reply = cli.ask(t, wire.Lookup, wire.LookupBody(dev.node.Key().ID()))
+	f, err := wire.ParseFound(status, reply)
+	if err != nil || f.Endpoint != dev.node.Endpoint() || !f.Home.IsZero() {
+		t.Fatalf("lookup: %+v, %v", f, err)
+	}
+	// A node that does not publish is not a device.
+	if status, _ := dev.ask(t, wire.Lookup, wire.LookupBody(cli.node.Key().ID())); status != wire.StatusNotFound {
+		t.Fatalf("lookup of a client: %s, want not found", wire.StatusText(status))
+	}
+	// A record homed on another node is a redirect.
+	other, _ := identity.Generate()
+	p.Set(context.Background(), other.ID(), Record{Endpoint: 9, Node: other.ID(), Addr: "192.0.2.1:7443"})
+	status, reply = cli.ask(t, wire.Lookup, wire.LookupBody(other.ID()))
+	if f, err := wire.ParseFound(status, reply); err != nil || f.Home != other.ID() || f.HomeAddr != "192.0.2.1:7443" || f.Endpoint != 9 {
+		t.Fatalf("redirect: %s %+v, %v", wire.StatusText(status), f, err)
+	}
+
+	for _, bad := range []struct {
+		typ  byte
+		body []byte
+	}{
+		{wire.Register, []byte{1, 2, 3}},
+		{wire.Register, wire.RegisterBody(0, true)},
+		{wire.Lookup, []byte("short")},
+		{99, nil},
+	} {
+		if status, _ := cli.ask(t, bad.typ, bad.body); status != wire.StatusBadRequest {
+			t.Errorf("request %d %x: %s, want bad request", bad.typ, bad.body, wire.StatusText(status))
+		}
+	}
+
+	// The device's connection ends: its record and attachment go with it.
+	dev.conn.CloseWithError(0, "")
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Len() != 1 || relay.Attached() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the device left: presence %d, attached %d", p.Len(), relay.Attached())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := p.Get(context.Background(), dev.node.Key().ID()); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("device record after it left: %v", err)
+	}
+}
+
+// An Endpoint belongs to the key holding its live registration: another
+// key cannot take it.
+func TestServerEndpointConflict(t *testing.T) {
+	key, relay := testServer(t, NewMemoryPresence())
+	a := dialServer(t, key, relay)
+	b := dialServer(t, key, relay)
+	if status, _ := a.ask(t, wire.Register, wire.RegisterBody(a.node.Endpoint(), true)); status != wire.StatusOK {
+		t.Fatalf("register: %s", wire.StatusText(status))
+	}
+	if status, _ := b.ask(t, wire.Register, wire.RegisterBody(a.node.Endpoint(), true)); status != wire.StatusConflict {
+		t.Fatalf("another key registering the same endpoint: %s, want conflict", wire.StatusText(status))
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 20 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,120 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/rs/zerolog"
+
+	"github.com/tunnel-dev/tunnel/resolver/internal/wire"
+	"github.com/tunnel-dev/tunnel/transport"
+)
+
+// One session: an outer connection to a rendezvous node on which the node
+// registered its Endpoint. The home session and the sessions to devices'
+// home nodes (via.go) are both made of these steps.
+
+// resolveRelay turns a relay's HOST:PORT into the address frames go to.
+func resolveRelay(ra RelayAddr) (netip.AddrPort, error) {
+	ua, err := net.ResolveUDPAddr("udp", ra.HostPort)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("resolve relay %s: %w", ra.HostPort, err)
+	}
+	ap := ua.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+}
+
+// dialRelay resolves ra and opens the outer connection to it.
+func dialRelay(ctx context.Context, node *transport.Node, ra RelayAddr) (netip.AddrPort, *quic.Conn, error) {
+	ap, err := resolveRelay(ra)
+	if err != nil {
+		return ap, nil, err
+	}
+	dctx, cancel := context.WithTimeout(ctx, dialRelayTimeout)
+	defer cancel()
+	conn, err := node.DialRelay(dctx, ap, ra.ID)
+	if err != nil {
+		return ap, nil, fmt.Errorf("connect to relay %s: %w", ra, err)
+	}
+	return ap, conn, nil
+}
+
+// register registers the node's Endpoint on conn and returns the address
+// the relay saw the node at.
+func register(ctx context.Context, conn *quic.Conn, ep transport.Endpoint, publishes bool) (netip.AddrPort, error) {
+	rctx, cancel := context.WithTimeout(ctx, wire.RequestTimeout)
+	defer cancel()
+	status, reply, err := request(rctx, conn, wire.Register, wire.RegisterBody(ep, publishes))
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	if status != wire.StatusOK {
+		return netip.AddrPort{}, errors.New(wire.StatusText(status))
+	}
+	return wire.ParseObserved(reply)
+}
+
+// heartbeat pings the relay until the connection or ctx ends, and ends
+// the connection when a ping goes unanswered.
+func heartbeat(ctx context.Context, conn *quic.Conn, log zerolog.Logger) {
+	t := time.NewTicker(transport.RelayPing)
+	defer t.Stop()
+	body := make([]byte, wire.PingLen)
+	for {
+		select {
+		case <-conn.Context().Done():
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+		status, _, err := request(pctx, conn, wire.Ping, body)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil || status != wire.StatusOK {
+			conn.CloseWithError(0, "ping unanswered")
+			log.Debug().Err(err).Msg("relay did not answer a ping")
+			<-conn.Context().Done()
+			return
+		}
+	}
+}
+
+// request sends one registry request on its own stream and reads the
+// response.
+func request(ctx context.Context, conn *quic.Conn, typ byte, body []byte) (byte, []byte, error) {
+	str, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	if d, ok := ctx.Deadline(); ok {
+		_ = str.SetDeadline(d)
+	} else {
+		_ = str.SetDeadline(time.Now().Add(wire.RequestTimeout))
+	}
+	stop := context.AfterFunc(ctx, func() { str.CancelRead(1); str.CancelWrite(1) })
+	defer stop()
+	if err := wire.WriteMsg(str, typ, body); err != nil {
+		return 0, nil, err
+	}
+	str.Close()
+	status, reply, err := wire.ReadMsg(str)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, nil, ctx.Err()
+		}
+		return 0, nil, err
+	}
+	// Drain to EOF so the stream completes.
+	_, _ = io.Copy(io.Discard, io.LimitReader(str, 1))
+	return status, reply, nil
+}

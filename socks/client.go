@@ -1,0 +1,149 @@
+package socks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/tunnel-dev/tunnel/resolver"
+	"github.com/tunnel-dev/tunnel/transport/stream"
+)
+
+// The client side: what `tunnel connect --socks`, the bench and the tests
+// speak to a SOCKS5 server — the greeting offering no authentication, one
+// CONNECT, the reply — as nc -X 5 and curl do.
+
+// ReplyError is a SOCKS server's refusal of a CONNECT.
+type ReplyError struct {
+	Server string // the SOCKS server's address
+	Code   byte   // its reply code, never ReplySucceeded
+}
+
+func (e *ReplyError) Error() string {
+	return fmt.Sprintf("SOCKS server %s answered %#02x (%s)", e.Server, e.Code, replyName(e.Code))
+}
+
+// Unwrap returns the error a tunnel socksd answers Code for (the most
+// common one, where a code stands for several outcomes), so that
+// dialer.Classify reads a refusal that crossed a SOCKS server as it reads
+// one from a dialer.
+func (e *ReplyError) Unwrap() error {
+	switch e.Code {
+	case ReplyNotAllowed:
+		return stream.ErrDenied
+	case ReplyHostUnreachable:
+		return resolver.ErrOffline
+	case ReplyConnectionRefused:
+		return stream.ErrRefused
+	case ReplyTTLExpired:
+		return os.ErrDeadlineExceeded
+	case ReplyNetworkUnreachable:
+		return syscall.ENETUNREACH
+	}
+	return nil
+}
+
+// replyName is the RFC 1928 meaning of a reply code.
+func replyName(code byte) string {
+	switch code {
+	case ReplySucceeded:
+		return "succeeded"
+	case ReplyGeneralFailure:
+		return "general SOCKS server failure"
+	case ReplyNotAllowed:
+		return "connection not allowed by ruleset"
+	case ReplyNetworkUnreachable:
+		return "network unreachable"
+	case ReplyHostUnreachable:
+		return "host unreachable"
+	case ReplyConnectionRefused:
+		return "connection refused"
+	case ReplyTTLExpired:
+		return "TTL expired"
+	case ReplyCommandNotSupported:
+		return "command not supported"
+	case ReplyAddressNotSupported:
+		return "address type not supported"
+	}
+	return "unassigned"
+}
+
+// ErrNoAcceptableMethod: the server accepts none of the methods offered
+// (this client offers only "no authentication").
+var ErrNoAcceptableMethod = errors.New("socks: server accepts no method offered")
+
+// Dial connects to host:port through the SOCKS5 server at server. It
+// returns the connection ready for the proxied bytes, or an error: a
+// *ReplyError when the server refused the CONNECT. Everything it does is
+// bounded by ctx.
+func Dial(ctx context.Context, server, host string, port uint16) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", server)
+	if err != nil {
+		return nil, fmt.Errorf("connect to SOCKS server %s: %w", server, err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	// Cancelling ctx interrupts the handshake by moving the deadline.
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
+	err = Handshake(c, host, port)
+	stop()
+	if err != nil && ctx.Err() == nil {
+		if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+			// The connection's deadline, which is ctx's, passed first.
+			err = fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+		}
+	} else if err != nil {
+		err = fmt.Errorf("%w: %w", ctx.Err(), err)
+	}
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	_ = c.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// Handshake runs the client side on c, a connection to a SOCKS5 server:
+// greeting, method selection, CONNECT to host:port (a name goes as a name,
+// an IP literal as an address), reply. It reads exactly the server's
+// messages, so the proxied bytes that follow stay in c.
+func Handshake(c net.Conn, host string, port uint16) error {
+	server := c.RemoteAddr().String()
+	req, err := AppendRequest(nil, Request{Cmd: CmdConnect, Host: host, Port: port})
+	if err != nil {
+		return err
+	}
+	// The request waits for the method selection, as nc -X 5 and curl
+	// do: a server may drop bytes sent before it chose a method.
+	if _, err := c.Write([]byte{socksVersion, 1, methodNoAuth}); err != nil {
+		return fmt.Errorf("SOCKS server %s: %w", server, err)
+	}
+	var method [2]byte
+	if _, err := io.ReadFull(c, method[:]); err != nil {
+		return fmt.Errorf("SOCKS server %s: reading method selection: %w", server, err)
+	}
+	if method[0] != socksVersion {
+		return fmt.Errorf("SOCKS server %s: %w (version byte %#02x)", server, ErrVersion, method[0])
+	}
+	if method[1] != methodNoAuth {
+		return fmt.Errorf("SOCKS server %s: %w (it chose %#02x)", server, ErrNoAcceptableMethod, method[1])
+	}
+	if _, err := c.Write(req); err != nil {
+		return fmt.Errorf("SOCKS server %s: %w", server, err)
+	}
+	code, err := ReadReply(c)
+	if err != nil {
+		return fmt.Errorf("SOCKS server %s: %w", server, err)
+	}
+	if code != ReplySucceeded {
+		return &ReplyError{Server: server, Code: code}
+	}
+	return nil
+}

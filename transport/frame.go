@@ -1,0 +1,102 @@
+package transport
+
+// Frames: every datagram on a node's UDP socket that is not an outer QUIC
+// packet. All frame types share one first-byte space, declared here and
+// nowhere else; integers are big-endian.
+//
+// The first byte of a frame has its two top bits clear, which a QUIC packet
+// never has (RFC 9000 §17: long headers set 0x80, short headers set the
+// fixed bit 0x40), so a socket tells frames from QUIC by one byte
+// (Socket.read).
+//
+//	toRelay, node → relay (relay.go)
+//	  type     uint8     0x01
+//	  dst      [8]byte   Endpoint of the receiving node
+//	  payload  …         one inner QUIC packet, opaque to the relay
+//
+//	fromRelay, relay → node (relay.go)
+//	  type     uint8     0x02
+//	  src      [8]byte   Endpoint of the sending node, stamped by the relay
+//	  payload  …         the same bytes, unchanged
+//
+//	gone, relay → node (relay.go)
+//	  type     uint8     0x03
+//	  dst      [8]byte   an Endpoint the node sent to that is not attached
+//
+//	ping, node → node, straight over UDP (disco.go)
+//	  type     uint8     0x04
+//	  src      [8]byte   sender's Endpoint
+//	  dst      [8]byte   receiver's Endpoint
+//	  txid     [8]byte   random
+//	  mac      [16]byte  HMAC-SHA256(secret, all bytes before mac), truncated
+//
+//	pong, node → node (disco.go): the layout of ping with type 0x05, src
+//	and dst swapped, the txid of the ping it answers, and its own mac.
+//
+//	direct, node → node, straight over UDP (disco.go)
+//	  type     uint8     0x06
+//	  payload  …         one inner QUIC packet
+//
+// toRelay and fromRelay have the same header size on purpose: the relay
+// rewrites a header in place to forward a frame.
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+)
+
+// Frame types.
+const (
+	frameToRelay   = 0x01
+	frameFromRelay = 0x02
+	frameGone      = 0x03
+	frameDiscoPing = 0x04
+	frameDiscoPong = 0x05
+	frameDirect    = 0x06
+)
+
+const (
+	// frameHeaderLen is the header of toRelay, fromRelay and gone.
+	frameHeaderLen = 1 + 8
+	// discoLen is the whole of a ping or pong.
+	discoLen = 1 + 8 + 8 + 8 + 16
+)
+
+// discoMsg is a ping or pong.
+type discoMsg struct {
+	typ      byte
+	src, dst Endpoint
+	txid     uint64
+}
+
+func appendDisco(b []byte, m discoMsg, secret []byte) []byte {
+	start := len(b)
+	b = append(b, m.typ)
+	b = binary.BigEndian.AppendUint64(b, uint64(m.src))
+	b = binary.BigEndian.AppendUint64(b, uint64(m.dst))
+	b = binary.BigEndian.AppendUint64(b, m.txid)
+	mac := hmac.New(sha256.New, secret)
+	mac.Write(b[start:])
+	return mac.Sum(b)[:start+discoLen]
+}
+
+// parseDisco reads the header of a ping or pong without checking its MAC,
+// so that the receiver can find the secret by the sender's Endpoint.
+func parseDisco(b []byte) (discoMsg, bool) {
+	if len(b) != discoLen || (b[0] != frameDiscoPing && b[0] != frameDiscoPong) {
+		return discoMsg{}, false
+	}
+	return discoMsg{
+		typ:  b[0],
+		src:  Endpoint(binary.BigEndian.Uint64(b[1:9])),
+		dst:  Endpoint(binary.BigEndian.Uint64(b[9:17])),
+		txid: binary.BigEndian.Uint64(b[17:25]),
+	}, true
+}
+
+func discoMACOK(b, secret []byte) bool {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write(b[:discoLen-16])
+	return hmac.Equal(mac.Sum(nil)[:16], b[discoLen-16:])
+}
