@@ -3,6 +3,7 @@ package roles
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/rs/zerolog"
 
@@ -28,7 +29,16 @@ type ConnectConfig struct {
 // the outcome in words (dialer.Outcome.Explain), then the details.
 func Connect(ctx context.Context, cfg ConnectConfig, host string, port uint16) (s transport.HalfConn, done func(), err error) {
 	fail := func(err error) (transport.HalfConn, func(), error) {
-		return nil, nil, fmt.Errorf("connect to %s:%d: %s: %w", host, port, dialer.Classify(err).Explain(), err)
+		if why := dialer.Classify(err).Explain(); !strings.HasPrefix(err.Error(), why) {
+			err = fmt.Errorf("%s: %w", why, err)
+		}
+		return nil, nil, fmt.Errorf("connect to %s:%d: %w", host, port, err)
+	}
+	// A malformed .tunnel name is said here, before any SOCKS server
+	// answers it with the 0x04 of an offline device.
+	id, isTunnel, err := resolver.ParseName(host)
+	if err != nil {
+		return fail(err)
 	}
 	if cfg.SOCKS != "" {
 		c, err := socks.Dial(ctx, cfg.SOCKS, host, port)
@@ -36,10 +46,6 @@ func Connect(ctx context.Context, cfg ConnectConfig, host string, port uint16) (
 			return fail(err)
 		}
 		return transport.Conn(c), func() {}, nil
-	}
-	id, isTunnel, err := resolver.ParseName(host)
-	if err != nil {
-		return fail(err)
 	}
 	if !isTunnel {
 		return nil, nil, fmt.Errorf("%s is not a .tunnel name (use --socks with a socksd that falls back, or connect directly)", host)
