@@ -100,7 +100,10 @@ func (a *Agent) serveStream(ctx context.Context, conn *quic.Conn, peerID identit
 	d := authorize(p, peerID, in.Header.Credential, a.Fleet, false, time.Now())
 	if d.code == stream.StatusCredentialRequired {
 		cred, err := in.Challenge(a.Fleet)
-		if err != nil {
+		if errors.Is(err, stream.ErrClientGone) {
+			ev(zerolog.DebugLevel, "client gone").Err(err).Msg("stream")
+			return
+		} else if err != nil {
 			ev(zerolog.InfoLevel, "client gone").Str("error", err.Error()).Msg("stream")
 			return
 		}

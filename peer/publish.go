@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -32,7 +33,7 @@ func (p Publish) Ports() ([]Port, identity.ID, error) {
 	add := func(flag, arg string, port Port) error {
 		desc := "-" + flag + " " + arg
 		if prev, dup := seen[port.Remote]; dup {
-			return fmt.Errorf("%w: port %d published twice (%s and %s)", ErrBadSpec, port.Remote, prev, desc)
+			return badPublish(fmt.Errorf("port %d published twice (%s and %s)", port.Remote, prev, desc))
 		}
 		seen[port.Remote] = desc
 		ports = append(ports, port)
@@ -59,11 +60,11 @@ func (p Publish) Ports() ([]Port, identity.ID, error) {
 	if p.Fleet != "" {
 		id, err := identity.ParseID(p.Fleet)
 		if err != nil {
-			return nil, fleetID, fmt.Errorf("%w: --fleet: %w", ErrBadSpec, err)
+			return nil, fleetID, badPublish(fmt.Errorf("--fleet: %w", err))
 		}
 		fleetID = id
 	} else if len(p.Protected) > 0 {
-		return nil, fleetID, fmt.Errorf("%w: -protected ports need --fleet FLEET_ID (the fleet admin's 'tunnel fleet id')", ErrBadSpec)
+		return nil, fleetID, badPublish(errors.New("-protected ports need --fleet FLEET_ID (the fleet admin's 'tunnel fleet id')"))
 	}
 	for _, arg := range p.Protected {
 		port, err := ParsePortSpec(arg)
@@ -76,18 +77,27 @@ func (p Publish) Ports() ([]Port, identity.ID, error) {
 		}
 	}
 	if len(ports) == 0 {
-		return nil, fleetID, fmt.Errorf("%w: nothing to publish: give at least one -public, -private or -protected SPEC (e.g. -public 22)", ErrBadSpec)
+		return nil, fleetID, badPublish(errors.New("nothing to publish: give at least one -public, -private or -protected SPEC (e.g. -public 22)"))
 	}
 	for _, arg := range p.ProxyProtocol {
 		n, err := strconv.ParseUint(arg, 10, 16)
 		if err != nil || n == 0 {
-			return nil, fleetID, fmt.Errorf("%w: -proxy-protocol %q: want a published port number", ErrBadSpec, arg)
+			return nil, fleetID, badPublish(fmt.Errorf("-proxy-protocol %q: want a published port number", arg))
 		}
 		i := slices.IndexFunc(ports, func(port Port) bool { return port.Remote == uint16(n) })
 		if i < 0 {
-			return nil, fleetID, fmt.Errorf("%w: -proxy-protocol %d: port %d is not published", ErrBadSpec, n, n)
+			return nil, fleetID, badPublish(fmt.Errorf("-proxy-protocol %d: port %d is not published", n, n))
 		}
 		ports[i].ProxyProtocol = true
 	}
 	return ports, fleetID, nil
 }
+
+// publishError is an error of Ports: its message is the error's own, and
+// it is an ErrBadSpec.
+type publishError struct{ err error }
+
+func badPublish(err error) error { return publishError{err} }
+
+func (e publishError) Error() string   { return e.err.Error() }
+func (e publishError) Unwrap() []error { return []error{ErrBadSpec, e.err} }

@@ -2,7 +2,10 @@ package peer
 
 import (
 	"errors"
+	"strings"
 	"testing"
+
+	"github.com/tunnel-dev/tunnel/peer/identity"
 )
 
 func TestParsePortSpec(t *testing.T) {
@@ -27,6 +30,37 @@ func TestParsePortSpec(t *testing.T) {
 	for _, in := range []string{"", "0", "99999", "abc", "1:2:3:4", ":22", "22:", "-1", "[::1", "[]:22", "[::1]22", "host::22", "22:0", "1e3"} {
 		if p, err := ParsePortSpec(in); err == nil || !errors.Is(err, ErrBadSpec) {
 			t.Errorf("ParsePortSpec(%q) = %+v, %v; want ErrBadSpec", in, p, err)
+		}
+	}
+}
+
+func TestPublishPorts(t *testing.T) {
+	id, _ := identity.Generate()
+	fleetKey, _ := identity.Generate()
+	ports, fleetID, err := Publish{Public: []string{"80"}, Private: []string{"2222:22," + id.ID().String()},
+		Protected: []string{"5432"}, Fleet: fleetKey.ID().String(), ProxyProtocol: []string{"80"}}.Ports()
+	if err != nil || len(ports) != 3 || fleetID != fleetKey.ID() {
+		t.Fatalf("Ports = %+v, %v, %v", ports, fleetID, err)
+	}
+	if !ports[0].ProxyProtocol || ports[1].Access != Private || ports[1].Allowed[0] != id.ID() || ports[2].Access != Protected {
+		t.Fatalf("ports %+v", ports)
+	}
+	for name, p := range map[string]Publish{
+		"nothing":             {},
+		"twice":               {Public: []string{"22"}, Private: []string{"22," + id.ID().String()}},
+		"protected, no fleet": {Protected: []string{"22"}},
+		"bad fleet":           {Protected: []string{"22"}, Fleet: "garbage"},
+		"bad spec":            {Public: []string{"0"}},
+		"proxy unpublished":   {Public: []string{"22"}, ProxyProtocol: []string{"99"}},
+		"proxy not a port":    {Public: []string{"22"}, ProxyProtocol: []string{"ssh"}},
+	} {
+		_, _, err := p.Ports()
+		if !errors.Is(err, ErrBadSpec) {
+			t.Errorf("%s: %v, want ErrBadSpec", name, err)
+		}
+		// Only a spec that does not parse says so; the rest say what is wrong.
+		if name != "bad spec" && strings.HasPrefix(err.Error(), "bad port spec") {
+			t.Errorf("%s: %q", name, err)
 		}
 	}
 }

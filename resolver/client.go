@@ -46,9 +46,9 @@ type Client struct {
 	homeRoute transport.RelayRoute
 	runCtx    context.Context // Run's; nil when Run is not running
 	vias      map[string]*viaSession
-	routes    map[transport.Endpoint]*peerRoute // peers routed via another node
-	peers     map[*peerRoute]struct{}           // connections DialPeer made, alive
-	wg        sync.WaitGroup                    // via sessions and gone checks
+	routes    map[transport.Endpoint][]*peerRoute // connections routed via another node, oldest first
+	peers     map[*peerRoute]struct{}             // connections DialPeer made, alive
+	wg        sync.WaitGroup                      // via sessions and gone checks
 
 	registrations atomic.Uint64
 }
@@ -56,7 +56,7 @@ type Client struct {
 // NewClient returns a Client for node. It starts nothing: Run does.
 func NewClient(node *transport.Node, cfg Config) *Client {
 	return &Client{node: node, cfg: cfg, ready: make(chan struct{}),
-		vias: make(map[string]*viaSession), routes: make(map[transport.Endpoint]*peerRoute),
+		vias: make(map[string]*viaSession), routes: make(map[transport.Endpoint][]*peerRoute),
 		peers: make(map[*peerRoute]struct{})}
 }
 

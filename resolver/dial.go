@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -49,7 +50,7 @@ func (c *Client) DialPeer(ctx context.Context, id identity.ID) (*quic.Conn, erro
 		}
 		pr.via = vs
 		c.mu.Lock()
-		c.routes[pr.ep] = pr
+		c.routes[pr.ep] = append(c.routes[pr.ep], pr)
 		c.publishRoutes()
 		c.mu.Unlock()
 	}
@@ -73,13 +74,17 @@ func (c *Client) DialPeer(ctx context.Context, id identity.ID) (*quic.Conn, erro
 	return conn, nil
 }
 
-// drop forgets a connection DialPeer made: its route, if it is still the
-// one in the table, and its reference on the via session.
+// drop forgets a connection DialPeer made: its route, and its reference
+// on the via session.
 func (c *Client) drop(pr *peerRoute) {
 	c.mu.Lock()
 	delete(c.peers, pr)
-	if c.routes[pr.ep] == pr {
-		delete(c.routes, pr.ep)
+	if prs := c.routes[pr.ep]; slices.Contains(prs, pr) {
+		if prs = slices.DeleteFunc(prs, func(p *peerRoute) bool { return p == pr }); len(prs) == 0 {
+			delete(c.routes, pr.ep)
+		} else {
+			c.routes[pr.ep] = prs
+		}
 		c.publishRoutes()
 	}
 	c.mu.Unlock()
@@ -89,19 +94,22 @@ func (c *Client) drop(pr *peerRoute) {
 }
 
 // publishRoutes gives the node its routing table: the home relay, and
-// each peer routed via a session that is registered. A peer whose session
-// ended falls back to the home relay, where it may have re-homed. The
-// caller holds c.mu.
+// each peer reached after a redirect routed via its home node while a
+// session there is registered — the session its connection opened, or a
+// later one to the same node. A peer with none falls back to the home
+// relay, where it may have re-homed. With several connections to one peer
+// the newest decides. The caller holds c.mu.
 func (c *Client) publishRoutes() {
 	var via map[transport.Endpoint]transport.RelayRoute
-	for ep, pr := range c.routes {
-		if !pr.via.up {
+	for ep, prs := range c.routes {
+		vs := c.vias[prs[len(prs)-1].via.key]
+		if vs == nil || !vs.up {
 			continue
 		}
 		if via == nil {
 			via = make(map[transport.Endpoint]transport.RelayRoute)
 		}
-		via[ep] = pr.via.route
+		via[ep] = vs.route
 	}
 	c.node.SetRoutes(c.homeRoute, via)
 }
@@ -193,6 +201,7 @@ func (c *Client) runVia(ctx context.Context, ra RelayAddr, vs *viaSession) {
 	vs.route = transport.RelayRoute{Addr: ap, Name: ra.String()}
 	vs.up = true
 	close(vs.ready)
+	c.publishRoutes() // routes of older connections to this node are live again
 	c.mu.Unlock()
 	c.cfg.Log.Debug().Str("relay", ra.String()).Msg("registered with a device's home node")
 	heartbeat(ctx, conn, c.cfg.Log)

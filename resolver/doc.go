@@ -12,5 +12,6 @@
 // (transport.Node.SetRoutes) and nothing else writes them; a session to
 // another node lives exactly as long as a connection routed through it
 // (one reference count, in that session); every goroutine the Client
-// starts ends when Run returns.
+// starts ends when Run returns, and what a connection DialPeer made holds
+// is released when that connection closes.
 package resolver

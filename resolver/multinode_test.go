@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync"
 	"testing"
 	"time"
 
@@ -144,4 +145,74 @@ func TestRelaysPicksReachable(t *testing.T) {
 		stopA()
 		waitFor(t, func() bool { return pb.Len() == 1 })
 	}
+}
+
+// Two connections to one device reached after a redirect: the route
+// through the device's home node holds for as long as either is open.
+func TestRedirectRouteOutlivesAnotherConnection(t *testing.T) {
+	mr := miniredis.RunT(t)
+	a, pa, _ := startRedisNode(t, mr)
+	b, _, _ := startRedisNode(t, mr)
+	_, dev := startClient(t, a, true)
+	cli, cnode := startClient(t, b, false)
+	cnode.SetMode(transport.PathRelay) // on loopback a direct path would take over
+	waitFor(t, func() bool { return pa.Len() == 1 })
+	ln, err := dev.ListenPeers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	lctx, lcancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { lcancel(); ln.Close(); wg.Wait() }()
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept(lctx)
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				for {
+					s, err := c.AcceptStream(lctx)
+					if err != nil {
+						return
+					}
+					io.Copy(s, s)
+					s.Close()
+				}
+			})
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dial := func() *quic.Conn {
+		var conn *quic.Conn
+		waitFor(t, func() bool {
+			conn, err = cli.DialPeer(ctx, dev.Key().ID())
+			return err == nil
+		})
+		return conn
+	}
+	first, second := dial(), dial()
+	second.CloseWithError(0, "")
+	waitFor(t, func() bool { return len(cnode.Peers()) == 1 })
+	s, err := first.OpenStreamSync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Write([]byte("still routed"))
+	s.Close()
+	got, err := io.ReadAll(s)
+	if err != nil || string(got) != "still routed" {
+		t.Fatalf("echo on the first connection after the second closed: %q, %v", got, err)
+	}
+	if peers := cnode.Peers(); peers[0].Relay.Name != a.String() {
+		t.Fatalf("first connection relayed via %v, want A %s", peers[0].Relay, a)
+	}
+	first.CloseWithError(0, "")
+	waitFor(t, func() bool {
+		cli.mu.Lock()
+		defer cli.mu.Unlock()
+		return len(cli.vias) == 0 && len(cli.routes) == 0
+	})
 }

@@ -17,8 +17,8 @@ import (
 )
 
 // One session: an outer connection to a rendezvous node on which the node
-// registered its Endpoint. The home session and the sessions to devices'
-// home nodes (via.go) are both made of these steps.
+// registered its Endpoint. The home session (client.go) and the sessions
+// to devices' home nodes (dial.go) are both made of these steps.
 
 // resolveRelay turns a relay's HOST:PORT into the address frames go to.
 func resolveRelay(ra RelayAddr) (netip.AddrPort, error) {

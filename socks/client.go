@@ -7,10 +7,12 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/tunnel-dev/tunnel/resolver"
+	"github.com/tunnel-dev/tunnel/socks/dialer"
 	"github.com/tunnel-dev/tunnel/transport/stream"
 )
 
@@ -25,7 +27,7 @@ type ReplyError struct {
 }
 
 func (e *ReplyError) Error() string {
-	return fmt.Sprintf("SOCKS server %s answered %#02x (%s)", e.Server, e.Code, replyName(e.Code))
+	return fmt.Sprintf("SOCKS server %s: %s", e.Server, ReplyText(e.Code))
 }
 
 // Unwrap returns the error a tunnel socksd answers Code for (the most
@@ -48,29 +50,42 @@ func (e *ReplyError) Unwrap() error {
 	return nil
 }
 
-// replyName is the RFC 1928 meaning of a reply code.
-func replyName(code byte) string {
-	switch code {
-	case ReplySucceeded:
-		return "succeeded"
-	case ReplyGeneralFailure:
-		return "general SOCKS server failure"
-	case ReplyNotAllowed:
-		return "connection not allowed by ruleset"
-	case ReplyNetworkUnreachable:
-		return "network unreachable"
-	case ReplyHostUnreachable:
-		return "host unreachable"
-	case ReplyConnectionRefused:
-		return "connection refused"
-	case ReplyTTLExpired:
-		return "TTL expired"
-	case ReplyCommandNotSupported:
-		return "command not supported"
-	case ReplyAddressNotSupported:
-		return "address type not supported"
+// ReplyText explains a reply code to a person: what it says, and which
+// outcomes a tunnel socksd sends it for (from dialer.Outcome, through
+// OutcomeReply), e.g. "not allowed (0x02): access denied, or not a
+// .tunnel host".
+func ReplyText(code byte) string {
+	name := replyNames[code]
+	if name == "" {
+		name = "failed"
 	}
-	return "unassigned"
+	var why []string
+	for o := dialer.OK + 1; o <= dialer.Failed; o++ {
+		if OutcomeReply(o) == code && o.Explain() != name && o != dialer.Failed {
+			why = append(why, o.Explain())
+		}
+	}
+	text := fmt.Sprintf("%s (%#02x)", name, code)
+	switch n := len(why); {
+	case n == 1:
+		text += ": " + why[0]
+	case n > 1:
+		text += ": " + strings.Join(why[:n-1], ", ") + ", or " + why[n-1]
+	}
+	return text
+}
+
+// replyNames are what reply codes say, as a SOCKS client shows them.
+var replyNames = map[byte]string{
+	ReplySucceeded:           "succeeded",
+	ReplyGeneralFailure:      "failed",
+	ReplyNotAllowed:          "not allowed",
+	ReplyNetworkUnreachable:  "network unreachable",
+	ReplyHostUnreachable:     "host unreachable",
+	ReplyConnectionRefused:   "refused",
+	ReplyTTLExpired:          "timed out",
+	ReplyCommandNotSupported: "command not supported",
+	ReplyAddressNotSupported: "address type not supported",
 }
 
 // ErrNoAcceptableMethod: the server accepts none of the methods offered

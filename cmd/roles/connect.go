@@ -2,6 +2,7 @@ package roles
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -25,27 +26,30 @@ type ConnectConfig struct {
 }
 
 // Connect opens one stream to host:port, within ctx. done releases what it
-// started (the node, if any) once the stream is finished with. Errors say
-// the outcome in words (dialer.Outcome.Explain), then the details.
+// started (the node, if any) once the stream is finished with. A refusal
+// says what it means in words mapped from the one classification of
+// outcomes (dialer.Outcome; socks.ReplyText for a SOCKS server's reply),
+// then the details.
 func Connect(ctx context.Context, cfg ConnectConfig, host string, port uint16) (s transport.HalfConn, done func(), err error) {
+	if cfg.SOCKS != "" {
+		c, err := socks.Dial(ctx, cfg.SOCKS, host, port)
+		if re, ok := errors.AsType[*socks.ReplyError](err); ok {
+			return nil, nil, fmt.Errorf("connect to %s:%d via %s: %s", host, port, cfg.SOCKS, socks.ReplyText(re.Code))
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		return transport.Conn(c), func() {}, nil
+	}
 	fail := func(err error) (transport.HalfConn, func(), error) {
 		if why := dialer.Classify(err).Explain(); !strings.HasPrefix(err.Error(), why) {
 			err = fmt.Errorf("%s: %w", why, err)
 		}
 		return nil, nil, fmt.Errorf("connect to %s:%d: %w", host, port, err)
 	}
-	// A malformed .tunnel name is said here, before any SOCKS server
-	// answers it with the 0x04 of an offline device.
 	id, isTunnel, err := resolver.ParseName(host)
 	if err != nil {
 		return fail(err)
-	}
-	if cfg.SOCKS != "" {
-		c, err := socks.Dial(ctx, cfg.SOCKS, host, port)
-		if err != nil {
-			return fail(err)
-		}
-		return transport.Conn(c), func() {}, nil
 	}
 	if !isTunnel {
 		return nil, nil, fmt.Errorf("%s is not a .tunnel name (use --socks with a socksd that falls back, or connect directly)", host)

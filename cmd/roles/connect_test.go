@@ -2,6 +2,7 @@ package roles
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/tunnel-dev/tunnel/peer"
 	"github.com/tunnel-dev/tunnel/resolver"
+	"github.com/tunnel-dev/tunnel/socks"
 )
 
 // Connect, as `tunnel connect` uses it: through a running socksd, and
@@ -63,23 +65,27 @@ func TestConnect(t *testing.T) {
 			if string(got) != "hi" {
 				t.Fatalf("echo %q", got)
 			}
-			for host, want := range map[string]string{
-				offline:        "unknown or offline device",
-				"abc.tunnel":   "malformed .tunnel name",
-				"[::1].tunnel": "malformed .tunnel name",
-			} {
+			// Through a SOCKS server a refusal is its reply code, in words
+			// (socks.ReplyText); through its own node, the outcome, then
+			// the details.
+			prefix := func(host string, port uint16) string { return fmt.Sprintf("connect to %s:%d: ", host, port) }
+			unreachable, refused := "unknown or offline device", "port not published by the device"
+			malformed := "malformed .tunnel name"
+			if mode.SOCKS != "" {
+				prefix = func(host string, port uint16) string {
+					return fmt.Sprintf("connect to %s:%d via %s: ", host, port, mode.SOCKS)
+				}
+				unreachable, refused = socks.ReplyText(socks.ReplyHostUnreachable), socks.ReplyText(socks.ReplyConnectionRefused)
+				malformed = unreachable
+			}
+			for host, want := range map[string]string{offline: unreachable, "abc.tunnel": malformed, "[::1].tunnel": malformed} {
 				_, _, err := Connect(cctx, mode, host, 22)
-				if err == nil || !strings.HasPrefix(err.Error(), "connect to "+host+":22: "+want) {
-					t.Errorf("%s: %v, want %q first", host, err, want)
+				if err == nil || !strings.HasPrefix(err.Error(), prefix(host, 22)+want) {
+					t.Errorf("%s: %v, want %q first", host, err, prefix(host, 22)+want)
 				}
 			}
-			// A SOCKS reply says only 0x05: refused, or not published.
-			want := "port not published by the device"
-			if mode.SOCKS != "" {
-				want = "connection refused"
-			}
-			if _, _, err := Connect(cctx, mode, device, 23); err == nil || !strings.Contains(err.Error(), want) {
-				t.Errorf("unpublished port: %v, want %q", err, want)
+			if _, _, err := Connect(cctx, mode, device, 23); err == nil || !strings.HasPrefix(err.Error(), prefix(device, 23)+refused) {
+				t.Errorf("unpublished port: %v, want %q", err, prefix(device, 23)+refused)
 			}
 		})
 	}

@@ -30,15 +30,17 @@ type GatewayConfig struct {
 	// Domain is the domain whose subdomains name devices (CheckDomain'd);
 	// required for HTTP and HTTPS.
 	Domain string
-	// TLS holds the certificate for *.Domain; required for HTTPS.
-	TLS    *tls.Config
-	Limits gateway.Limits
-	Log    zerolog.Logger
+	// CertFile and KeyFile hold the PEM certificate for *.Domain and its
+	// key, for HTTPS; Check loads them into TLS. TLS may be given instead.
+	CertFile, KeyFile string
+	TLS               *tls.Config
+	Limits            gateway.Limits
+	Log               zerolog.Logger
 }
 
 // Check reports what is wrong with c, before anything starts; it
-// normalizes Domain (gateway.CheckDomain) and fills Limits.ConnBurst when
-// it is zero (twice ConnRate).
+// normalizes Domain (gateway.CheckDomain), loads the certificate files into
+// TLS, and fills Limits.ConnBurst when it is zero (twice ConnRate).
 func (c *GatewayConfig) Check() error {
 	if c.SOCKS == "" && c.HTTP == "" && c.HTTPS == "" {
 		return errors.New("gateway serves nothing: give --socks, --http or --https")
@@ -60,11 +62,18 @@ func (c *GatewayConfig) Check() error {
 	} else if c.HTTP != "" || c.HTTPS != "" {
 		return errors.New("--http and --https need --domain (devices are <device-id>.DOMAIN)")
 	}
+	files := c.CertFile != "" || c.KeyFile != ""
 	switch {
-	case c.HTTPS != "" && c.TLS == nil:
-		return fmt.Errorf("--https needs a certificate for *.%s", c.Domain)
-	case c.HTTPS == "" && c.TLS != nil:
-		return errors.New("a TLS certificate is used only with --https")
+	case c.HTTPS != "" && c.TLS == nil && (c.CertFile == "" || c.KeyFile == ""):
+		return fmt.Errorf("--https needs both --tls-cert and --tls-key (a certificate for *.%s)", c.Domain)
+	case c.HTTPS == "" && (files || c.TLS != nil):
+		return errors.New("--tls-cert and --tls-key are used only with --https")
+	case c.HTTPS != "" && files:
+		pair, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return fmt.Errorf("--tls-cert %q, --tls-key %q: %v", c.CertFile, c.KeyFile, err)
+		}
+		c.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
 	}
 	l := &c.Limits
 	if !(l.ConnRate > 0) || math.IsInf(l.ConnRate, 0) {

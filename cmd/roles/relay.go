@@ -105,12 +105,12 @@ func StartRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
 		}
 		close(r.done)
 	}()
-	ev := cfg.Log.Info().Str("id", cfg.Key.ID().String()).Str("listen", tr.Socket().LocalAddr().String()).
-		Str("relay_addr", cfg.Key.ID().String()+"@"+cfg.Listen)
+	cfg.Log.Info().Str("id", cfg.Key.ID().String()).Str("listen", tr.Socket().LocalAddr().String()).
+		Str("relay_addr", cfg.Key.ID().String()+"@"+cfg.Listen).Msg("relay listening")
 	if shared != nil {
-		ev = ev.Str("registry", cfg.Registry).Str("advertise", cfg.Key.ID().String()+"@"+cfg.Advertise)
+		cfg.Log.Info().Str("registry", cfg.Registry).Str("advertise", cfg.Key.ID().String()+"@"+cfg.Advertise).
+			Msg("presence shared in redis")
 	}
-	ev.Msg("relay listening")
 	return r, nil
 }
 

@@ -139,6 +139,8 @@ const (
 	// statusProbe bounds the check for another process answering on the
 	// socket (a live one answers at once).
 	statusProbe = 200 * time.Millisecond
+	// statusDial bounds connecting to a role's socket.
+	statusDial = 2 * time.Second
 )
 
 // ReadStatus asks every role running with home. It returns an error when
@@ -163,7 +165,7 @@ func ReadStatus(home string) ([]Status, error) {
 
 func askStatus(path string) (Status, error) {
 	var d Status
-	c, err := net.DialTimeout("unix", path, statusTimeout)
+	c, err := net.DialTimeout("unix", path, statusDial)
 	if err != nil {
 		return d, err
 	}

@@ -30,10 +30,15 @@ func newKey(t *testing.T) *identity.Key {
 
 func startRelay(t *testing.T, ctx context.Context, cfg RelayConfig) *Relay {
 	t.Helper()
+	return startRelayAt(t, ctx, "127.0.0.1:0", cfg)
+}
+
+func startRelayAt(t *testing.T, ctx context.Context, listen string, cfg RelayConfig) *Relay {
+	t.Helper()
 	if cfg.Key == nil {
 		cfg.Key = newKey(t)
 	}
-	cfg.Listen, cfg.Log = "127.0.0.1:0", zerolog.Nop()
+	cfg.Listen, cfg.Log = listen, zerolog.Nop()
 	r, err := StartRelay(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -108,9 +113,10 @@ func TestStatusPeerViaItsHomeNode(t *testing.T) {
 	shared := func() *Relay {
 		key := newKey(t)
 		rc := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-		p := &registry.RedisPresence{Client: rc, Node: key.ID(), Log: zerolog.Nop()}
-		r := startRelay(t, ctx, RelayConfig{Key: key, Presence: p})
-		p.Advertise = r.Addr().HostPort // before anyone registers or refreshes
+		// The address the relay will listen on, for other nodes' clients.
+		addr := deadRelay(t).HostPort
+		p := &registry.RedisPresence{Client: rc, Node: key.ID(), Advertise: addr, Log: zerolog.Nop()}
+		r := startRelayAt(t, ctx, addr, RelayConfig{Key: key, Presence: p})
 		rctx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() { p.Run(rctx, 100*time.Millisecond); close(done) }()

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/tls"
-
 	"github.com/urfave/cli/v2"
 
 	"github.com/tunnel-dev/tunnel/cmd/roles"
@@ -60,23 +58,10 @@ Without --relay it uses the rendezvous node at 127.0.0.1:7443.`,
 // gatewayFlags turns the flags into the gateway's config, checked.
 func gatewayFlags(c *cli.Context) (roles.GatewayConfig, error) {
 	g := roles.GatewayConfig{Home: c.String("home"), SOCKS: c.String("socks"), HTTP: c.String("http"), HTTPS: c.String("https"),
-		Domain: c.String("domain"), Limits: gateway.Limits{ConnRate: c.Float64("rate-conn"),
-			MaxStreams: c.Int("max-streams"), MaxTotal: c.Int("max-total")}}
+		Domain: c.String("domain"), CertFile: c.String("tls-cert"), KeyFile: c.String("tls-key"),
+		Limits: gateway.Limits{ConnRate: c.Float64("rate-conn"), MaxStreams: c.Int("max-streams"), MaxTotal: c.Int("max-total")}}
 	if err := noArgs(c); err != nil {
 		return g, err
-	}
-	cert, key := c.String("tls-cert"), c.String("tls-key")
-	switch {
-	case g.HTTPS != "" && (cert == "" || key == ""):
-		return g, usagef("--https needs both --tls-cert and --tls-key (a certificate for *.%s)", g.Domain)
-	case g.HTTPS == "" && (cert != "" || key != ""):
-		return g, usagef("--tls-cert and --tls-key are used only with --https")
-	case g.HTTPS != "":
-		pair, err := tls.LoadX509KeyPair(cert, key)
-		if err != nil {
-			return g, usagef("--tls-cert %q, --tls-key %q: %v", cert, key, err)
-		}
-		g.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
 	}
 	if err := g.Check(); err != nil {
 		return g, usageError{err}

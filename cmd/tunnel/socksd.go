@@ -36,6 +36,9 @@ refused by the device's service, 0x06 timeout, 0x07 command not supported.`,
 				return err
 			}
 			cfg := roles.ClientConfig{Home: c.String("home"), Listen: c.String("listen"), RelayListen: c.String("relay-listen")}
+			if err := checkHostPort("--listen", cfg.Listen); err != nil {
+				return err
+			}
 			switch f := c.String("fallback"); f {
 			case "reject":
 			case "direct":
@@ -49,11 +52,11 @@ refused by the device's service, 0x06 timeout, 0x07 command not supported.`,
 					return err
 				}
 			}
-			if cfg.Path, err = pathMode(c); err != nil {
-				return err
-			}
 			if err := cfg.Check(); err != nil {
 				return usageError{err}
+			}
+			if cfg.Path, err = pathMode(c); err != nil {
+				return err
 			}
 			if cfg.Log, cfg.Key, err = loggerAndKey(c); err != nil {
 				return err

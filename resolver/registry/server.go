@@ -188,12 +188,14 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn, id identity.ID, ty
 }
 
 // unregister undoes a registration; the caller holds the connection's lock.
+// A registration that a newer one replaced undoes nothing: the relay route
+// is the newer one's, even when it came from the same address.
 func (s *Server) unregister(r *registration, log zerolog.Logger) {
-	r.detach()
 	s.mu.Lock()
 	live := s.regs[r.endpoint] == r
 	if live {
 		delete(s.regs, r.endpoint)
+		r.detach()
 	}
 	s.mu.Unlock()
 	if !live {

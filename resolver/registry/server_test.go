@@ -155,6 +155,34 @@ func TestServerEndpointConflict(t *testing.T) {
 	}
 }
 
+// A node that registers again on a new connection from the same address
+// (its old connection not yet timed out at the relay) stays attached when
+// the old connection ends.
+func TestServerReregisterSameAddress(t *testing.T) {
+	p := NewMemoryPresence()
+	key, relay := testServer(t, p)
+	dev := dialServer(t, key, relay)
+	if status, _ := dev.ask(t, wire.Register, wire.RegisterBody(dev.node.Endpoint(), true)); status != wire.StatusOK {
+		t.Fatalf("register: %s", wire.StatusText(status))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn2, err := dev.node.DialRelay(ctx, relay.Socket().LocalAddr(), key.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := &rawNode{dev.node, conn2}
+	defer conn2.CloseWithError(0, "")
+	if status, _ := second.ask(t, wire.Register, wire.RegisterBody(dev.node.Endpoint(), true)); status != wire.StatusOK {
+		t.Fatalf("register again: %s", wire.StatusText(status))
+	}
+	dev.conn.CloseWithError(0, "") // the old connection ends
+	time.Sleep(300 * time.Millisecond)
+	if relay.Attached() != 1 || p.Len() != 1 {
+		t.Fatalf("after the old connection ended: attached %d, presence %d; want 1, 1", relay.Attached(), p.Len())
+	}
+}
+
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)

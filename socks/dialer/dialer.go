@@ -169,7 +169,7 @@ func (d *Dialer) dial(pc *peerConn) {
 	ctx, cancel := context.WithTimeout(context.Background(), peerDialTimeout)
 	defer cancel()
 	conn, err := d.res.DialPeer(ctx, pc.id)
-	if errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, transport.ErrNoDirectPath) {
 		err = fmt.Errorf("%w: %w", os.ErrDeadlineExceeded, err)
 	}
 	d.mu.Lock()
@@ -187,7 +187,8 @@ func (d *Dialer) dial(pc *peerConn) {
 		d.cfg.Log.Debug().Str("peer", pc.id.Short()).Err(err).Msg("connect to device failed")
 		return
 	}
-	d.cfg.Log.Debug().Str("peer", pc.id.Short()).Msg("connected to device")
+	ep, _ := transport.AddrEndpoint(conn.RemoteAddr())
+	d.cfg.Log.Debug().Str("peer", pc.id.Short()).Str("endpoint", ep.String()).Msg("connected to device")
 	d.wg.Go(func() {
 		<-conn.Context().Done()
 		d.forget(pc)

@@ -71,14 +71,14 @@ func (o Outcome) Explain() string {
 
 var outcomeNames = [...]struct{ name, explain string }{
 	OK:                  {"ok", "connected"},
-	NotTunnel:           {"not_tunnel", "not a .tunnel host, and this proxy dials nothing else"},
+	NotTunnel:           {"not_tunnel", "not a .tunnel host"},
 	MalformedName:       {"malformed_name", "malformed .tunnel name"},
 	Offline:             {"offline", "unknown or offline device"},
 	RegistryUnavailable: {"registry_unavailable", "rendezvous node unreachable"},
 	NoDirectPath:        {"no_direct_path", "no direct path to the device"},
 	Denied:              {"denied", "access denied"},
 	NotPublished:        {"not_published", "port not published by the device"},
-	Refused:             {"refused", "connection refused"},
+	Refused:             {"refused", "the service refused the connection"},
 	Timeout:             {"timeout", "timed out"},
 	NetworkUnreachable:  {"network_unreachable", "network unreachable"},
 	HostUnreachable:     {"host_unreachable", "host unreachable"},

@@ -2,7 +2,6 @@ package stream
 
 import (
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -35,7 +34,7 @@ func Accept(str *quic.Stream, timeout time.Duration) (*Incoming, error) {
 	if err != nil {
 		if se, ok := errors.AsType[*quic.StreamError](err); ok && se.Remote {
 			// The client gave up before asking for anything.
-			return nil, fmt.Errorf("%w: %w", ErrClientGone, err)
+			return nil, clientGone{err}
 		}
 		in.Refuse(StatusBadRequest, "malformed stream header")
 		return nil, err
@@ -46,17 +45,18 @@ func Accept(str *quic.Stream, timeout time.Duration) (*Incoming, error) {
 
 // Challenge asks the client for its credential of fleet (a protected
 // port whose Header carried none) and returns it; nil means the client holds
-// none. A client that does not answer within the Header's deadline is
-// refused here, and the error wraps ErrClientGone.
+// none. If the challenge cannot be written the error wraps ErrClientGone; a
+// client that does not answer with a Credential within the Header's
+// deadline is refused here, and the error wraps ErrMalformedHeader.
 func (in *Incoming) Challenge(fleet identity.ID) ([]byte, error) {
 	if _, err := in.str.Write(AppendStatus(nil, StatusCredentialRequired, fleet.String())); err != nil {
 		in.str.CancelRead(transport.StreamAborted)
-		return nil, fmt.Errorf("%w: %w", ErrClientGone, err)
+		return nil, clientGone{err}
 	}
 	cred, err := ReadCredential(in.str)
 	if err != nil {
 		in.Refuse(StatusBadRequest, "no credential")
-		return nil, fmt.Errorf("%w: %w", ErrClientGone, err)
+		return nil, err
 	}
 	return cred, nil
 }
@@ -79,7 +79,14 @@ func (in *Incoming) Accept() (transport.HalfConn, error) {
 	if _, err := in.str.Write(AppendStatus(nil, StatusOK, "")); err != nil {
 		in.str.CancelRead(transport.StreamAborted)
 		in.str.CancelWrite(transport.StreamAborted)
-		return nil, fmt.Errorf("%w: %w", ErrClientGone, err)
+		return nil, clientGone{err}
 	}
 	return transport.Stream(in.str), nil
 }
+
+// clientGone is an error that means the client is gone: it reads as the
+// error that showed it, and is an ErrClientGone.
+type clientGone struct{ err error }
+
+func (e clientGone) Error() string   { return e.err.Error() }
+func (e clientGone) Unwrap() []error { return []error{ErrClientGone, e.err} }

@@ -646,8 +646,8 @@ func TestHalves(t *testing.T) {
 		}
 		start := time.Now()
 		cred, err := in.Challenge(fleet)
-		if !errors.Is(err, ErrClientGone) {
-			t.Fatalf("Challenge of a client that never answers: %q, %v; want an error wrapping ErrClientGone", cred, err)
+		if !errors.Is(err, ErrMalformedHeader) || errors.Is(err, ErrClientGone) {
+			t.Fatalf("Challenge of a client that never answers: %q, %v; want an error wrapping ErrMalformedHeader", cred, err)
 		}
 		if d := time.Since(start); d > timeout+2*time.Second {
 			t.Errorf("Challenge returned after %v, with a Header deadline of %v", d, timeout)

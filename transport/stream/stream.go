@@ -77,8 +77,8 @@ var (
 	// ErrBadRequest: the device could not parse the stream header.
 	ErrBadRequest = errors.New("device rejected the stream header")
 	// ErrClientGone (device side): the client reset the stream before
-	// its header was read, did not answer a challenge in time, or was gone
-	// when the device accepted. A header that does not arrive in time is
+	// its header was read, or was gone when the device challenged or
+	// accepted it. A header or credential that does not arrive in time is
 	// ErrMalformedHeader, and answered as one.
 	ErrClientGone = errors.New("client gone")
 )
