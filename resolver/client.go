@@ -159,7 +159,7 @@ func (c *Client) homeSession(ctx context.Context) error {
 	c.homeRoute = transport.RelayRoute{Addr: ap, Name: ra.String()}
 	c.publishRoutes()
 	c.mu.Unlock()
-	observed, err := register(ctx, conn, c.node.Endpoint(), c.cfg.Publishes)
+	observed, err := register(ctx, conn, c.node, c.cfg.Publishes)
 	if err != nil {
 		return fmt.Errorf("register at relay %s: %w", ra, err)
 	}
@@ -272,7 +272,7 @@ func (c *Client) lookup(ctx context.Context, id identity.ID) (wire.Found, error)
 	if err != nil {
 		return wire.Found{}, fmt.Errorf("look up %s: %w", id.Short(), err)
 	}
-	status, reply, err := request(ctx, conn, wire.Lookup, wire.LookupBody(id))
+	status, reply, err := request(ctx, conn, wire.ReqLookup, wire.LookupBody(id))
 	if err != nil {
 		return wire.Found{}, fmt.Errorf("look up %s: %w: %w", id.Short(), ErrRegistryUnavailable, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tunnel-dev/tunnel/peer/identity"
+	"github.com/tunnel-dev/tunnel/resolver/internal/wire"
 	"github.com/tunnel-dev/tunnel/resolver/registry"
 	"github.com/tunnel-dev/tunnel/transport"
 )
@@ -196,5 +197,46 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met in 20 s")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// The squat: after a relay restart a stranger, who learned the device's
+// endpoint from a lookup, races the device to register it. The relay
+// refuses the stranger, and the device is back within one heartbeat.
+func TestSquatAfterRelayRestart(t *testing.T) {
+	rv := startRendezvous(t, "127.0.0.1:0")
+	listen := rv.addr.HostPort
+	_, dev := startClient(t, rv.addr, true)
+	rv.stop()
+	rv2 := startRendezvousKey(t, listen, rv.key)
+	start := time.Now()
+
+	sk, _ := identity.Generate()
+	stranger, err := transport.NewNode(sk, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stranger.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	conn, err := stranger.DialRelay(ctx, rv2.relay.Socket().LocalAddr(), rv.key.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseWithError(0, "")
+	// The stranger even knows the nonce: the endpoint is still not its.
+	status, _, err := request(ctx, conn, wire.ReqRegister, wire.RegisterBody(dev.Endpoint(), dev.EndpointNonce(), true))
+	if err != nil || status != wire.StatusBadRequest {
+		t.Fatalf("the stranger's registration of the device's endpoint: %s, %v; want refused", wire.StatusText(status), err)
+	}
+	waitFor(t, func() bool { return rv2.presence.Len() == 1 })
+	back := time.Since(start)
+	if back > transport.RelayPing+pingTimeout+2*time.Second {
+		t.Fatalf("device back %v after the restart, want within one heartbeat", back)
+	}
+	t.Logf("device back %v after the relay restarted, the stranger refused", back.Round(time.Millisecond))
+	cli, _ := startClient(t, rv2.addr, false)
+	if ep, err := cli.Lookup(ctx, dev.Key().ID()); err != nil || ep != dev.Endpoint() {
+		t.Fatalf("lookup after the squat: %v, %v", ep, err)
 	}
 }

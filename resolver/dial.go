@@ -193,7 +193,7 @@ func (c *Client) runVia(ctx context.Context, ra RelayAddr, vs *viaSession) {
 		return
 	}
 	defer conn.CloseWithError(0, "")
-	if _, err := register(ctx, conn, c.node.Endpoint(), false); err != nil {
+	if _, err := register(ctx, conn, c.node, false); err != nil {
 		ended(fmt.Errorf("%w: register at %s: %w", ErrRegistryUnavailable, ra, err))
 		return
 	}

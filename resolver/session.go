@@ -45,12 +45,12 @@ func dialRelay(ctx context.Context, node *transport.Node, ra RelayAddr) (netip.A
 	return ap, conn, nil
 }
 
-// register registers the node's Endpoint on conn and returns the address
-// the relay saw the node at.
-func register(ctx context.Context, conn *quic.Conn, ep transport.Endpoint, publishes bool) (netip.AddrPort, error) {
+// register registers node's Endpoint on conn and returns the address the
+// relay saw the node at.
+func register(ctx context.Context, conn *quic.Conn, node *transport.Node, publishes bool) (netip.AddrPort, error) {
 	rctx, cancel := context.WithTimeout(ctx, wire.RequestTimeout)
 	defer cancel()
-	status, reply, err := request(rctx, conn, wire.Register, wire.RegisterBody(ep, publishes))
+	status, reply, err := request(rctx, conn, wire.ReqRegister, wire.RegisterBody(node.Endpoint(), node.EndpointNonce(), publishes))
 	if err != nil {
 		return netip.AddrPort{}, err
 	}
@@ -75,7 +75,7 @@ func heartbeat(ctx context.Context, conn *quic.Conn, log zerolog.Logger) {
 		case <-t.C:
 		}
 		pctx, cancel := context.WithTimeout(ctx, pingTimeout)
-		status, _, err := request(pctx, conn, wire.Ping, body)
+		status, _, err := request(pctx, conn, wire.ReqPing, body)
 		cancel()
 		if ctx.Err() != nil {
 			return

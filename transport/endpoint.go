@@ -2,26 +2,55 @@ package transport
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"net"
 	"strconv"
+
+	"github.com/tunnel-dev/tunnel/peer/identity"
 )
 
-// Endpoint names one running node process at its relay. A node picks a
-// random Endpoint when it starts and keeps it across reconnects, so that
+// Endpoint names one running node process at its relay. A node picks an
+// Endpoint when it starts and keeps it across reconnects, so that
 // end-to-end connections addressed to it survive a relay restart; two
 // processes with the same key (socksd and `tunnel connect` on one laptop)
 // have different Endpoints and do not steal each other's packets.
+//
+// An Endpoint is bound to its node's key: it is the first 64 bits of
+// SHA-256 over a label, the node's ID and a random nonce the node picked
+// (DeriveEndpoint). A relay accepts a registration only for the Endpoint
+// the registering key and its nonce derive, so no one can take or block
+// another key's Endpoint — finding a nonce that derives someone else's
+// under one's own key costs 2^64 hashes — although lookups make every
+// device's Endpoint public.
 type Endpoint uint64
 
-// NewEndpoint returns a random non-zero Endpoint.
-func NewEndpoint() Endpoint {
+// EndpointNonce is the random part of an Endpoint's derivation.
+type EndpointNonce [16]byte
+
+// endpointLabel separates Endpoint derivation from every other use of
+// SHA-256 over an ID.
+const endpointLabel = "tunnel endpoint v1"
+
+// DeriveEndpoint returns the Endpoint id's node has with nonce; zero if
+// the nonce derives zero, which is no Endpoint.
+func DeriveEndpoint(id identity.ID, nonce EndpointNonce) Endpoint {
+	h := sha256.New()
+	h.Write([]byte(endpointLabel))
+	h.Write(id[:])
+	h.Write(nonce[:])
+	return Endpoint(binary.BigEndian.Uint64(h.Sum(nil)))
+}
+
+// NewEndpoint picks a random nonce and returns the Endpoint it derives for
+// id, never zero.
+func NewEndpoint(id identity.ID) (Endpoint, EndpointNonce) {
 	for {
-		var b [8]byte
-		_, _ = rand.Read(b[:])
-		if ep := Endpoint(binary.BigEndian.Uint64(b[:])); ep != 0 {
-			return ep
+		var nonce EndpointNonce
+		_, _ = rand.Read(nonce[:])
+		if ep := DeriveEndpoint(id, nonce); ep != 0 {
+			return ep, nonce
 		}
 	}
 }

@@ -12,7 +12,7 @@ import (
 )
 
 func TestEndpointAddr(t *testing.T) {
-	for _, ep := range []Endpoint{1, 0xdeadbeefcafef00d, NewEndpoint()} {
+	for _, ep := range []Endpoint{1, 0xdeadbeefcafef00d, testEndpoint()} {
 		got, ok := AddrEndpoint(EndpointAddr(ep))
 		if !ok || got != ep {
 			t.Fatalf("round trip of %v: %v %v", ep, got, ok)

@@ -25,6 +25,7 @@ import (
 type Node struct {
 	key      *identity.Key
 	endpoint Endpoint
+	nonce    EndpointNonce // derives endpoint from key (DeriveEndpoint)
 	sock     *Socket
 	outer    *quic.Transport
 	inner    *quic.Transport
@@ -57,9 +58,10 @@ const goneQueue = 64
 
 // NewNode opens a node's socket on listen (usually ":0").
 func NewNode(key *identity.Key, listen string) (*Node, error) {
-	n := &Node{key: key, endpoint: NewEndpoint(), addrs: make(map[Endpoint]*net.UDPAddr),
+	n := &Node{key: key, addrs: make(map[Endpoint]*net.UDPAddr),
 		paths: make(map[Endpoint]*path), byAddr: make(map[netip.AddrPort]*path), conns: make(map[*quic.Conn]*tracked),
 		gone: make(chan Endpoint, goneQueue)}
+	n.endpoint, n.nonce = NewEndpoint(key.ID())
 	n.routes.Store(noRoutes)
 	sock, err := ListenSocket(listen, n.receive)
 	if err != nil {
@@ -80,6 +82,10 @@ func (n *Node) Key() *identity.Key { return n.key }
 
 // Endpoint returns the node's Endpoint.
 func (n *Node) Endpoint() Endpoint { return n.endpoint }
+
+// EndpointNonce returns the nonce that derives the node's Endpoint from its
+// key; the node proves its Endpoint with it when it registers.
+func (n *Node) EndpointNonce() EndpointNonce { return n.nonce }
 
 // LocalAddr is the node's UDP address.
 func (n *Node) LocalAddr() netip.AddrPort { return n.sock.LocalAddr() }

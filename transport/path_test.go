@@ -19,7 +19,7 @@ var (
 )
 
 func testPath() *path {
-	ep := NewEndpoint()
+	ep := testEndpoint()
 	return newPath(ep, EndpointAddr(ep))
 }
 

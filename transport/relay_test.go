@@ -188,7 +188,7 @@ func TestGoneFrame(t *testing.T) {
 	tn := newTestNet(t)
 	cli := tn.node(t)
 	gone := cli.Gone()
-	absent := NewEndpoint()
+	absent := testEndpoint()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	k, _ := identity.Generate()

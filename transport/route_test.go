@@ -61,3 +61,26 @@ func TestRoutes(t *testing.T) {
 		t.Fatalf("HomeRelay = %v", got)
 	}
 }
+
+// testEndpoint is an Endpoint of no one in particular.
+func testEndpoint() Endpoint {
+	k, _ := identity.Generate()
+	ep, _ := NewEndpoint(k.ID())
+	return ep
+}
+
+// An Endpoint is bound to the key that derived it.
+func TestEndpointBoundToKey(t *testing.T) {
+	a, _ := identity.Generate()
+	b, _ := identity.Generate()
+	ep, nonce := NewEndpoint(a.ID())
+	if ep == 0 || DeriveEndpoint(a.ID(), nonce) != ep {
+		t.Fatalf("NewEndpoint = %v, which its nonce does not derive", ep)
+	}
+	if DeriveEndpoint(b.ID(), nonce) == ep {
+		t.Fatal("another key's derivation with the same nonce gives the same Endpoint")
+	}
+	if ep2, _ := NewEndpoint(a.ID()); ep2 == ep {
+		t.Fatal("two processes with one key got one Endpoint")
+	}
+}

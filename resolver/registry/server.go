@@ -101,9 +101,16 @@ func (s *Server) serveConn(ctx context.Context, conn *quic.Conn) {
 func (s *Server) handle(ctx context.Context, conn *quic.Conn, id identity.ID, typ byte, body []byte,
 	mu *sync.Mutex, reg **registration, log zerolog.Logger) (byte, []byte) {
 	switch typ {
-	case wire.Register:
-		ep, device, err := wire.ParseRegister(body)
+	case wire.ReqRegister:
+		req, err := wire.ParseRegister(body)
 		if err != nil {
+			return wire.StatusBadRequest, nil
+		}
+		ep, device := req.Endpoint, req.Publishes
+		if transport.DeriveEndpoint(id, req.Nonce) != ep {
+			// Not this key's Endpoint: taking it would squat another
+			// node's, so no registration can.
+			log.Debug().Str("endpoint", ep.String()).Msg("registration of an endpoint the key does not derive; refused")
 			return wire.StatusBadRequest, nil
 		}
 		addr, ok := udpAddr(conn.RemoteAddr())
@@ -141,7 +148,7 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn, id identity.ID, ty
 		}
 		log.Info().Str("endpoint", ep.String()).Bool("device", device).Msg("node registered")
 		return wire.StatusOK, wire.ObservedBody(addr)
-	case wire.Ping:
+	case wire.ReqPing:
 		// QUIC follows a node whose NAT mapping changed (connection
 		// migration); the relay route follows QUIC here.
 		if addr, ok := udpAddr(conn.RemoteAddr()); ok {
@@ -160,7 +167,7 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn, id identity.ID, ty
 			mu.Unlock()
 		}
 		return wire.StatusOK, nil
-	case wire.Lookup:
+	case wire.ReqLookup:
 		target, err := wire.ParseLookup(body)
 		if err != nil {
 			return wire.StatusBadRequest, nil

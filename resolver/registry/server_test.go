@@ -82,33 +82,33 @@ func TestServerRegisterLookup(t *testing.T) {
 	dev := dialServer(t, key, relay)
 	cli := dialServer(t, key, relay)
 
-	status, reply := dev.ask(t, wire.Register, wire.RegisterBody(dev.node.Endpoint(), true))
+	status, reply := dev.ask(t, wire.ReqRegister, wire.RegisterBody(dev.node.Endpoint(), dev.node.EndpointNonce(), true))
 	if status != wire.StatusOK {
 		t.Fatalf("register: %s", wire.StatusText(status))
 	}
 	if obs, err := wire.ParseObserved(reply); err != nil || obs != dev.node.LocalAddr() {
 		t.Fatalf("observed %v (%v), want %v", obs, err, dev.node.LocalAddr())
 	}
-	if status, _ := cli.ask(t, wire.Register, wire.RegisterBody(cli.node.Endpoint(), false)); status != wire.StatusOK {
+	if status, _ := cli.ask(t, wire.ReqRegister, wire.RegisterBody(cli.node.Endpoint(), cli.node.EndpointNonce(), false)); status != wire.StatusOK {
 		t.Fatalf("register client: %s", wire.StatusText(status))
 	}
 	if p.Len() != 1 || relay.Attached() != 2 {
 		t.Fatalf("presence %d, attached %d; want 1 device, 2 attached", p.Len(), relay.Attached())
 	}
 
-	status, reply = cli.ask(t, wire.Lookup, wire.LookupBody(dev.node.Key().ID()))
+	status, reply = cli.ask(t, wire.ReqLookup, wire.LookupBody(dev.node.Key().ID()))
 	f, err := wire.ParseFound(status, reply)
 	if err != nil || f.Endpoint != dev.node.Endpoint() || !f.Home.IsZero() {
 		t.Fatalf("lookup: %+v, %v", f, err)
 	}
 	// A node that does not publish is not a device.
-	if status, _ := dev.ask(t, wire.Lookup, wire.LookupBody(cli.node.Key().ID())); status != wire.StatusNotFound {
+	if status, _ := dev.ask(t, wire.ReqLookup, wire.LookupBody(cli.node.Key().ID())); status != wire.StatusNotFound {
 		t.Fatalf("lookup of a client: %s, want not found", wire.StatusText(status))
 	}
 	// A record homed on another node is a redirect.
 	other, _ := identity.Generate()
 	p.Set(context.Background(), other.ID(), Record{Endpoint: 9, Node: other.ID(), Addr: "192.0.2.1:7443"})
-	status, reply = cli.ask(t, wire.Lookup, wire.LookupBody(other.ID()))
+	status, reply = cli.ask(t, wire.ReqLookup, wire.LookupBody(other.ID()))
 	if f, err := wire.ParseFound(status, reply); err != nil || f.Home != other.ID() || f.HomeAddr != "192.0.2.1:7443" || f.Endpoint != 9 {
 		t.Fatalf("redirect: %s %+v, %v", wire.StatusText(status), f, err)
 	}
@@ -117,9 +117,10 @@ func TestServerRegisterLookup(t *testing.T) {
 		typ  byte
 		body []byte
 	}{
-		{wire.Register, []byte{1, 2, 3}},
-		{wire.Register, wire.RegisterBody(0, true)},
-		{wire.Lookup, []byte("short")},
+		{wire.ReqRegister, []byte{1, 2, 3}},
+		{wire.ReqRegister, wire.RegisterBody(0, transport.EndpointNonce{}, true)},
+		{wire.ReqRegister, wire.RegisterBody(cli.node.Endpoint(), transport.EndpointNonce{9}, false)}, // another nonce
+		{wire.ReqLookup, []byte("short")},
 		{99, nil},
 	} {
 		if status, _ := cli.ask(t, bad.typ, bad.body); status != wire.StatusBadRequest {
@@ -141,17 +142,27 @@ func TestServerRegisterLookup(t *testing.T) {
 	}
 }
 
-// An Endpoint belongs to the key holding its live registration: another
-// key cannot take it.
-func TestServerEndpointConflict(t *testing.T) {
-	key, relay := testServer(t, NewMemoryPresence())
-	a := dialServer(t, key, relay)
-	b := dialServer(t, key, relay)
-	if status, _ := a.ask(t, wire.Register, wire.RegisterBody(a.node.Endpoint(), true)); status != wire.StatusOK {
-		t.Fatalf("register: %s", wire.StatusText(status))
+// An Endpoint can be registered only by the key that derives it: a
+// stranger who learned a device's Endpoint (lookups are public), even with
+// its nonce, can neither take it nor register it first and lock the
+// device out.
+func TestServerEndpointBoundToKey(t *testing.T) {
+	p := NewMemoryPresence()
+	key, relay := testServer(t, p)
+	dev := dialServer(t, key, relay)
+	stranger := dialServer(t, key, relay)
+	squat := wire.RegisterBody(dev.node.Endpoint(), dev.node.EndpointNonce(), true)
+	if status, _ := stranger.ask(t, wire.ReqRegister, squat); status != wire.StatusBadRequest {
+		t.Fatalf("a stranger registering the device's endpoint first: %s, want bad request", wire.StatusText(status))
 	}
-	if status, _ := b.ask(t, wire.Register, wire.RegisterBody(a.node.Endpoint(), true)); status != wire.StatusConflict {
-		t.Fatalf("another key registering the same endpoint: %s, want conflict", wire.StatusText(status))
+	if status, _ := dev.ask(t, wire.ReqRegister, squat); status != wire.StatusOK {
+		t.Fatalf("the device registering its own endpoint after: %s", wire.StatusText(status))
+	}
+	if status, _ := stranger.ask(t, wire.ReqRegister, squat); status != wire.StatusBadRequest {
+		t.Fatalf("a stranger registering the device's endpoint after: %s, want bad request", wire.StatusText(status))
+	}
+	if relay.Attached() != 1 || p.Len() != 1 {
+		t.Fatalf("attached %d, presence %d; want only the device", relay.Attached(), p.Len())
 	}
 }
 
@@ -162,7 +173,7 @@ func TestServerReregisterSameAddress(t *testing.T) {
 	p := NewMemoryPresence()
 	key, relay := testServer(t, p)
 	dev := dialServer(t, key, relay)
-	if status, _ := dev.ask(t, wire.Register, wire.RegisterBody(dev.node.Endpoint(), true)); status != wire.StatusOK {
+	if status, _ := dev.ask(t, wire.ReqRegister, wire.RegisterBody(dev.node.Endpoint(), dev.node.EndpointNonce(), true)); status != wire.StatusOK {
 		t.Fatalf("register: %s", wire.StatusText(status))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -173,7 +184,7 @@ func TestServerReregisterSameAddress(t *testing.T) {
 	}
 	second := &rawNode{dev.node, conn2}
 	defer conn2.CloseWithError(0, "")
-	if status, _ := second.ask(t, wire.Register, wire.RegisterBody(dev.node.Endpoint(), true)); status != wire.StatusOK {
+	if status, _ := second.ask(t, wire.ReqRegister, wire.RegisterBody(dev.node.Endpoint(), dev.node.EndpointNonce(), true)); status != wire.StatusOK {
 		t.Fatalf("register again: %s", wire.StatusText(status))
 	}
 	dev.conn.CloseWithError(0, "") // the old connection ends

@@ -22,7 +22,10 @@
 //	  body     [bodyLen]byte
 //
 //	register body:  endpoint uint64 | flags uint8 (bit 0: the node publishes
-//	                ports and may be looked up)
+//	                ports and may be looked up) | nonce [16]byte, which
+//	                derives endpoint from the node's key
+//	                (transport.DeriveEndpoint): the relay refuses any
+//	                other, so an endpoint can be registered only by its key
 //	register reply: the node's address as the relay sees it, as text
 //	lookup body:    id [32]byte
 //	lookup reply:   StatusOK: endpoint uint64; StatusRedirect: endpoint
@@ -68,9 +71,9 @@ import (
 
 // Request types.
 const (
-	Register = 1
-	Lookup   = 2
-	Ping     = 3
+	ReqRegister = 1
+	ReqLookup   = 2
+	ReqPing     = 3
 )
 
 // Response statuses.
@@ -154,26 +157,42 @@ func StatusText(s byte) string {
 	return fmt.Sprintf("status %d", s)
 }
 
+// registerLen is the size of a register body.
+const registerLen = 8 + 1 + len(transport.EndpointNonce{})
+
 // RegisterBody is the body of a register request.
-func RegisterBody(ep transport.Endpoint, publishes bool) []byte {
-	b := binary.BigEndian.AppendUint64(make([]byte, 0, 9), uint64(ep))
+func RegisterBody(ep transport.Endpoint, nonce transport.EndpointNonce, publishes bool) []byte {
+	b := binary.BigEndian.AppendUint64(make([]byte, 0, registerLen), uint64(ep))
 	var flags byte
 	if publishes {
 		flags |= flagPublishes
 	}
-	return append(b, flags)
+	b = append(b, flags)
+	return append(b, nonce[:]...)
 }
 
-// ParseRegister parses the body of a register request.
-func ParseRegister(body []byte) (ep transport.Endpoint, publishes bool, err error) {
-	if len(body) != 9 {
-		return 0, false, fmt.Errorf("%w: register body of %d bytes", ErrMalformed, len(body))
+// Register is a parsed register request.
+type Register struct {
+	Endpoint  transport.Endpoint
+	Nonce     transport.EndpointNonce
+	Publishes bool
+}
+
+// ParseRegister parses the body of a register request. It checks the
+// form only: whether the nonce derives the endpoint for the registering
+// key is the server's to check.
+func ParseRegister(body []byte) (Register, error) {
+	var r Register
+	if len(body) != registerLen {
+		return r, fmt.Errorf("%w: register body of %d bytes, want %d", ErrMalformed, len(body), registerLen)
 	}
-	ep = transport.Endpoint(binary.BigEndian.Uint64(body[:8]))
-	if ep == 0 {
-		return 0, false, fmt.Errorf("%w: endpoint 0", ErrMalformed)
+	r.Endpoint = transport.Endpoint(binary.BigEndian.Uint64(body[:8]))
+	if r.Endpoint == 0 {
+		return r, fmt.Errorf("%w: endpoint 0", ErrMalformed)
 	}
-	return ep, body[8]&flagPublishes != 0, nil
+	r.Publishes = body[8]&flagPublishes != 0
+	copy(r.Nonce[:], body[9:])
+	return r, nil
 }
 
 // ObservedBody is the body of a register reply: the address the relay saw

@@ -7,17 +7,18 @@ import (
 	"testing"
 
 	"github.com/tunnel-dev/tunnel/peer/identity"
+	"github.com/tunnel-dev/tunnel/transport"
 )
 
 func TestMessages(t *testing.T) {
 	var buf bytes.Buffer
-	if err := WriteMsg(&buf, Lookup, []byte("body")); err != nil {
+	if err := WriteMsg(&buf, ReqLookup, []byte("body")); err != nil {
 		t.Fatal(err)
 	}
-	if lead, body, err := ReadMsg(&buf); err != nil || lead != Lookup || string(body) != "body" {
+	if lead, body, err := ReadMsg(&buf); err != nil || lead != ReqLookup || string(body) != "body" {
 		t.Fatalf("ReadMsg = %d %q %v", lead, body, err)
 	}
-	if err := WriteMsg(&buf, Ping, make([]byte, MaxBody+1)); err == nil {
+	if err := WriteMsg(&buf, ReqPing, make([]byte, MaxBody+1)); err == nil {
 		t.Fatal("an oversized body was written")
 	}
 	for _, b := range [][]byte{nil, {1, 0}, {1, 0, 5, 'x'}, {1, 0xff, 0xff}} {
@@ -28,15 +29,16 @@ func TestMessages(t *testing.T) {
 }
 
 func TestBodies(t *testing.T) {
-	ep, pub, err := ParseRegister(RegisterBody(42, true))
-	if err != nil || ep != 42 || !pub {
-		t.Fatalf("register round trip: %v %v %v", ep, pub, err)
+	nonce := transport.EndpointNonce{1, 2, 3}
+	r, err := ParseRegister(RegisterBody(42, nonce, true))
+	if err != nil || r.Endpoint != 42 || !r.Publishes || r.Nonce != nonce {
+		t.Fatalf("register round trip: %+v %v", r, err)
 	}
-	if _, pub, _ := ParseRegister(RegisterBody(42, false)); pub {
+	if r, _ := ParseRegister(RegisterBody(42, nonce, false)); r.Publishes {
 		t.Fatal("a node that does not publish registered as a device")
 	}
-	for _, b := range [][]byte{nil, make([]byte, 8), RegisterBody(0, true), make([]byte, 10)} {
-		if _, _, err := ParseRegister(b); !errors.Is(err, ErrMalformed) {
+	for _, b := range [][]byte{nil, make([]byte, 9), RegisterBody(0, nonce, true), make([]byte, 26)} {
+		if _, err := ParseRegister(b); !errors.Is(err, ErrMalformed) {
 			t.Errorf("ParseRegister(%x) = %v", b, err)
 		}
 	}
