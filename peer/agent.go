@@ -34,6 +34,11 @@ type Agent struct {
 	HeaderTimeout time.Duration
 	// Fleet is the fleet whose members may use Protected ports.
 	Fleet identity.ID
+	// Limits bound what clients cost before and after a port allows them;
+	// zero fields take DefaultLimits.
+	Limits Limits
+	// Refused counts the connections and streams the Limits refused.
+	Refused Refusals
 }
 
 // Serve accepts connections until ctx ends, then closes them and returns
@@ -47,20 +52,49 @@ func (a *Agent) Serve(ctx context.Context) error {
 	for _, p := range a.Ports {
 		ports[p.Remote] = p
 	}
-	err = transport.ServeConns(ctx, ln, func(ctx context.Context, conn *quic.Conn) { a.serveConn(ctx, conn, ports) })
+	adm := newAdmission(a.Limits)
+	err = transport.ServeConns(ctx, ln, func(ctx context.Context, conn *quic.Conn) { a.serveConn(ctx, conn, ports, adm) })
 	if err != nil {
 		return fmt.Errorf("accept client: %w", err)
 	}
 	return nil
 }
 
-func (a *Agent) serveConn(ctx context.Context, conn *quic.Conn, ports map[uint16]Port) {
+// Error codes a connection or stream is closed with when a limit refuses it.
+const (
+	codeBusy    quic.ApplicationErrorCode = 2
+	codeLimited quic.StreamErrorCode      = 2
+)
+
+func (a *Agent) serveConn(ctx context.Context, conn *quic.Conn, ports map[uint16]Port, adm *admission) {
 	peerID, err := transport.PeerConnID(conn)
 	if err != nil {
 		conn.CloseWithError(1, "no identity")
 		return
 	}
 	log := a.Log.With().Str("peer", peerID.Short()).Logger()
+	release, over := adm.conns.Acquire(struct{}{})
+	if over != "" {
+		a.Refused.Conns.Add(1)
+		a.refusal(adm, peerID, log, "connections", "too many clients")
+		conn.CloseWithError(codeBusy, "too many clients")
+		return
+	}
+	defer release()
+	c := &client{id: peerID}
+	if adm.allowed.has(peerID) {
+		c.authorized.Store(true)
+	} else if c.release, over = adm.unauth.Acquire(peerID); over != "" {
+		a.Refused.Unauthorized.Add(1)
+		a.refusal(adm, peerID, log, "unauthorized connections", "too many connections from a key no port allowed")
+		conn.CloseWithError(codeBusy, "too many connections")
+		return
+	}
+	defer func() {
+		if c.release != nil {
+			c.release()
+		}
+	}()
 	log.Debug().Msg("client connected")
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -72,18 +106,67 @@ func (a *Agent) serveConn(ctx context.Context, conn *quic.Conn, ports map[uint16
 			log.Debug().Err(err).Msg("client gone")
 			return
 		}
-		wg.Go(func() { a.serveStream(ctx, conn, peerID, str, ports, log) })
+		// Until a port allows the key, a few streams at a time: the rest
+		// are reset here, before a goroutine or a log line is spent.
+		counted := !c.authorized.Load()
+		if counted && c.inflight.Add(1) > int32(adm.limits.UnauthorizedStreams) {
+			c.inflight.Add(-1)
+			a.Refused.Streams.Add(1)
+			a.refusal(adm, peerID, log, "unauthorized streams", "too many streams before any port allowed the key")
+			str.CancelRead(codeLimited)
+			str.CancelWrite(codeLimited)
+			continue
+		}
+		wg.Go(func() {
+			if counted {
+				defer c.inflight.Add(-1)
+			}
+			a.serveStream(ctx, conn, c, str, ports, adm, log)
+		})
 	}
 }
 
-func (a *Agent) serveStream(ctx context.Context, conn *quic.Conn, peerID identity.ID, str *quic.Stream, ports map[uint16]Port, log zerolog.Logger) {
+// refusal logs what a limit refused, at most reportBurst lines per key per
+// reportEvery.
+func (a *Agent) refusal(adm *admission, id identity.ID, log zerolog.Logger, what, why string) {
+	if ok, n := adm.report.Note(id.String(), time.Now()); ok {
+		withSuppressed(log.Warn().Str("client", id.String()).Str("limit", what), n).Msg(why)
+	}
+}
+
+// withSuppressed adds to a log line how many like it were not logged.
+func withSuppressed(e *zerolog.Event, n int) *zerolog.Event {
+	if n > 0 {
+		return e.Int("suppressed", n)
+	}
+	return e
+}
+
+// authorized records that a port allowed c's key: its connection is no
+// longer capped as unauthorized, and its next connections are not either.
+func (a *Agent) authorized(adm *admission, conn *quic.Conn, c *client) {
+	if c.authorized.Swap(true) {
+		return
+	}
+	adm.allowed.add(c.id)
+	_ = conn
+}
+
+func (a *Agent) serveStream(ctx context.Context, conn *quic.Conn, c *client, str *quic.Stream, ports map[uint16]Port, adm *admission, log zerolog.Logger) {
 	start := time.Now()
+	peerID := c.id
+	// Outcomes a stranger can cause are logged at most reportBurst times per
+	// key per reportEvery, with the number not logged since; those of an
+	// allowed stream always are.
+	note := func() (bool, int) { return adm.report.Note(peerID.String(), time.Now()) }
 	in, err := stream.Accept(str, a.HeaderTimeout)
 	if err != nil {
 		if errors.Is(err, stream.ErrClientGone) {
 			log.Debug().Err(err).Str("outcome", "client gone").Msg("stream")
 		} else {
-			log.Warn().Err(err).Str("outcome", "bad request").Msg("stream")
+			if ok, n := note(); ok {
+				withSuppressed(log.Warn().Err(err).Str("outcome", "bad request"), n).Msg("stream")
+			}
 		}
 		return
 	}
@@ -93,7 +176,9 @@ func (a *Agent) serveStream(ctx context.Context, conn *quic.Conn, peerID identit
 	}
 	p, ok := ports[port]
 	if !ok {
-		ev(zerolog.InfoLevel, "not published").Msg("stream")
+		if ok, n := note(); ok {
+			withSuppressed(ev(zerolog.InfoLevel, "not published"), n).Msg("stream")
+		}
 		in.Refuse(stream.StatusNotPublished, fmt.Sprintf("port %d is not published", port))
 		return
 	}
@@ -104,18 +189,23 @@ func (a *Agent) serveStream(ctx context.Context, conn *quic.Conn, peerID identit
 			ev(zerolog.DebugLevel, "client gone").Err(err).Msg("stream")
 			return
 		} else if err != nil {
-			ev(zerolog.InfoLevel, "client gone").Str("error", err.Error()).Msg("stream")
+			if ok, n := note(); ok {
+				withSuppressed(ev(zerolog.InfoLevel, "client gone").Str("error", err.Error()), n).Msg("stream")
+			}
 			return
 		}
 		d = authorize(p, peerID, cred, a.Fleet, true, time.Now())
 	}
 	if d.code != stream.StatusOK {
 		// The full client ID, so an admin can copy it into -private.
-		ev(zerolog.WarnLevel, "denied").Str("client", peerID.String()).Str("access", p.Access.String()).
-			Str("reason", d.reason).Msg("stream")
+		if ok, n := note(); ok {
+			withSuppressed(ev(zerolog.WarnLevel, "denied").Str("client", peerID.String()).Str("access", p.Access.String()).
+				Str("reason", d.reason), n).Msg("stream")
+		}
 		in.Refuse(stream.StatusDenied, d.reason)
 		return
 	}
+	a.authorized(adm, conn, c)
 	dialTimeout := a.DialTimeout
 	if dialTimeout == 0 {
 		dialTimeout = defaultDialTimeout

@@ -287,6 +287,8 @@ func (c *Client) lookup(ctx context.Context, id identity.ID) (wire.Found, error)
 		return wire.Found{}, fmt.Errorf("look up %s: %w", id.Short(), ErrOffline)
 	case wire.StatusUnavailable:
 		return wire.Found{}, fmt.Errorf("look up %s: %w: %s answered that its shared registry is down", id.Short(), ErrRegistryUnavailable, c.relayName())
+	case wire.StatusBusy:
+		return wire.Found{}, fmt.Errorf("look up %s: %w: %s is limiting this node's lookups", id.Short(), ErrRegistryUnavailable, c.relayName())
 	}
 	return wire.Found{}, fmt.Errorf("look up %s: relay answered %s", id.Short(), wire.StatusText(status))
 }

@@ -28,11 +28,13 @@ package transport
 // reader goroutine — no copy, no allocation, no hand-off per packet.
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -180,12 +182,28 @@ func (r *Relay) String() string {
 	return fmt.Sprintf("relay %s", r.sock.LocalAddr())
 }
 
+// ListenConfig bounds what the connections to a relay may cost.
+type ListenConfig struct {
+	// MaxStreams caps the registry requests one connection has open at a
+	// time; zero keeps RelayQUICConfig's.
+	MaxStreams int64
+	// Admit, if set, is asked about every new connection before its
+	// handshake: an error refuses it; otherwise the context it returns
+	// ends when the connection does (or its handshake fails).
+	Admit func(ctx context.Context, info *quic.ClientInfo) (context.Context, error)
+	// Validate, if set, says whether a new connection from a source that
+	// has not proved its address must first do so (a QUIC Retry, one more
+	// round trip), so that spoofed sources cannot make the relay spend
+	// handshakes.
+	Validate func(remote net.Addr) bool
+}
+
 // Listen starts accepting outer QUIC connections (registrations and
 // lookups) on the relay's socket. The stateless reset key is derived from
 // the relay's identity, so that after a restart the relay answers packets
 // of connections it no longer knows with a reset the node recognises, and
 // nodes re-register within one keep-alive instead of one idle timeout.
-func (r *Relay) Listen(key *identity.Key) (*quic.Listener, error) {
+func (r *Relay) Listen(key *identity.Key, cfg ListenConfig) (*quic.Listener, error) {
 	tlsConf, err := ServerTLS(key, ALPNRelay)
 	if err != nil {
 		return nil, err
@@ -194,8 +212,13 @@ func (r *Relay) Listen(key *identity.Key) (*quic.Listener, error) {
 	mac.Write([]byte("tunnel relay stateless reset key"))
 	var srk quic.StatelessResetKey
 	copy(srk[:], mac.Sum(nil))
-	r.tr = &quic.Transport{Conn: r.sock.PacketConn(), StatelessResetKey: &srk}
-	ln, err := r.tr.Listen(tlsConf, RelayQUICConfig())
+	r.tr = &quic.Transport{Conn: r.sock.PacketConn(), StatelessResetKey: &srk,
+		ConnContext: cfg.Admit, VerifySourceAddress: cfg.Validate}
+	qc := RelayQUICConfig()
+	if cfg.MaxStreams > 0 {
+		qc.MaxIncomingStreams = cfg.MaxStreams
+	}
+	ln, err := r.tr.Listen(tlsConf, qc)
 	if err != nil {
 		return nil, fmt.Errorf("listen quic on %s: %w", r.sock.LocalAddr(), err)
 	}

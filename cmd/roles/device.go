@@ -21,7 +21,10 @@ type DeviceConfig struct {
 	// Fleet is the fleet whose members may use Protected ports.
 	Fleet identity.ID
 	Path  transport.PathMode
-	Log   zerolog.Logger
+	// Limits bound what clients cost the agent; zero fields take
+	// peer.DefaultLimits.
+	Limits peer.Limits
+	Log    zerolog.Logger
 }
 
 // Device is a running device agent.
@@ -49,7 +52,7 @@ func StartDevice(ctx context.Context, cfg DeviceConfig) (*Device, error) {
 	}
 	ev.Msg("publishing")
 	d := &Device{Node: n, done: make(chan struct{})}
-	agent := &peer.Agent{Node: n.Transport, Ports: cfg.Ports, Fleet: cfg.Fleet, Log: cfg.Log}
+	agent := &peer.Agent{Node: n.Transport, Ports: cfg.Ports, Fleet: cfg.Fleet, Limits: cfg.Limits, Log: cfg.Log}
 	go func() {
 		d.err = agent.Serve(ctx)
 		stopStatus()

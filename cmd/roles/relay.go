@@ -30,7 +30,10 @@ type RelayConfig struct {
 	// Presence, if set, keeps presence instead of Registry's: for a
 	// backend of one's own (the tests use one that lies).
 	Presence registry.Presence
-	Log      zerolog.Logger
+	// Limits bound what strangers may make the node spend; zero fields
+	// take registry.DefaultLimits.
+	Limits registry.Limits
+	Log    zerolog.Logger
 }
 
 // Check reports what is wrong with c, before anything starts.
@@ -88,7 +91,8 @@ func StartRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
 		}
 		return nil, err
 	}
-	srv := &registry.Server{Key: cfg.Key, Relay: tr, Presence: presence, Log: cfg.Log.With().Str("role", "relay").Logger()}
+	srv := &registry.Server{Key: cfg.Key, Relay: tr, Presence: presence, Limits: cfg.Limits,
+		Log: cfg.Log.With().Str("role", "relay").Logger()}
 	ctx, cancel := context.WithCancel(ctx)
 	r := &Relay{key: cfg.Key, relay: tr, cancel: cancel, done: make(chan struct{})}
 	var wg sync.WaitGroup

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"math"
+
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
@@ -72,4 +74,34 @@ func noArgs(c *cli.Context) error {
 		return usagef("%s takes no arguments, got %q", c.Command.Name, c.Args().First())
 	}
 	return nil
+}
+
+// limitFlag is a flag for a cap: a whole number of at least 1.
+func limitFlag(name string, def int, usage string) cli.Flag {
+	return &cli.IntFlag{Name: name, Value: def, Usage: usage}
+}
+
+// rateFlag is a flag for a rate: a number of events per second above 0.
+func rateFlag(name string, def float64, usage string) cli.Flag {
+	return &cli.Float64Flag{Name: name, Value: def, Usage: usage}
+}
+
+// limits reads the limitFlags named, in order, each checked.
+func limits(c *cli.Context, names ...string) ([]int, error) {
+	out := make([]int, len(names))
+	for i, n := range names {
+		if out[i] = c.Int(n); out[i] < 1 {
+			return nil, usagef("--%s %d: want at least 1", n, out[i])
+		}
+	}
+	return out, nil
+}
+
+// rate reads a rateFlag, checked.
+func rate(c *cli.Context, name string) (float64, error) {
+	r := c.Float64(name)
+	if !(r > 0) || math.IsInf(r, 0) {
+		return 0, usagef("--%s %v: want a number per second above 0", name, r)
+	}
+	return r, nil
 }

@@ -18,6 +18,7 @@ func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 func (m *multiFlag) String() string     { return fmt.Sprint([]string(*m)) }
 
 func publishCommand() *cli.Command {
+	def := peer.DefaultLimits()
 	return &cli.Command{
 		Name:      "publish",
 		Usage:     "run the device agent: publish local TCP ports as <this-id>.tunnel",
@@ -41,7 +42,10 @@ Denied clients get SOCKS reply 0x02 and a log line here with their ID and why.
 (TLV 0xE0) to the local service of that published port.
 
 The agent keeps one connection to its rendezvous node and reconnects by
-itself. Find this device's ID with 'tunnel id'.`,
+itself. Find this device's ID with 'tunnel id'.
+Any key can connect to a device: until a port allows a key, its
+connections and their streams are capped small (--max-unauthorized*), and
+refusals are logged at most 3 times per key per 10 s.`,
 		Flags: []cli.Flag{
 			relayFlag(),
 			&cli.GenericFlag{Name: "public", Value: &multiFlag{}, Usage: "publish SPEC to any client (repeatable)"},
@@ -49,6 +53,10 @@ itself. Find this device's ID with 'tunnel id'.`,
 			&cli.GenericFlag{Name: "protected", Value: &multiFlag{}, Usage: "publish SPEC to members of --fleet only (repeatable)"},
 			&cli.StringFlag{Name: "fleet", EnvVars: []string{"TUNNEL_FLEET"}, Usage: "fleet ID whose members may use -protected ports"},
 			&cli.GenericFlag{Name: "proxy-protocol", Value: &multiFlag{}, Usage: "send a PROXY v2 header with the client ID to published PORT's service (repeatable)"},
+			limitFlag("max-clients", def.MaxConns, "client connections, in all"),
+			limitFlag("max-unauthorized", def.MaxUnauthorized, "connections of keys no port allowed yet, in all"),
+			limitFlag("max-unauthorized-per-key", def.UnauthorizedPerKey, "connections of one key no port allowed yet"),
+			limitFlag("max-unauthorized-streams", def.UnauthorizedStreams, "streams open at a time on such a connection"),
 		},
 		Action: func(c *cli.Context) error {
 			if c.Args().Len() > 0 {
@@ -62,6 +70,11 @@ itself. Find this device's ID with 'tunnel id'.`,
 			if cfg.Relays, err = relays(c, defaultRelay); err != nil {
 				return err
 			}
+			caps, err := limits(c, "max-clients", "max-unauthorized", "max-unauthorized-per-key", "max-unauthorized-streams")
+			if err != nil {
+				return err
+			}
+			cfg.Limits = peer.Limits{MaxConns: caps[0], MaxUnauthorized: caps[1], UnauthorizedPerKey: caps[2], UnauthorizedStreams: caps[3]}
 			if cfg.Log, cfg.Key, err = loggerAndKey(c); err != nil {
 				return err
 			}

@@ -19,6 +19,13 @@ func TestRelayRegistryUsageErrors(t *testing.T) {
 		{"bad redis url", []string{"--registry", "redis://127.0.0.1:6379/notadb", "--advertise", "127.0.0.1:7443"}},
 		{"advertise without registry", []string{"--advertise", "127.0.0.1:7443"}},
 		{"bad advertise", []string{"--registry", "redis://127.0.0.1:6379/0", "--advertise", "nowhere"}},
+		{"max-conns 0", []string{"--max-conns", "0"}},
+		{"max-conns-per-source -1", []string{"--max-conns-per-source", "-1"}},
+		{"max-streams-per-conn junk", []string{"--max-streams-per-conn", "lots"}},
+		{"handshake-rate 0", []string{"--handshake-rate", "0"}},
+		{"lookup-rate -5", []string{"--lookup-rate", "-5"}},
+		{"lookup-rate inf", []string{"--lookup-rate", "Inf"}},
+		{"max-registrations 0", []string{"--max-registrations", "0"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			home := t.TempDir()

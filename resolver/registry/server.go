@@ -25,15 +25,22 @@ type Server struct {
 	Relay    *transport.Relay
 	Presence Presence
 	Log      zerolog.Logger
+	// Limits bound what strangers may make the node spend; zero fields
+	// take DefaultLimits.
+	Limits Limits
+	// Refused counts what the Limits refused.
+	Refused Refusals
 
-	mu   sync.Mutex
-	regs map[transport.Endpoint]*registration // the live registration of each endpoint
+	guard *guard
+	mu    sync.Mutex
+	regs  map[transport.Endpoint]*registration // the live registration of each endpoint
 }
 
 // Serve accepts connections until ctx ends. It returns after every
 // goroutine it started has returned.
 func (s *Server) Serve(ctx context.Context) error {
-	ln, err := s.Relay.Listen(s.Key)
+	s.guard = newGuard(s.Limits, &s.Refused, s.Log)
+	ln, err := s.Relay.Listen(s.Key, s.guard.listenConfig())
 	if err != nil {
 		return err
 	}
@@ -124,11 +131,19 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn, id identity.ID, ty
 			*reg = nil
 		}
 		s.mu.Lock()
-		if cur, taken := s.regs[ep]; taken && cur.id != id {
+		cur, taken := s.regs[ep]
+		if taken && cur.id != id {
 			s.mu.Unlock()
 			mu.Unlock()
 			log.Warn().Str("endpoint", ep.String()).Msg("endpoint claimed by another key; registration refused")
 			return wire.StatusConflict, nil
+		}
+		if !taken && len(s.regs) >= s.guard.limits.MaxRegistrations {
+			s.mu.Unlock()
+			mu.Unlock()
+			s.Refused.Registrations.Add(1)
+			s.guard.refusal(id.String(), "registrations", "total", "registration refused")
+			return wire.StatusBusy, nil
 		}
 		// A node that reconnected before its old connection timed out
 		// replaces it: the newest registration of an endpoint is the live one.
@@ -171,6 +186,9 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn, id identity.ID, ty
 		target, err := wire.ParseLookup(body)
 		if err != nil {
 			return wire.StatusBadRequest, nil
+		}
+		if !s.guard.lookup(id) {
+			return wire.StatusBusy, nil
 		}
 		rec, err := s.Presence.Get(ctx, target)
 		if errors.Is(err, ErrNotFound) {

@@ -34,19 +34,21 @@ func TestCounter(t *testing.T) {
 
 func TestReporter(t *testing.T) {
 	now := time.Unix(1000, 0)
-	r := NewReporter(10*time.Second, 2)
-	if log, _ := r.Note("a", now); !log {
-		t.Fatal("first refusal of a not logged")
+	r := NewReporter(10*time.Second, 2, 2)
+	for i := range 2 {
+		if log, _ := r.Note("a", now); !log {
+			t.Fatalf("refusal %d of a not logged, within the burst", i+1)
+		}
 	}
 	for range 5 {
 		if log, _ := r.Note("a", now.Add(time.Second)); log {
-			t.Fatal("a logged again within the interval")
+			t.Fatal("a logged past its burst within the interval")
 		}
 	}
 	if log, n := r.Note("a", now.Add(10*time.Second)); !log || n != 5 {
 		t.Fatalf("a after the interval: %v, %d suppressed; want true, 5", log, n)
 	}
-	// Past max keys, the rest share one entry: one line per interval.
+	// Past max keys, the rest share one entry: one burst per interval.
 	r.Note("b", now)
 	logged := 0
 	for i := range 1000 {
@@ -54,8 +56,8 @@ func TestReporter(t *testing.T) {
 			logged++
 		}
 	}
-	if logged != 1 || len(r.m) > 2 {
-		t.Fatalf("1000 new keys: %d logged, %d tracked; want 1, at most 2", logged, len(r.m))
+	if logged != 2 || len(r.m) > 2 {
+		t.Fatalf("1000 new keys: %d logged, %d tracked; want 2, at most 2", logged, len(r.m))
 	}
 }
 

@@ -5,12 +5,14 @@ import (
 	"time"
 )
 
-// Reporter decides which refusals to log: the first of each key, then at
-// most one per key per interval, each saying how many were not logged
-// since. It tracks at most max keys; past that, keys not tracked share one
-// entry, so a flood from many keys still yields one line per interval.
+// Reporter decides which refusals to log: at most burst per key per
+// interval, the first of the next interval saying how many were not
+// logged. It tracks at most max keys; past that, keys not tracked share one
+// entry, so a flood from many keys yields at most (max+1)·burst lines per
+// interval.
 type Reporter struct {
 	every time.Duration
+	burst int
 	max   int
 
 	mu     sync.Mutex
@@ -19,14 +21,15 @@ type Reporter struct {
 }
 
 type reported struct {
-	at         time.Time // the last refusal logged
-	suppressed int       // refusals since, not logged
+	window     time.Time // when the current interval began
+	logged     int       // refusals logged in it
+	suppressed int       // refusals not logged since the last that was
 }
 
-// NewReporter returns a Reporter logging once per key per every, tracking
-// at most max keys.
-func NewReporter(every time.Duration, max int) *Reporter {
-	return &Reporter{every: every, max: max, m: make(map[string]*reported)}
+// NewReporter returns a Reporter logging at most burst refusals per key
+// per every, tracking at most keys keys.
+func NewReporter(every time.Duration, burst, keys int) *Reporter {
+	return &Reporter{every: every, burst: max(burst, 1), max: keys, m: make(map[string]*reported)}
 }
 
 // Note records a refusal for key at now. It reports whether to log it,
@@ -46,19 +49,23 @@ func (r *Reporter) Note(key string, now time.Time) (log bool, suppressed int) {
 			e = &r.others
 		}
 	}
-	if !e.at.IsZero() && now.Sub(e.at) < r.every {
+	if e.window.IsZero() || now.Sub(e.window) >= r.every {
+		e.window, e.logged = now, 0
+	}
+	if e.logged >= r.burst {
 		e.suppressed++
 		return false, 0
 	}
-	suppressed, e.at, e.suppressed = e.suppressed, now, 0
+	e.logged++
+	suppressed, e.suppressed = e.suppressed, 0
 	return true, suppressed
 }
 
-// forget drops the keys whose last log is an interval old and that have
-// nothing suppressed: forgetting them loses nothing worth a line.
+// forget drops the keys whose interval is over and that have nothing
+// suppressed: forgetting them loses nothing worth a line.
 func (r *Reporter) forget(now time.Time) {
 	for k, e := range r.m {
-		if now.Sub(e.at) >= r.every && e.suppressed == 0 {
+		if now.Sub(e.window) >= r.every && e.suppressed == 0 {
 			delete(r.m, k)
 		}
 	}

@@ -30,8 +30,8 @@
 //	lookup body:    id [32]byte
 //	lookup reply:   StatusOK: endpoint uint64; StatusRedirect: endpoint
 //	                uint64 | home node ID [32]byte | home node advertise
-//	                address, as text; StatusNotFound, StatusUnavailable: no
-//	                body
+//	                address, as text; StatusNotFound, StatusUnavailable,
+//	                StatusBusy: no body
 //	ping body:      any bytes (nodes send PingLen, see below); reply: empty
 //
 // Nodes ping their relay every transport.RelayPing. An unanswered ping ends
@@ -88,6 +88,9 @@ const (
 	// StatusUnavailable: the shared registry (Redis) is unreachable and
 	// the device is not held by this node.
 	StatusUnavailable = 6
+	// StatusBusy: a limit of the node refused the request (too many
+	// lookups from this key, too many nodes registered); try later.
+	StatusBusy = 7
 )
 
 const (
@@ -153,6 +156,8 @@ func StatusText(s byte) string {
 		return "redirect"
 	case StatusUnavailable:
 		return "registry unavailable"
+	case StatusBusy:
+		return "busy"
 	}
 	return fmt.Sprintf("status %d", s)
 }
