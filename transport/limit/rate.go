@@ -47,12 +47,22 @@ func (r *Rate[K]) Allow(k K, now time.Time) bool {
 	return l.AllowN(now, 1)
 }
 
-// forget drops the keys whose bucket is full again: forgetting them
-// forgives nothing.
+// forget drops, among a few keys (forgetScan), those whose bucket is full
+// again: forgetting them forgives nothing. A full table is never walked
+// whole under the lock.
 func (r *Rate[K]) forget(now time.Time) {
+	seen := 0
 	for k, l := range r.m {
 		if l.TokensAt(now) >= float64(r.burst) {
 			delete(r.m, k)
 		}
+		if seen++; seen == forgetScan {
+			return
+		}
 	}
 }
+
+// forgetScan is how many tracked keys a new key, finding the table full,
+// looks at to make room: Go starts each map walk at a random place, so
+// over many calls every key is looked at.
+const forgetScan = 8

@@ -61,12 +61,17 @@ func (r *Reporter) Note(key string, now time.Time) (log bool, suppressed int) {
 	return true, suppressed
 }
 
-// forget drops the keys whose interval is over and that have nothing
-// suppressed: forgetting them loses nothing worth a line.
+// forget drops, among a few keys (forgetScan), those whose interval is
+// over and that have nothing suppressed: forgetting them loses nothing
+// worth a line. A full table is never walked whole under the lock.
 func (r *Reporter) forget(now time.Time) {
+	seen := 0
 	for k, e := range r.m {
 		if now.Sub(e.window) >= r.every && e.suppressed == 0 {
 			delete(r.m, k)
+		}
+		if seen++; seen == forgetScan {
+			return
 		}
 	}
 }
