@@ -15,9 +15,12 @@ func gatewayCommand() *cli.Command {
 		UsageText: "tunnel gateway [--relay ADDR] [--socks HOST:PORT] [--http HOST:PORT] [--domain DOMAIN]\n" +
 			"   [--https HOST:PORT --tls-cert FILE --tls-key FILE] [--rate-conn N] [--max-streams N] [--max-total N]",
 		Description: `A gateway anyone may use without installing anything. It dials devices
-with its own key (--home), so a device sees the gateway as the client:
-only ports published with -public are reachable; private and protected
-ones answer "denied" (SOCKS 0x02, HTTP 403).
+with its own key: gateway.key in --home, created on first use (mode 0600),
+never node.key, the identity 'tunnel id' prints, which a device may list
+in -private or a fleet may have certified. So a device sees the gateway
+as the client: only ports published with -public are reachable; private
+and protected ones answer "denied" (SOCKS 0x02, HTTP 403). The gateway's
+ID is the id= of its "gateway listening" log line.
    --socks   SOCKS5 for <device-id>.tunnel:PORT only; any other host or IP
              gets 0x02, never a direct connection
    --http    routed by Host: <device-id>.DOMAIN is the device's port 80,
@@ -79,7 +82,12 @@ func runGateway(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Log, cfg.Key, err = loggerAndKey(c); err != nil {
+	// Not loggerAndKey: that loads node.key, and the gateway must never
+	// dial with the identity of the home's person (gateway.KeyFile).
+	if cfg.Log, err = newLogger(c, false); err != nil {
+		return err
+	}
+	if cfg.Key, err = gateway.LoadOrCreateKey(c.String("home")); err != nil {
 		return err
 	}
 	g, err := roles.StartGateway(c.Context, cfg)

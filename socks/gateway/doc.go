@@ -1,9 +1,10 @@
 // Package gateway is the public gateway: a shared SOCKS5 and HTTP(S) front
 // door to devices that anyone may use without installing anything (like
-// Diode's diode.link:1080). It dials devices with its own node key, so a
-// device sees the gateway's ID as the client and its policy lets it reach
-// only ports published -public; private and protected ports answer
-// "denied" (SOCKS 0x02, HTTP 403).
+// Diode's diode.link:1080). It dials devices with its own key (KeyFile,
+// gateway.key in its home, never the home's node.key), so a device sees
+// the gateway's ID as the client and its policy lets it reach only ports
+// published -public; private and protected ports answer "denied" (SOCKS
+// 0x02, HTTP 403).
 //
 //   - SOCKS (SOCKS, on socks.Server): CONNECT to <id>.tunnel:PORT. Any other
 //     host — another name, an IP literal, even one sent as a name — is
