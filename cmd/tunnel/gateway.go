@@ -29,8 +29,10 @@ ID is the id= of its "gateway listening" log line.
    --https   the same over TLS, with a certificate for *.DOMAIN
 Each source address (IPv4, or IPv6 /64) may open --rate-conn new streams
 (SOCKS connections, HTTP requests) per second with bursts of twice that,
-and hold --max-streams open; --max-total caps all sources together. Over
-the limit: SOCKS 0x02, HTTP 429 with Retry-After.
+and hold --max-streams open; --max-total caps all sources together, and
+near it (its last fifth) sources holding more than their share are
+refused first, so a newcomer still gets in. Over the limit: SOCKS 0x02,
+HTTP 429 with Retry-After.
 Without --relay it uses the rendezvous node at 127.0.0.1:7443.`,
 		Flags: []cli.Flag{
 			relayFlag(),

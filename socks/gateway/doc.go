@@ -26,8 +26,12 @@
 //     per /64), keyed by the TCP peer, never by X-Forwarded-For, and an
 //     overall cap. Over budget a client gets SOCKS 0x02 or HTTP 429 with
 //     Retry-After, other sources are unaffected, and refusals are logged at
-//     most once per source per 10 s. Idle per-source state is evicted, so
-//     memory is bounded by the sources active in the last few minutes.
+//     most once per source per 10 s. Near the overall cap, sources holding
+//     more than their share are refused first, so a newcomer still gets in
+//     while a few hundred sources sit on all they can hold. Per-source
+//     state is bounded (at most max(65536, 2*MaxTotal) sources; past that,
+//     new sources share one budget) and idle state is forgotten a few
+//     entries per call, never by a sweep of the whole table.
 //   - Every wait is bounded: device dials by DialTimeout (10 s), a device's
 //     response headers by ResponseHeaderTimeout (30 s), a client's
 //     handshake or request headers by 10 s, idle HTTP keep-alive by 60 s.
