@@ -20,6 +20,10 @@ import (
 // GatewayConfig is `tunnel gateway`: a shared public gateway to devices'
 // public ports. At least one of SOCKS, HTTP and HTTPS is set.
 type GatewayConfig struct {
+	// Key is the key the gateway dials devices with: its own
+	// (gateway.LoadOrCreateKey, gateway.key in Home), never the node key
+	// of a person's home, which devices may list in -private or a fleet
+	// may have certified — the gateway would lend it to every stranger.
 	Key    *identity.Key
 	Home   string // the status socket
 	Relays []resolver.RelayAddr

@@ -15,9 +15,12 @@ func gatewayCommand() *cli.Command {
 		UsageText: "tunnel gateway [--relay ADDR] [--socks HOST:PORT] [--http HOST:PORT] [--domain DOMAIN]\n" +
 			"   [--https HOST:PORT --tls-cert FILE --tls-key FILE] [--rate-conn N] [--max-streams N] [--max-total N]",
 		Description: `A gateway anyone may use without installing anything. It dials devices
-with its own key (--home), so a device sees the gateway as the client:
-only ports published with -public are reachable; private and protected
-ones answer "denied" (SOCKS 0x02, HTTP 403).
+with its own key: gateway.key in --home, created on first use (mode 0600),
+never node.key, the identity 'tunnel id' prints, which a device may list
+in -private or a fleet may have certified. So a device sees the gateway
+as the client: only ports published with -public are reachable; private
+and protected ones answer "denied" (SOCKS 0x02, HTTP 403). The gateway's
+ID is the id= of its "gateway listening" log line.
    --socks   SOCKS5 for <device-id>.tunnel:PORT only; any other host or IP
              gets 0x02, never a direct connection
    --http    routed by Host: <device-id>.DOMAIN is the device's port 80,
@@ -26,8 +29,10 @@ ones answer "denied" (SOCKS 0x02, HTTP 403).
    --https   the same over TLS, with a certificate for *.DOMAIN
 Each source address (IPv4, or IPv6 /64) may open --rate-conn new streams
 (SOCKS connections, HTTP requests) per second with bursts of twice that,
-and hold --max-streams open; --max-total caps all sources together. Over
-the limit: SOCKS 0x02, HTTP 429 with Retry-After.
+and hold --max-streams open; --max-total caps all sources together, and
+near it (its last fifth) sources holding more than their share are
+refused first, so a newcomer still gets in. Over the limit: SOCKS 0x02,
+HTTP 429 with Retry-After.
 Without --relay it uses the rendezvous node at 127.0.0.1:7443.`,
 		Flags: []cli.Flag{
 			relayFlag(),
@@ -79,7 +84,12 @@ func runGateway(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Log, cfg.Key, err = loggerAndKey(c); err != nil {
+	// Not loggerAndKey: that loads node.key, and the gateway must never
+	// dial with the identity of the home's person (gateway.KeyFile).
+	if cfg.Log, err = newLogger(c, false); err != nil {
+		return err
+	}
+	if cfg.Key, err = gateway.LoadOrCreateKey(c.String("home")); err != nil {
 		return err
 	}
 	g, err := roles.StartGateway(c.Context, cfg)

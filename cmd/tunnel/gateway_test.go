@@ -97,8 +97,10 @@ func TestGatewayUsageErrors(t *testing.T) {
 			if !errors.As(err, &ue) {
 				t.Fatalf("gateway %q: %v; want a usage error (exit 2)", tc.args, err)
 			}
-			if _, serr := os.Stat(filepath.Join(home, "node.key")); serr == nil {
-				t.Fatal("a usage error still created the node key")
+			for _, f := range []string{"node.key", "gateway.key"} {
+				if _, serr := os.Stat(filepath.Join(home, f)); serr == nil {
+					t.Fatalf("a usage error still created %s", f)
+				}
 			}
 		})
 	}

@@ -35,10 +35,12 @@ func Create(home string) (*identity.Key, error) {
 }
 
 // LoadKey reads the fleet key in home. A missing key is reported with
-// fs.ErrNotExist and the command that makes one.
+// fs.ErrNotExist and the command that makes one; a key file group or
+// others may access is refused (identity.ErrExposed), with the command
+// that fixes it.
 func LoadKey(home string) (*identity.Key, error) {
 	path := filepath.Join(home, KeyFile)
-	data, err := os.ReadFile(path)
+	data, err := identity.ReadPrivateFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("no fleet key %s (run 'tunnel fleet create' to make one): %w", path, err)
 	}

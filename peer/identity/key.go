@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -45,10 +46,14 @@ func (k *Key) ID() ID { return k.id }
 // PrivateKey returns the Ed25519 private key (for TLS certificates and signing).
 func (k *Key) PrivateKey() ed25519.PrivateKey { return k.priv }
 
-// Load reads the key in dir. A missing file is reported with fs.ErrNotExist.
-func Load(dir string) (*Key, error) {
-	path := filepath.Join(dir, KeyFile)
-	data, err := os.ReadFile(path)
+// Load reads the key in dir. A missing file is reported with
+// fs.ErrNotExist; a file open to group or others is refused (ErrExposed).
+func Load(dir string) (*Key, error) { return LoadFile(dir, KeyFile) }
+
+// LoadFile reads the key in the file name inside dir, as Load does.
+func LoadFile(dir, name string) (*Key, error) {
+	path := filepath.Join(dir, name)
+	data, err := ReadPrivateFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read identity %s: %w", path, err)
 	}
@@ -75,10 +80,16 @@ func ParseKeyFile(data []byte) (*Key, error) {
 }
 
 // LoadOrCreate reads the key in dir, creating dir (0700) and a new key file
-// (0600) if there is none. An existing file that cannot be read or parsed is
-// an error and is never overwritten: it may be the only copy of an identity.
-func LoadOrCreate(dir string) (*Key, error) {
-	k, err := Load(dir)
+// (0600) if there is none. An existing file that cannot be read or parsed,
+// or that group or others may access (ErrExposed), is an error and is
+// never overwritten: it may be the only copy of an identity.
+func LoadOrCreate(dir string) (*Key, error) { return LoadOrCreateFile(dir, KeyFile) }
+
+// LoadOrCreateFile is LoadOrCreate for the key in the file name inside
+// dir: a role that must not act with the node's key (the public gateway)
+// keeps its own, beside it.
+func LoadOrCreateFile(dir, name string) (*Key, error) {
+	k, err := LoadFile(dir, name)
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return k, err
 	}
@@ -89,9 +100,13 @@ func LoadOrCreate(dir string) (*Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := WriteKeyFile(filepath.Join(dir, KeyFile), k, "tunnel node "+k.id.Short()); err != nil {
+	comment := "tunnel node " + k.id.Short()
+	if name != KeyFile {
+		comment = "tunnel " + strings.TrimSuffix(name, filepath.Ext(name)) + " " + k.id.Short()
+	}
+	if err := WriteKeyFile(filepath.Join(dir, name), k, comment); err != nil {
 		if errors.Is(err, fs.ErrExist) {
-			return Load(dir) // another process won the race
+			return LoadFile(dir, name) // another process won the race
 		}
 		return nil, fmt.Errorf("create identity: %w", err)
 	}

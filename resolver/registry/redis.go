@@ -61,16 +61,20 @@ type RedisPresence struct {
 	lastLog time.Time              // last "registry unavailable" line
 }
 
-// NewRedisPresence connects to the Redis at url (redis://HOST:PORT/DB).
+// NewRedisPresence connects to the Redis at url
+// (redis://[USER:PASSWORD@]HOST:PORT/DB, or rediss://… for TLS, trusting
+// the system's roots): NewRedisPresenceConfig with RedisConfig{URL: url}.
 func NewRedisPresence(url string, node identity.ID, advertise string, log zerolog.Logger) (*RedisPresence, error) {
-	opt, err := redis.ParseURL(url)
+	return NewRedisPresenceConfig(RedisConfig{URL: url}, node, advertise, log)
+}
+
+// NewRedisPresenceConfig connects to the Redis cfg names. Its errors name
+// the URL redacted (RedactURL), never with its password.
+func NewRedisPresenceConfig(cfg RedisConfig, node identity.ID, advertise string, log zerolog.Logger) (*RedisPresence, error) {
+	opt, err := cfg.options()
 	if err != nil {
-		return nil, fmt.Errorf("registry %q: %w", url, err)
+		return nil, fmt.Errorf("registry: %w", err)
 	}
-	opt.DialTimeout = redisTimeout
-	opt.ReadTimeout = redisTimeout
-	opt.WriteTimeout = redisTimeout
-	opt.MaxRetries = 1
 	return &RedisPresence{Client: redis.NewClient(opt), Node: node, Advertise: advertise, Log: log}, nil
 }
 

@@ -1,9 +1,10 @@
 // Package gateway is the public gateway: a shared SOCKS5 and HTTP(S) front
 // door to devices that anyone may use without installing anything (like
-// Diode's diode.link:1080). It dials devices with its own node key, so a
-// device sees the gateway's ID as the client and its policy lets it reach
-// only ports published -public; private and protected ports answer
-// "denied" (SOCKS 0x02, HTTP 403).
+// Diode's diode.link:1080). It dials devices with its own key (KeyFile,
+// gateway.key in its home, never the home's node.key), so a device sees
+// the gateway's ID as the client and its policy lets it reach only ports
+// published -public; private and protected ports answer "denied" (SOCKS
+// 0x02, HTTP 403).
 //
 //   - SOCKS (SOCKS, on socks.Server): CONNECT to <id>.tunnel:PORT. Any other
 //     host — another name, an IP literal, even one sent as a name — is
@@ -25,8 +26,12 @@
 //     per /64), keyed by the TCP peer, never by X-Forwarded-For, and an
 //     overall cap. Over budget a client gets SOCKS 0x02 or HTTP 429 with
 //     Retry-After, other sources are unaffected, and refusals are logged at
-//     most once per source per 10 s. Idle per-source state is evicted, so
-//     memory is bounded by the sources active in the last few minutes.
+//     most once per source per 10 s. Near the overall cap, sources holding
+//     more than their share are refused first, so a newcomer still gets in
+//     while a few hundred sources sit on all they can hold. Per-source
+//     state is bounded (at most max(65536, 2*MaxTotal) sources; past that,
+//     new sources share one budget) and idle state is forgotten a few
+//     entries per call, never by a sweep of the whole table.
 //   - Every wait is bounded: device dials by DialTimeout (10 s), a device's
 //     response headers by ResponseHeaderTimeout (30 s), a client's
 //     handshake or request headers by 10 s, idle HTTP keep-alive by 60 s.

@@ -29,7 +29,8 @@ type Limits struct {
 	// the TCP connections a source holds open to the HTTP(S) listeners.
 	MaxStreams int
 	// MaxTotal caps the streams open at a time over all sources (and, as a
-	// separate count, the HTTP(S) TCP connections).
+	// separate count, the HTTP(S) TCP connections). Its last fifth is
+	// shared fairly: see Limiter.
 	MaxTotal int
 }
 
@@ -40,24 +41,25 @@ func DefaultLimits() Limits {
 }
 
 const (
-	// idleEvict is how long a source's state is kept after its last use
-	// (and only once its token bucket has refilled, so evicting it forgives
-	// nothing).
-	idleEvict = 5 * time.Minute
-	// sweepEvery is how often Acquire looks for sources to evict.
-	sweepEvery = time.Minute
 	// reportEvery is how often a refused source gets a log line.
 	reportEvery = 10 * time.Second
 	// capRetry is the Retry-After a client over an open-stream cap is
 	// given: a stream may end any time.
 	capRetry = time.Second
+	// reserveDiv sets the reserve, the last part of MaxTotal (a fifth)
+	// where sources holding more than their share are refused first.
+	reserveDiv = 5
+	// shareFloor is what a source may hold whatever its share: near the
+	// cap, any source holding fewer is admitted while there is room.
+	shareFloor = 2
 )
 
 // LimitError is the error of a refused Acquire. It wraps ErrRateLimited.
 type LimitError struct {
 	// Reason says which budget ran out: "rate" (new streams per second),
 	// "streams" (this source's open streams or connections) or "total"
-	// (the gateway's).
+	// (the gateway's: at its cap, or near it with this source holding
+	// more than its share).
 	Reason string
 	// RetryAfter is when trying again may succeed (at least one second).
 	RetryAfter time.Duration
@@ -85,27 +87,57 @@ func (e *LimitError) Unwrap() error { return ErrRateLimited }
 // Limiter enforces Limits per source address. A source is an IPv4 address,
 // or an IPv6 /64 (one subscriber's usual allocation, so that a host cannot
 // escape its budget by hopping addresses). Callers pass the address of the
-// TCP peer, never anything a client wrote (X-Forwarded-For). Its memory is
-// bounded by the sources active in the last few minutes: idle ones are
-// evicted. It is safe for concurrent use.
+// TCP peer, never anything a client wrote (X-Forwarded-For). It is safe
+// for concurrent use, and every call does a bounded amount of work.
+//
+// Fair near the cap: MaxTotal is a hard cap, and its last fifth (the
+// reserve) is not first come, first served. Once fewer than a fifth of the
+// slots are left, a source may take another only while it holds less than
+// its share: the slots outside the reserve divided among the sources
+// holding any, scaled by the square of the fraction of the reserve left;
+// but a source holding fewer than shareFloor (2) is admitted while there
+// is any room. So sources holding more than their share are refused
+// first, the share shrinks as the reserve is used, and the last slots go
+// to sources holding almost nothing: a newcomer still gets in while
+// hundreds of sources sit on all they can hold. With the defaults,
+// sources each taking all they can one after another (an attacker's best
+// order) lock newcomers out only at 501 sources, all at once only at 5000
+// (TestLimiterLockoutCost; first come, first served, 157 did). Streams
+// and HTTP(S) connections are two pools, each with its own cap and share.
+//
+// Bounded memory: the state of at most max(65536, 2*MaxTotal) sources is
+// kept (sourceTable). A source holding nothing is forgotten once it has
+// been idle for idleEvict and forgetting it forgives nothing (its token
+// bucket is full, its refusal report window over), lazily: each call
+// looks at a few of the least recently used, never at the whole table. A
+// new source that finds the table full takes the entry of one of the
+// least recently used idle sources that can be forgotten; if none can,
+// it shares one budget with every other source past the cap.
 type Limiter struct {
-	limits Limits
-	now    func() time.Time // a test's clock
+	limits  Limits
+	now     func() time.Time // a test's clock
+	reserve int              // the last slots of MaxTotal, given by share
+	floor   int              // a source holding fewer is within its share
 
-	mu        sync.Mutex
-	sources   map[netip.Prefix]*source
-	streams   int // open streams, all sources
-	conns     int // open HTTP(S) connections, all sources
-	lastSweep time.Time
+	mu    sync.Mutex
+	pools [numKinds]pool
+	table sourceTable
 }
 
-type source struct {
-	bucket   *rate.Limiter
-	streams  int
-	conns    int
-	lastUsed time.Time
-	reported time.Time // last refusal that was logged
-	dropped  int       // refusals since then
+// kind is what a Limiter counts: open streams, or open HTTP(S)
+// connections.
+type kind int
+
+const (
+	streams kind = iota
+	conns
+	numKinds
+)
+
+// pool is the count of one kind over all sources.
+type pool struct {
+	held   int // open, all sources
+	active int // sources holding at least one
 }
 
 // NewLimiter returns a Limiter enforcing limits.
@@ -123,7 +155,10 @@ func NewLimiter(limits Limits) *Limiter {
 	if limits.MaxTotal <= 0 {
 		limits.MaxTotal = def.MaxTotal
 	}
-	return &Limiter{limits: limits, now: time.Now, sources: make(map[netip.Prefix]*source)}
+	l := &Limiter{limits: limits, now: time.Now,
+		reserve: max(1, limits.MaxTotal/reserveDiv), floor: min(shareFloor, limits.MaxStreams)}
+	l.table.init(max(trackedSources, 2*limits.MaxTotal), l.newBucket)
+	return l
 }
 
 // Limits returns the budgets in force.
@@ -134,85 +169,93 @@ func (l *Limiter) Limits() Limits { return l.limits }
 // ones. release gives the slots back; it may be called more than once. A
 // refusal is a *LimitError and takes nothing.
 func (l *Limiter) Acquire(ip netip.Addr) (release func(), err error) {
-	now := l.now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	s := l.source(ip, now)
-	switch {
-	case l.streams >= l.limits.MaxTotal:
-		return nil, l.refuse(s, now, "total", capRetry)
-	case s.streams >= l.limits.MaxStreams:
-		return nil, l.refuse(s, now, "streams", capRetry)
-	case !s.bucket.AllowN(now, 1):
-		// The time until the bucket holds a whole token again.
-		wait := time.Duration((1 - s.bucket.TokensAt(now)) / l.limits.ConnRate * float64(time.Second))
-		return nil, l.refuse(s, now, "rate", wait)
-	}
-	s.streams++
-	l.streams++
-	return l.releaser(func() { s.streams--; l.streams-- }, s), nil
+	return l.acquire(ip, streams)
 }
 
 // AcquireConn admits one TCP connection from ip to an HTTP(S) listener:
 // it counts against MaxStreams per source and MaxTotal overall (separately
 // from streams), but takes no token, since each request on it does.
 func (l *Limiter) AcquireConn(ip netip.Addr) (release func(), err error) {
+	return l.acquire(ip, conns)
+}
+
+func (l *Limiter) acquire(ip netip.Addr, k kind) (release func(), err error) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	s := l.source(ip, now)
+	l.table.expire(now, expirePerCall)
+	s := l.table.get(sourceKey(ip), now)
+	defer l.table.touch(s, now)
+	p := &l.pools[k]
 	switch {
-	case l.conns >= l.limits.MaxTotal:
+	case p.held >= l.limits.MaxTotal:
 		return nil, l.refuse(s, now, "total", capRetry)
-	case s.conns >= l.limits.MaxStreams:
+	case s.held[k] >= l.limits.MaxStreams:
 		return nil, l.refuse(s, now, "streams", capRetry)
+	case !l.withinShare(s.held[k], p):
+		return nil, l.refuse(s, now, "total", capRetry)
+	case k == streams && !s.bucket.AllowN(now, 1):
+		// The time until the bucket holds a whole token again.
+		wait := time.Duration((1 - s.bucket.TokensAt(now)) / l.limits.ConnRate * float64(time.Second))
+		return nil, l.refuse(s, now, "rate", wait)
 	}
-	s.conns++
-	l.conns++
-	return l.releaser(func() { s.conns--; l.conns-- }, s), nil
+	if s.held[k]++; s.held[k] == 1 {
+		p.active++
+	}
+	p.held++
+	r := &releaser{l: l, s: s, k: k}
+	return r.release, nil
 }
 
-// Sources returns how many sources the Limiter holds state for.
-func (l *Limiter) Sources() int {
+// withinShare reports whether a source holding held of pool p may take
+// one more (see Limiter: fair near the cap). l.mu is held.
+func (l *Limiter) withinShare(held int, p *pool) bool {
+	left := l.limits.MaxTotal - p.held
+	if left > l.reserve || held < l.floor {
+		return true
+	}
+	// held >= floor >= 1: this source is one of p.active.
+	share := float64(l.limits.MaxTotal-l.reserve) / float64(p.active)
+	f := float64(left) / float64(l.reserve)
+	return float64(held) < share*f*f
+}
+
+// releaser gives back one slot, once.
+type releaser struct {
+	l    *Limiter
+	s    *source
+	k    kind
+	done atomic.Bool
+}
+
+func (r *releaser) release() {
+	if r.done.Swap(true) {
+		return
+	}
+	l, s, p := r.l, r.s, &r.l.pools[r.k]
+	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.sources)
+	if s.held[r.k]--; s.held[r.k] == 0 {
+		p.active--
+	}
+	p.held--
+	l.table.touch(s, now)
 }
 
-func (l *Limiter) releaser(undo func(), s *source) func() {
-	var done atomic.Bool
-	return func() {
-		if done.Swap(true) {
-			return
-		}
-		now := l.now()
-		l.mu.Lock()
-		undo()
-		s.lastUsed = now
-		l.mu.Unlock()
-	}
+// Sources returns how many sources the Limiter holds state for, after
+// forgetting every source due to be (the calls that admit streams forget
+// a few at a time).
+func (l *Limiter) Sources() int {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.table.expire(now, math.MaxInt)
+	return l.table.len()
 }
 
-// source returns ip's state, creating it, and evicts idle sources once in
-// a while. l.mu is held.
-func (l *Limiter) source(ip netip.Addr, now time.Time) *source {
-	if now.Sub(l.lastSweep) >= sweepEvery {
-		l.lastSweep = now
-		for k, s := range l.sources {
-			if s.streams == 0 && s.conns == 0 && now.Sub(s.lastUsed) >= idleEvict &&
-				s.bucket.TokensAt(now) >= float64(l.limits.ConnBurst) {
-				delete(l.sources, k)
-			}
-		}
-	}
-	k := sourceKey(ip)
-	s := l.sources[k]
-	if s == nil {
-		s = &source{bucket: rate.NewLimiter(rate.Limit(l.limits.ConnRate), l.limits.ConnBurst)}
-		l.sources[k] = s
-	}
-	s.lastUsed = now
-	return s
+func (l *Limiter) newBucket() *rate.Limiter {
+	return rate.NewLimiter(rate.Limit(l.limits.ConnRate), l.limits.ConnBurst)
 }
 
 func (l *Limiter) refuse(s *source, now time.Time, reason string, wait time.Duration) *LimitError {

@@ -152,14 +152,14 @@ func TestLimiterEviction(t *testing.T) {
 	if n := l.Sources(); n != 1001 {
 		t.Fatalf("Sources = %d, want 1001", n)
 	}
-	advance(idleEvict + sweepEvery)
+	advance(idleEvict + time.Minute)
 	mustAcquire(t, l, "192.0.2.2")()
 	if n := l.Sources(); n != 2 {
 		t.Fatalf("after the idle period Sources = %d, want 2 (the busy one and the new one)", n)
 	}
 	held()
 
-	sAdvance(idleEvict + sweepEvery)
+	sAdvance(idleEvict + time.Minute)
 	refused(t, slow, "192.0.2.7", "rate")
 	if n := slow.Sources(); n != 1 {
 		t.Fatalf("slow limiter: Sources = %d, want 1", n)

@@ -1,0 +1,56 @@
+package identity
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+)
+
+// ErrExposed is wrapped by ReadPrivateFile's refusal of a key file that
+// its mode opens to group or others.
+var ErrExposed = errors.New("private key file accessible to others")
+
+// ReadPrivateFile reads a private key file, refusing it if its mode
+// grants any permission to group or others (mode&0o077 != 0), as ssh
+// refuses such an identity file: a key others could read may have been
+// copied, and one they could write may have been replaced. The refusal
+// wraps ErrExposed and gives the command that fixes it. The mode checked
+// is that of the file read (fstat of the open file, not a second lookup
+// of the path). Windows has no such mode bits (Go reports 0666 or 0444
+// for every file), so there the check is skipped and ACLs are the
+// user's business. A missing file is reported with fs.ErrNotExist.
+func ReadPrivateFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if runtime.GOOS != "windows" {
+		st, err := f.Stat()
+		if err != nil {
+			return nil, err
+		}
+		if perm := st.Mode().Perm(); perm&0o077 != 0 {
+			return nil, fmt.Errorf("%w (mode %04o); fix it with: chmod 600 %s", ErrExposed, perm, shellQuote(path))
+		}
+	}
+	return io.ReadAll(f)
+}
+
+// shellQuote returns path as one word of a POSIX shell command, so that
+// the command in an error can be pasted as is.
+func shellQuote(path string) string {
+	safe := func(r rune) bool {
+		return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+:,@%=", r)
+	}
+	if strings.HasPrefix(path, "-") {
+		path = "./" + path // not an option of chmod
+	}
+	if path != "" && strings.IndexFunc(path, func(r rune) bool { return !safe(r) }) < 0 {
+		return path
+	}
+	return "'" + strings.ReplaceAll(path, "'", `'\''`) + "'"
+}
