@@ -233,15 +233,22 @@ func TestUnauthorizedConnectionsCapped(t *testing.T) {
 	for range 3 {
 		conns = append(conns, n.dial(t, n.node(t, strangerKey)))
 	}
-	for i, c := range conns {
+	// The agent takes connections in whatever order its goroutines run:
+	// any two of the three are served (and denied the port), one refused.
+	served, refused := 0, 0
+	for _, c := range conns {
 		_, err := open(t, c, 22)
-		closed := c.Context().Err() != nil
-		if i < 2 && (closed || err == nil) {
-			t.Errorf("stranger's connection %d: closed %v, err %v; want open and denied", i, closed, err)
+		switch {
+		case c.Context().Err() != nil:
+			refused++
+		case err != nil:
+			served++
+		default:
+			t.Error("a stranger's stream to the private port was opened")
 		}
-		if i == 2 && !closed && err == nil {
-			t.Errorf("stranger's third connection served")
-		}
+	}
+	if served != 2 || refused != 1 {
+		t.Errorf("three connections of one stranger key, cap 2: %d served, %d refused", served, refused)
 	}
 	if agent.Refused.Unauthorized.Load() == 0 {
 		t.Error("no connection refused over the per-key cap")

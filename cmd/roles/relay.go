@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/tunnel-dev/tunnel/peer/identity"
@@ -22,8 +21,13 @@ type RelayConfig struct {
 	Key    *identity.Key
 	Listen string // UDP HOST:PORT
 	// Registry is where presence is kept: "" or "memory" (this node
-	// alone), or redis://HOST:PORT/DB, shared by several nodes.
+	// alone), or redis://[USER:PASSWORD@]HOST:PORT/DB (rediss://… for
+	// TLS), shared by several nodes. It may hold a password: it is only
+	// ever printed through registry.RedactURL.
 	Registry string
+	// RegistryCA, with a rediss:// Registry, is a PEM file of the CAs
+	// trusted for Redis's certificate instead of the system's roots.
+	RegistryCA string
 	// Advertise is the HOST:PORT other nodes' clients reach this node at;
 	// required with a Redis registry, refused without.
 	Advertise string
@@ -39,16 +43,24 @@ type RelayConfig struct {
 // Check reports what is wrong with c, before anything starts.
 func (c RelayConfig) Check() error {
 	if c.shared() {
-		if !strings.HasPrefix(c.Registry, "redis://") {
-			return fmt.Errorf("--registry %q: want memory or redis://HOST:PORT/DB", c.Registry)
+		if !strings.HasPrefix(c.Registry, "redis://") && !strings.HasPrefix(c.Registry, "rediss://") {
+			return fmt.Errorf("--registry %q: want memory, redis://[USER:PASSWORD@]HOST:PORT/DB or rediss://… (TLS)", registry.RedactURL(c.Registry))
 		}
-		if _, err := redis.ParseURL(c.Registry); err != nil {
-			return fmt.Errorf("--registry %q: %v", c.Registry, err)
+		if err := (registry.RedisConfig{URL: c.Registry}).Check(); err != nil {
+			return fmt.Errorf("--registry %w", err)
+		}
+		if c.RegistryCA != "" {
+			if err := (registry.RedisConfig{URL: c.Registry, CAFile: c.RegistryCA}).Check(); err != nil {
+				return fmt.Errorf("--registry-ca: %w", err)
+			}
 		}
 		if c.Advertise == "" {
-			return fmt.Errorf("--registry %s needs --advertise HOST:PORT (the address clients of other nodes reach this node at)", c.Registry)
+			return fmt.Errorf("--registry %s needs --advertise HOST:PORT (the address clients of other nodes reach this node at)", registry.RedactURL(c.Registry))
 		}
 		return CheckHostPort("--advertise", c.Advertise)
+	}
+	if c.RegistryCA != "" {
+		return errors.New("--registry-ca is for a rediss:// registry (--registry rediss://…)")
 	}
 	if c.Advertise != "" {
 		return errors.New("--advertise is for nodes sharing a registry (--registry redis://…)")
@@ -78,7 +90,8 @@ func StartRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
 	case cfg.Presence != nil:
 		presence = cfg.Presence
 	case cfg.shared():
-		p, err := registry.NewRedisPresence(cfg.Registry, cfg.Key.ID(), cfg.Advertise, cfg.Log.With().Str("role", "registry").Logger())
+		p, err := registry.NewRedisPresenceConfig(registry.RedisConfig{URL: cfg.Registry, CAFile: cfg.RegistryCA},
+			cfg.Key.ID(), cfg.Advertise, cfg.Log.With().Str("role", "registry").Logger())
 		if err != nil {
 			return nil, err
 		}
@@ -112,7 +125,7 @@ func StartRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
 	cfg.Log.Info().Str("id", cfg.Key.ID().String()).Str("listen", tr.Socket().LocalAddr().String()).
 		Str("relay_addr", cfg.Key.ID().String()+"@"+cfg.Listen).Msg("relay listening")
 	if shared != nil {
-		cfg.Log.Info().Str("registry", cfg.Registry).Str("advertise", cfg.Key.ID().String()+"@"+cfg.Advertise).
+		cfg.Log.Info().Str("registry", registry.RedactURL(cfg.Registry)).Str("advertise", cfg.Key.ID().String()+"@"+cfg.Advertise).
 			Msg("presence shared in redis")
 	}
 	return r, nil

@@ -26,7 +26,9 @@ logged at most once per source or key per 10 s.`,
 			&cli.StringFlag{Name: "listen", Value: "0.0.0.0:7443", EnvVars: []string{"TUNNEL_RELAY_LISTEN"},
 				Usage: "UDP address to serve on"},
 			&cli.StringFlag{Name: "registry", Value: "memory", EnvVars: []string{"TUNNEL_REGISTRY"},
-				Usage: "where presence is kept: memory (this node alone) or redis://HOST:PORT/DB, shared by several nodes"},
+				Usage: "where presence is kept: memory (this node alone) or redis://[USER:PASSWORD@]HOST:PORT/DB (rediss:// for TLS), shared by several nodes; give a password in TUNNEL_REGISTRY rather than here, where ps shows it"},
+			&cli.StringFlag{Name: "registry-ca", EnvVars: []string{"TUNNEL_REGISTRY_CA"},
+				Usage: "PEM `FILE` of the CA(s) to trust for a rediss:// registry instead of the system's"},
 			&cli.StringFlag{Name: "advertise", EnvVars: []string{"TUNNEL_ADVERTISE"},
 				Usage: "HOST:PORT other nodes' clients reach this node at (required with a redis registry)"},
 			limitFlag("max-conns", def.MaxConns, "connections from nodes, in all"),
@@ -43,7 +45,8 @@ logged at most once per source or key per 10 s.`,
 			if err := checkHostPort("--listen", c.String("listen")); err != nil {
 				return err
 			}
-			cfg := roles.RelayConfig{Listen: c.String("listen"), Registry: c.String("registry"), Advertise: c.String("advertise")}
+			cfg := roles.RelayConfig{Listen: c.String("listen"), Registry: c.String("registry"), RegistryCA: c.String("registry-ca"),
+				Advertise: c.String("advertise")}
 			if err := cfg.Check(); err != nil {
 				return usageError{err}
 			}

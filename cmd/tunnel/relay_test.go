@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -19,6 +20,10 @@ func TestRelayRegistryUsageErrors(t *testing.T) {
 		{"bad redis url", []string{"--registry", "redis://127.0.0.1:6379/notadb", "--advertise", "127.0.0.1:7443"}},
 		{"advertise without registry", []string{"--advertise", "127.0.0.1:7443"}},
 		{"bad advertise", []string{"--registry", "redis://127.0.0.1:6379/0", "--advertise", "nowhere"}},
+		{"bad redis url with a password", []string{"--registry", "redis://u:Pa55w0rd@127.0.0.1:bad/0", "--advertise", "127.0.0.1:7443"}},
+		{"ca without tls", []string{"--registry", "redis://u:Pa55w0rd@127.0.0.1:6379/0", "--registry-ca", "/nonexistent", "--advertise", "127.0.0.1:7443"}},
+		{"ca without registry", []string{"--registry-ca", "/nonexistent"}},
+		{"missing ca", []string{"--registry", "rediss://u:Pa55w0rd@127.0.0.1:6379/0", "--registry-ca", "/nonexistent", "--advertise", "127.0.0.1:7443"}},
 		{"max-conns 0", []string{"--max-conns", "0"}},
 		{"max-conns-per-source -1", []string{"--max-conns-per-source", "-1"}},
 		{"max-streams-per-conn junk", []string{"--max-streams-per-conn", "lots"}},
@@ -36,6 +41,9 @@ func TestRelayRegistryUsageErrors(t *testing.T) {
 			var ue usageError
 			if !errors.As(err, &ue) {
 				t.Fatalf("relay %q: %v; want a usage error (exit 2)", tc.args, err)
+			}
+			if strings.Contains(err.Error(), "55w0") {
+				t.Fatalf("relay %q: %v: the error holds the password", tc.args, err)
 			}
 			if _, serr := os.Stat(filepath.Join(home, "node.key")); serr == nil {
 				t.Fatal("a usage error still created the node key")

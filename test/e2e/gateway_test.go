@@ -135,7 +135,6 @@ type gwGateway struct {
 func startGWGateway(t *testing.T, w *gwWorld, o gwOpts) *gwGateway {
 	t.Helper()
 	g := &gwGateway{home: t.TempDir()}
-	g.id = tunnelID(t, g.home)
 	args := []string{"--log-format", "json", "gateway", "--relay", w.relay}
 	if o.socks {
 		g.socks = addr(freePort(t, "tcp"))
@@ -161,6 +160,14 @@ func startGWGateway(t *testing.T, w *gwWorld, o gwOpts) *gwGateway {
 	}
 	if !g.proc.waitLog("gateway listening", 1, 15*time.Second) {
 		t.Fatalf("%s never logged %q (%s)", o.name, "gateway listening", g.proc.exitDesc())
+	}
+	// The gateway dials with its own key (gateway.key), not the home's
+	// node.key that 'tunnel id' prints: its ID is the one it logs.
+	for _, m := range gwLogLines(g.proc, func(m map[string]any) bool { return m["message"] == "gateway listening" }) {
+		g.id, _ = m["id"].(string)
+	}
+	if g.id == "" || g.id == tunnelID(t, g.home) {
+		t.Fatalf("%s: gateway listening with id %q, want its own ID, not node.key's", o.name, g.id)
 	}
 	if o.socks {
 		took, err := gwWaitReachable(o.from, g.socks, w.host(), 80, 20*time.Second)
