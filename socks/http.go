@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -20,6 +21,9 @@ import (
 // .tunnel hosts to this SOCKS server, and HTTP CONNECT for tools that speak
 // only HTTP proxies (git, npm, many IDEs). CONNECT uses the same Dial, and
 // so the same rules, as SOCKS: it is never an open proxy.
+//
+// A request line and headers of more than 64 KiB get 431: reading them
+// costs at most that, whatever a client sends.
 type HTTPFront struct {
 	Dial DialFunc
 	Log  zerolog.Logger
@@ -31,6 +35,11 @@ type HTTPFront struct {
 	// DialTimeout bounds a CONNECT's dial; default 30 s.
 	DialTimeout time.Duration
 }
+
+// maxRequestHeader bounds a request line and its headers. Go's
+// http.ReadRequest has no bound of its own: a 200 MiB header line made it
+// allocate 1.3 GiB.
+const maxRequestHeader = 64 << 10
 
 // PAC returns the proxy auto-config script for a SOCKS server at addr.
 func PAC(addr string) string {
@@ -55,9 +64,15 @@ func (h *HTTPFront) ServeConn(ctx context.Context, c net.Conn) {
 		hs = defaultHandshakeTimeout
 	}
 	_ = c.SetDeadline(start.Add(hs))
-	br := bufio.NewReader(c)
+	lr := &io.LimitedReader{R: c, N: maxRequestHeader}
+	br := bufio.NewReader(lr)
 	req, err := http.ReadRequest(br)
 	if err != nil {
+		if lr.N == 0 {
+			writeResponse(c, http.StatusRequestHeaderFieldsTooLarge, "text/plain; charset=utf-8",
+				fmt.Sprintf("Request line and headers are limited to %d KiB.\n", maxRequestHeader>>10), false)
+			lingerClose(c)
+		}
 		h.Log.Debug().Str("client", remote(c)).Err(err).Msg("http request unreadable")
 		return
 	}
@@ -126,6 +141,18 @@ func (h *HTTPFront) connect(ctx context.Context, c net.Conn, br *bufio.Reader, r
 		ev = ev.Str("error", err.Error())
 	}
 	ev.Int64("up", upBytes).Int64("down", downBytes).Dur("dur", time.Since(start)).Msg("http connect")
+}
+
+// lingerClose half-closes c and reads what the client is still sending, up
+// to 1 s or 256 KiB, before c is closed: a close with unread data would
+// reset the connection and could destroy the answer before the client
+// reads it.
+func lingerClose(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = c.SetReadDeadline(time.Now().Add(time.Second))
+	_, _ = io.CopyN(io.Discard, c, 256<<10)
 }
 
 // httpStatus maps a SOCKS reply code to the HTTP status a CONNECT gets.
