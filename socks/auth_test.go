@@ -197,3 +197,19 @@ func cpuTime() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// An entry `htpasswd -B` (Apache 2.4) made, for a password with a space
+// and a non-ASCII letter, checks as ours do.
+func TestAuthenticatorHtpasswdEntry(t *testing.T) {
+	pw, err := LoadPasswords(writePasswords(t, "carol:$2y$05$Q.DUimGC0BPsv/gxtzM0G.XzuoliQec4hLyslf0FqeG3G9eCLFyJq\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := NewAuthenticator(pw, AuthLimits{}, zerolog.Nop())
+	if err := a.Check(context.Background(), srcA, "carol", "pässword 1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Check(context.Background(), srcA, "carol", "password 1"); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("a wrong password: %v", err)
+	}
+}
