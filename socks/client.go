@@ -17,8 +17,9 @@ import (
 )
 
 // The client side: what `tunnel connect --socks`, the bench and the tests
-// speak to a SOCKS5 server — the greeting offering no authentication, one
-// CONNECT, the reply — as nc -X 5 and curl do.
+// speak to a SOCKS5 server — the greeting offering no authentication (and
+// username/password when given one), one CONNECT, the reply — as nc -X 5
+// and curl do.
 
 // ReplyError is a SOCKS server's refusal of a CONNECT.
 type ReplyError struct {
@@ -89,14 +90,31 @@ var replyNames = map[byte]string{
 }
 
 // ErrNoAcceptableMethod: the server accepts none of the methods offered
-// (this client offers only "no authentication").
+// (this client offers "no authentication", and username/password when it
+// has one).
 var ErrNoAcceptableMethod = errors.New("socks: server accepts no method offered")
+
+// ErrAuthFailed: the server refused the username and password (or, for
+// this socksd, refused to check them now: too many attempts).
+var ErrAuthFailed = errors.New("socks: server refused the username and password")
+
+// Auth is a username and password for a server that asks for them
+// (method 0x02, RFC 1929).
+type Auth struct {
+	User, Password string
+}
 
 // Dial connects to host:port through the SOCKS5 server at server. It
 // returns the connection ready for the proxied bytes, or an error: a
 // *ReplyError when the server refused the CONNECT. Everything it does is
 // bounded by ctx.
 func Dial(ctx context.Context, server, host string, port uint16) (net.Conn, error) {
+	return DialAuth(ctx, server, nil, host, port)
+}
+
+// DialAuth is Dial offering auth, if not nil, to a server that asks for a
+// username and password.
+func DialAuth(ctx context.Context, server string, auth *Auth, host string, port uint16) (net.Conn, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", server)
 	if err != nil {
@@ -107,7 +125,7 @@ func Dial(ctx context.Context, server, host string, port uint16) (net.Conn, erro
 	}
 	// Cancelling ctx interrupts the handshake by moving the deadline.
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
-	err = Handshake(c, host, port)
+	err = HandshakeAuth(c, auth, host, port)
 	stop()
 	if err != nil && ctx.Err() == nil {
 		if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
@@ -130,14 +148,29 @@ func Dial(ctx context.Context, server, host string, port uint16) (net.Conn, erro
 // an IP literal as an address), reply. It reads exactly the server's
 // messages, so the proxied bytes that follow stay in c.
 func Handshake(c net.Conn, host string, port uint16) error {
+	return HandshakeAuth(c, nil, host, port)
+}
+
+// HandshakeAuth is Handshake offering auth, if not nil: the greeting
+// offers both "no authentication" and username/password, and the
+// credentials are sent only to a server that chooses the latter.
+func HandshakeAuth(c net.Conn, auth *Auth, host string, port uint16) error {
 	server := c.RemoteAddr().String()
 	req, err := AppendRequest(nil, Request{Cmd: CmdConnect, Host: host, Port: port})
 	if err != nil {
 		return err
 	}
+	greeting := []byte{socksVersion, 1, methodNoAuth}
+	var userPass []byte
+	if auth != nil {
+		if userPass, err = AppendUserPass(nil, auth.User, auth.Password); err != nil {
+			return err
+		}
+		greeting = []byte{socksVersion, 2, methodNoAuth, methodUserPass}
+	}
 	// The request waits for the method selection, as nc -X 5 and curl
 	// do: a server may drop bytes sent before it chose a method.
-	if _, err := c.Write([]byte{socksVersion, 1, methodNoAuth}); err != nil {
+	if _, err := c.Write(greeting); err != nil {
 		return fmt.Errorf("SOCKS server %s: %w", server, err)
 	}
 	var method [2]byte
@@ -147,7 +180,15 @@ func Handshake(c net.Conn, host string, port uint16) error {
 	if method[0] != socksVersion {
 		return fmt.Errorf("SOCKS server %s: %w (version byte %#02x)", server, ErrVersion, method[0])
 	}
-	if method[1] != methodNoAuth {
+	switch {
+	case method[1] == methodNoAuth:
+	case method[1] == methodUserPass && auth != nil:
+		if err := userPassExchange(c, userPass); err != nil {
+			return fmt.Errorf("SOCKS server %s: %w", server, err)
+		}
+	case method[1] == methodNoAcceptable && auth == nil:
+		return fmt.Errorf("SOCKS server %s: %w (it may want a username and password)", server, ErrNoAcceptableMethod)
+	default:
 		return fmt.Errorf("SOCKS server %s: %w (it chose %#02x)", server, ErrNoAcceptableMethod, method[1])
 	}
 	if _, err := c.Write(req); err != nil {
@@ -159,6 +200,25 @@ func Handshake(c net.Conn, host string, port uint16) error {
 	}
 	if code != ReplySucceeded {
 		return &ReplyError{Server: server, Code: code}
+	}
+	return nil
+}
+
+// userPassExchange sends the username/password request and reads the
+// status.
+func userPassExchange(c net.Conn, msg []byte) error {
+	if _, err := c.Write(msg); err != nil {
+		return err
+	}
+	var status [2]byte
+	if _, err := io.ReadFull(c, status[:]); err != nil {
+		return fmt.Errorf("reading username/password status: %w", err)
+	}
+	if status[0] != userPassVersion {
+		return fmt.Errorf("username/password status: %w: version byte %#02x, want 0x01", ErrMalformed, status[0])
+	}
+	if status[1] != userPassOK {
+		return ErrAuthFailed
 	}
 	return nil
 }

@@ -1,13 +1,17 @@
 package socks
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -52,5 +56,71 @@ func TestHTTPFrontPAC(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("other path: %d", resp.StatusCode)
+	}
+}
+
+// A request whose headers never end costs the front 64 KiB of reading and
+// a 431, whatever the client sends: before the cap, a 200 MiB header line
+// made it allocate 1.3 GiB.
+func TestHTTPFrontHeaderCap(t *testing.T) {
+	addr := serveFront(t, func(context.Context, string, uint16) (transport.HalfConn, error) { return nil, dialer.ErrNotTunnel })
+	const sent = 32 << 20
+	chunk := bytes.Repeat([]byte("a"), 64<<10)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	var wg sync.WaitGroup
+	var written int
+	wg.Go(func() {
+		if _, err := io.WriteString(c, "GET /proxy.pac HTTP/1.1\r\nHost: x\r\nX-Big: "); err != nil {
+			return
+		}
+		for written < sent {
+			n, err := c.Write(chunk)
+			written += n
+			if err != nil {
+				return // the server closed, having read what it wanted
+			}
+		}
+	})
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	wg.Wait()
+	runtime.ReadMemStats(&after)
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("status %d, want 431", resp.StatusCode)
+	}
+	alloc := after.TotalAlloc - before.TotalAlloc
+	t.Logf("a header line of %d MiB (%d MiB written before the server closed): 431, %d KiB allocated by the whole process meanwhile",
+		sent>>20, written>>20, alloc>>10)
+	if alloc > 1<<20 {
+		t.Fatalf("%d KiB allocated for one oversized request; want at most 1 MiB", alloc>>10)
+	}
+
+	// Just under the cap is still a request.
+	c2, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	c2.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c2, "GET /proxy.pac HTTP/1.1\r\nHost: x\r\nX-Big: "+strings.Repeat("b", maxRequestHeader-200)+"\r\n\r\n")
+	resp, err = http.ReadResponse(bufio.NewReader(c2), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("headers just under the cap: %d, want 200", resp.StatusCode)
 	}
 }

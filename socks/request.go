@@ -12,8 +12,25 @@ package socks
 // Method selection, server → client:
 //
 //	VER      1 byte     0x05
-//	METHOD   1 byte     0x00 no authentication; 0xFF none acceptable, and
-//	                    the server closes the connection
+//	METHOD   1 byte     0x00 no authentication; 0x02 username/password,
+//	                    the only one a server with a password file takes;
+//	                    0xFF none acceptable, and the server closes the
+//	                    connection
+//
+// Username/password request, client → server, after method 0x02 (RFC 1929):
+//
+//	VER      1 byte     0x01, the version of this sub-negotiation
+//	ULEN     1 byte     1..255
+//	UNAME    ULEN bytes
+//	PLEN     1 byte     RFC 1929 says 1..255; 0 is read (and matches no
+//	                    entry, since passwords are never empty)
+//	PASSWD   PLEN bytes
+//
+// Username/password status, server → client:
+//
+//	VER      1 byte     0x01
+//	STATUS   1 byte     0x00 success; anything else is a failure, after
+//	                    which the server closes the connection
 //
 // Request, client → server:
 //
@@ -53,7 +70,12 @@ const (
 	socksVersion = 0x05
 
 	methodNoAuth       = 0x00
+	methodUserPass     = 0x02
 	methodNoAcceptable = 0xFF
+
+	userPassVersion = 0x01
+	userPassOK      = 0x00
+	userPassFailed  = 0x01
 
 	// maxAddrLen is the longest DST.ADDR plus DST.PORT: a 255-byte name
 	// with its length byte.
@@ -175,6 +197,45 @@ func readAddr(r io.Reader, atyp byte) (host string, port uint16, err error) {
 		host = string(addr)
 	}
 	return host, binary.BigEndian.Uint16(portBytes), nil
+}
+
+// ReadUserPass reads a username/password request (RFC 1929). It reads
+// exactly the request.
+func ReadUserPass(r io.Reader) (user, password string, err error) {
+	var buf [1 + 1 + 255 + 1 + 255]byte
+	if _, err := io.ReadFull(r, buf[:2]); err != nil {
+		return "", "", fmt.Errorf("reading username/password: %w", err)
+	}
+	if buf[0] != userPassVersion {
+		return "", "", fmt.Errorf("reading username/password: %w: version byte %#02x, want 0x01", ErrMalformed, buf[0])
+	}
+	ulen := int(buf[1])
+	if ulen == 0 {
+		return "", "", fmt.Errorf("reading username/password: %w: empty username", ErrMalformed)
+	}
+	// The username and the password's length byte.
+	if _, err := io.ReadFull(r, buf[2:2+ulen+1]); err != nil {
+		return "", "", fmt.Errorf("reading username/password: %w", midMessage(err))
+	}
+	user = string(buf[2 : 2+ulen])
+	plen := int(buf[2+ulen])
+	pw := buf[3+ulen : 3+ulen+plen]
+	if _, err := io.ReadFull(r, pw); err != nil {
+		return "", "", fmt.Errorf("reading username/password: %w", midMessage(err))
+	}
+	return user, string(pw), nil
+}
+
+// AppendUserPass appends a username/password request to b, for the client
+// side. Both must be 1..255 bytes.
+func AppendUserPass(b []byte, user, password string) ([]byte, error) {
+	if len(user) == 0 || len(user) > 255 || len(password) == 0 || len(password) > 255 {
+		return b, fmt.Errorf("encoding username/password: username of %d bytes, password of %d: want 1..255 each", len(user), len(password))
+	}
+	b = append(b, userPassVersion, byte(len(user)))
+	b = append(b, user...)
+	b = append(b, byte(len(password)))
+	return append(b, password...), nil
 }
 
 // midMessage turns a clean EOF inside a message into ErrUnexpectedEOF: only

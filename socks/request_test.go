@@ -401,3 +401,46 @@ func FuzzReadReply(f *testing.F) {
 		}
 	})
 }
+
+func TestUserPass(t *testing.T) {
+	msg, err := AppendUserPass(nil, "alice", "pw")
+	if err != nil || !bytes.Equal(msg, []byte{1, 5, 'a', 'l', 'i', 'c', 'e', 2, 'p', 'w'}) {
+		t.Fatalf("AppendUserPass: % x, %v", msg, err)
+	}
+	// It reads exactly the message: the request behind it stays.
+	r := bytes.NewReader(append(msg, 5, 1))
+	user, pw, err := ReadUserPass(r)
+	if err != nil || user != "alice" || pw != "pw" || r.Len() != 2 {
+		t.Fatalf("ReadUserPass: %q %q %v, %d bytes left", user, pw, err, r.Len())
+	}
+	if user, pw, err := ReadUserPass(bytes.NewReader([]byte{1, 1, 'a', 0})); err != nil || user != "a" || pw != "" {
+		t.Fatalf("empty password: %q %q %v; want it read (it matches nothing)", user, pw, err)
+	}
+	for _, bad := range [][]byte{
+		{5, 1, 'a', 1, 'b'}, // the SOCKS version where the sub-negotiation's goes
+		{1, 0, 1, 'b'},      // empty username
+		{1, 5, 'a'},         // cut short
+		{1, 1, 'a', 3, 'b'}, // password cut short
+		{},
+	} {
+		if _, _, err := ReadUserPass(bytes.NewReader(bad)); err == nil {
+			t.Errorf("% x: read without error", bad)
+		}
+	}
+	for _, bad := range [][2]string{{"", "pw"}, {"u", ""}, {strings.Repeat("u", 256), "pw"}, {"u", strings.Repeat("p", 256)}} {
+		if _, err := AppendUserPass(nil, bad[0], bad[1]); err == nil {
+			t.Errorf("AppendUserPass(%d bytes, %d bytes) took it", len(bad[0]), len(bad[1]))
+		}
+	}
+}
+
+func FuzzReadUserPass(f *testing.F) {
+	f.Add([]byte{1, 5, 'a', 'l', 'i', 'c', 'e', 2, 'p', 'w'})
+	f.Add([]byte{1, 255})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		user, pw, err := ReadUserPass(bytes.NewReader(b))
+		if err == nil && (len(user) == 0 || len(user) > 255 || len(pw) > 255 || 3+len(user)+len(pw) > len(b)) {
+			t.Fatalf("% x: %q %q", b, user, pw)
+		}
+	})
+}

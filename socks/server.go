@@ -22,16 +22,30 @@ import (
 // for it on shutdown. Its errors become reply codes through ReplyCode.
 type DialFunc func(ctx context.Context, host string, port uint16) (transport.HalfConn, error)
 
-// Server is a CONNECT-only SOCKS5 server without authentication.
+// Server is a CONNECT-only SOCKS5 server. Without Auth it asks no
+// password (method 0x00); with Auth it requires one (method 0x02).
 type Server struct {
 	Dial             DialFunc       // required
 	Log              zerolog.Logger // the zero value logs nothing
-	HandshakeTimeout time.Duration  // time allowed for greeting+request; default 10s
+	HandshakeTimeout time.Duration  // time allowed for greeting, password and request; default 10s
 	DialTimeout      time.Duration  // ctx deadline given to Dial; default 30s
 	// Other, if set, gets the connections whose first byte is not SOCKS
 	// version 5 (HTTP starts with a letter): socksd serves its PAC file
 	// and HTTP CONNECT there. The first byte is still readable from c.
-	Other func(ctx context.Context, c net.Conn)
+	// Other calls admitted once the client is authorized, to give back
+	// its PreAuth slot (HTTPFront.ServeConn is one).
+	Other func(ctx context.Context, c net.Conn, admitted func())
+	// Auth, if set, requires every client to give a username and password
+	// of its file (method 0x02, RFC 1929): a client offering only "no
+	// authentication" gets 0xFF.
+	Auth *Authenticator
+	// Admit, if set and Auth is not, is asked about each client once its
+	// request is read: an error refuses it with reply 0x02. Admit logs its
+	// own refusals (socksd: OwnerOnly.Admit).
+	Admit func(net.Conn) error
+	// PreAuth, if set, bounds the connections not yet authorized, per
+	// source and in all; one over it is closed unanswered.
+	PreAuth *PreAuth
 }
 
 const (
@@ -128,6 +142,11 @@ func isAcceptResourceErr(err error) bool {
 // finished, having closed c. Ending ctx aborts it at any stage.
 func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 	defer c.Close()
+	admitted, ok := s.PreAuth.acquire(c)
+	if !ok {
+		return
+	}
+	defer admitted()
 	start := time.Now()
 	client := transport.Conn(c)
 	// Until splicing starts, ending ctx has to interrupt blocking reads and
@@ -135,7 +154,8 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 	stopWatch := afterFunc(ctx, client.Abort)
 	defer stopWatch()
 
-	_ = c.SetDeadline(start.Add(s.handshakeTimeout()))
+	deadline := start.Add(s.handshakeTimeout())
+	_ = c.SetDeadline(deadline)
 	if s.Other != nil {
 		var first [1]byte
 		if _, err := io.ReadFull(c, first[:]); err != nil {
@@ -146,31 +166,40 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 		client = transport.Conn(c)
 		if first[0] != socksVersion {
 			stopWatch()
-			s.Other(ctx, c)
+			s.Other(ctx, c, admitted)
 			return
 		}
 	}
-	req, err := s.handshake(c)
+	req, user, err := s.handshake(ctx, c, deadline)
+	if s.Auth == nil && s.Admit != nil && (err == nil || errors.Is(err, ErrAddressNotSupported)) {
+		// A request came, so the refusal can be a reply the client shows.
+		if err := s.Admit(c); err != nil {
+			_, _ = c.Write(appendReply(nil, ReplyNotAllowed))
+			return // Admit logged it, as often as it logs refusals
+		}
+	}
 	switch {
 	case errors.Is(err, ErrAddressNotSupported):
 		// The request was cut off at ATYP, but the client still deserves
 		// an answer it can show.
 		code := ReplyCode(err)
 		_, _ = c.Write(appendReply(nil, code))
-		s.logRequest(start, c, req, code, err, 0, 0)
+		s.logRequest(start, c, req, user, code, err, 0, 0)
 		return
 	case err != nil:
-		// Scanners, HTTP clients on the wrong port, clients that gave up:
-		// nothing to answer and nothing worth more than a debug line.
+		// Scanners, HTTP clients on the wrong port, clients that gave up,
+		// wrong passwords (Auth logged those): nothing to answer and
+		// nothing worth more than a debug line.
 		s.Log.Debug().Str("client", remote(c)).Err(err).Msg("socks handshake failed")
 		return
 	case req.Cmd != CmdConnect:
 		err := fmt.Errorf("%w: %#02x", ErrCommandNotSupported, req.Cmd)
 		code := ReplyCode(err)
 		_, _ = c.Write(appendReply(nil, code))
-		s.logRequest(start, c, req, code, err, 0, 0)
+		s.logRequest(start, c, req, user, code, err, 0, 0)
 		return
 	}
+	admitted()
 
 	// Nothing touches c during the dial, so the handshake deadline passing
 	// meanwhile does no harm; both deadlines are set afresh below.
@@ -180,37 +209,72 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 	_ = c.SetWriteDeadline(time.Now().Add(s.handshakeTimeout()))
 	_, werr := c.Write(appendReply(nil, code))
 	if err != nil {
-		s.logRequest(start, c, req, code, err, 0, 0)
+		s.logRequest(start, c, req, user, code, err, 0, 0)
 		return
 	}
 	if werr != nil {
 		upstream.Abort()
 		upstream.Close()
-		s.logRequest(start, c, req, code, fmt.Errorf("writing reply: %w", werr), 0, 0)
+		s.logRequest(start, c, req, user, code, fmt.Errorf("writing reply: %w", werr), 0, 0)
 		return
 	}
 	// An established session may idle for as long as it likes.
 	_ = c.SetDeadline(time.Time{})
 	stopWatch()
 	up, down, err := transport.Splice(ctx, client, upstream)
-	s.logRequest(start, c, req, code, err, up, down)
+	s.logRequest(start, c, req, user, code, err, up, down)
 }
 
-// handshake reads the greeting, selects a method, and reads the request.
-// It writes nothing but the method selection.
-func (s *Server) handshake(c net.Conn) (Request, error) {
+// handshake reads the greeting, selects a method, checks the username and
+// password if Auth is set, and reads the request. It writes nothing but the
+// method selection and the password status. user is the username checked.
+func (s *Server) handshake(ctx context.Context, c net.Conn, deadline time.Time) (req Request, user string, err error) {
 	methods, err := ReadGreeting(c)
 	if err != nil {
-		return Request{}, err
+		return Request{}, "", err
 	}
-	if bytes.IndexByte(methods, methodNoAuth) < 0 {
+	method := byte(methodNoAuth)
+	if s.Auth != nil {
+		method = methodUserPass
+	}
+	if bytes.IndexByte(methods, method) < 0 {
 		_, _ = c.Write([]byte{socksVersion, methodNoAcceptable})
-		return Request{}, fmt.Errorf("%w (offered % x)", errNoAcceptableMethod, methods)
+		err := fmt.Errorf("%w (offered % x)", errNoAcceptableMethod, methods)
+		if s.Auth != nil {
+			s.Auth.refuse(c.RemoteAddr(), "", fmt.Errorf("%w: %w", errNoCredentials, err))
+		}
+		return Request{}, "", err
 	}
-	if _, err := c.Write([]byte{socksVersion, methodNoAuth}); err != nil {
-		return Request{}, fmt.Errorf("writing method selection: %w", err)
+	if _, err := c.Write([]byte{socksVersion, method}); err != nil {
+		return Request{}, "", fmt.Errorf("writing method selection: %w", err)
 	}
-	return ReadRequest(c)
+	if s.Auth != nil {
+		if user, err = s.authenticate(ctx, c, deadline); err != nil {
+			return Request{}, user, err
+		}
+	}
+	req, err = ReadRequest(c)
+	return req, user, err
+}
+
+// authenticate reads the username and password, checks them and answers
+// the status. A check waits for a slot until the handshake deadline.
+func (s *Server) authenticate(ctx context.Context, c net.Conn, deadline time.Time) (string, error) {
+	user, password, err := ReadUserPass(c)
+	if err != nil {
+		return "", err
+	}
+	actx, cancel := context.WithDeadline(ctx, deadline)
+	err = s.Auth.Check(actx, c.RemoteAddr(), user, password)
+	cancel()
+	status := byte(userPassOK)
+	if err != nil {
+		status = userPassFailed
+	}
+	if _, werr := c.Write([]byte{userPassVersion, status}); werr != nil && err == nil {
+		err = fmt.Errorf("writing username/password status: %w", werr)
+	}
+	return user, err
 }
 
 // dial calls s.Dial under DialTimeout and makes sure that success comes
@@ -234,7 +298,7 @@ func (s *Server) dial(ctx context.Context, req Request) (transport.HalfConn, err
 // logRequest writes the one line each request gets when it ends. Refusals
 // the client or the network caused are routine (Info); a general failure
 // may be ours (Warn).
-func (s *Server) logRequest(start time.Time, c net.Conn, req Request, code byte, err error, up, down int64) {
+func (s *Server) logRequest(start time.Time, c net.Conn, req Request, user string, code byte, err error, up, down int64) {
 	ev := s.Log.Info()
 	if code == ReplyGeneralFailure {
 		ev = s.Log.Warn()
@@ -243,6 +307,9 @@ func (s *Server) logRequest(start time.Time, c net.Conn, req Request, code byte,
 		return
 	}
 	ev = ev.Str("client", remote(c))
+	if user != "" {
+		ev = ev.Str("user", user)
+	}
 	if req.Cmd != CmdConnect {
 		ev = ev.Str("cmd", fmt.Sprintf("%#02x", req.Cmd))
 	}

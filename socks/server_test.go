@@ -24,7 +24,13 @@ import (
 	"github.com/tunnel-dev/tunnel/transport/stream"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if args := os.Getenv(clientHelperEnv); args != "" {
+		// This binary, run by a test as another user: a client, not tests.
+		os.Exit(clientHelper(args))
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // ioTimeout bounds every blocking step of a test, so that a bug shows as a
 // failure rather than a hung test binary.

@@ -3,10 +3,12 @@ package socks_test
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -27,7 +29,10 @@ type socksd struct {
 	device string // the device's .tunnel name
 }
 
-func startSocksd(t *testing.T) socksd {
+func startSocksd(t *testing.T) socksd { return startSocksdWith(t, func(*roles.ClientConfig) {}) }
+
+// startSocksdWith is startSocksd with socksd's config changed by set.
+func startSocksdWith(t *testing.T, set func(*roles.ClientConfig)) socksd {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var waits []func() error
@@ -50,8 +55,9 @@ func startSocksd(t *testing.T) socksd {
 		t.Fatal(err)
 	}
 	waits = append(waits, dev.Wait)
-	cli, err := roles.StartClient(ctx, roles.ClientConfig{Key: ck, Home: t.TempDir(), Listen: "127.0.0.1:0",
-		Relays: relays, Log: zerolog.Nop()})
+	cfg := roles.ClientConfig{Key: ck, Home: t.TempDir(), Listen: "127.0.0.1:0", Relays: relays, Log: zerolog.Nop()}
+	set(&cfg)
+	cli, err := roles.StartClient(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,6 +216,58 @@ func TestHTTPConnect(t *testing.T) {
 		c.Close()
 		if code != want {
 			t.Errorf("CONNECT %s: %d, want %d", target, code, want)
+		}
+	}
+}
+
+// socksd with a password file, as the product starts it: SOCKS clients
+// give a username and password (RFC 1929), HTTP CONNECT clients
+// Proxy-Authorization; without them, or with a wrong one, nothing.
+func TestSocksdPassword(t *testing.T) {
+	file := filepath.Join(t.TempDir(), socks.PasswordFileName)
+	if _, err := socks.SetPassword(file, "alice", "right", socks.MinHashCost); err != nil {
+		t.Fatal(err)
+	}
+	s := startSocksdWith(t, func(c *roles.ClientConfig) { c.Auth = file })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := socks.DialAuth(ctx, s.addr, &socks.Auth{User: "alice", Password: "right"}, s.device, 22)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("hello"))
+	c.(*net.TCPConn).CloseWrite()
+	got, err := io.ReadAll(c)
+	c.Close()
+	if err != nil || string(got) != "hello" {
+		t.Fatalf("echo %q, %v", got, err)
+	}
+	if _, err := socks.DialAuth(ctx, s.addr, &socks.Auth{User: "alice", Password: "wrong"}, s.device, 22); !errors.Is(err, socks.ErrAuthFailed) {
+		t.Fatalf("wrong password: %v, want ErrAuthFailed", err)
+	}
+	if _, err := socks.Dial(ctx, s.addr, s.device, 22); !errors.Is(err, socks.ErrNoAcceptableMethod) {
+		t.Fatalf("no password: %v, want ErrNoAcceptableMethod", err)
+	}
+
+	for auth, want := range map[string]int{
+		"":      http.StatusProxyAuthRequired,
+		"wrong": http.StatusProxyAuthRequired,
+		"right": http.StatusOK,
+	} {
+		c, err := net.Dial("tcp", s.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		req := "CONNECT " + s.device + ":22 HTTP/1.1\r\nHost: " + s.device + ":22\r\n"
+		if auth != "" {
+			req += "Proxy-Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("alice:"+auth)) + "\r\n"
+		}
+		io.WriteString(c, req+"\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: http.MethodConnect})
+		c.Close()
+		if err != nil || resp.StatusCode != want {
+			t.Errorf("CONNECT with password %q: %v, %v; want %d", auth, resp, err, want)
 		}
 	}
 }

@@ -31,16 +31,36 @@ type ClientConfig struct {
 	// FallbackDirect dials non-.tunnel hosts directly; refused unless
 	// Listen is a loopback address (socksd is never an open proxy).
 	FallbackDirect bool
-	Log            zerolog.Logger
+	// Auth is the password file (socks.LoadPasswords), read once at
+	// start: if set, every SOCKS and HTTP CONNECT client must give a
+	// username and password it lists. Required unless Listen is loopback:
+	// whoever reaches socksd dials with this node's key and fleet
+	// credentials.
+	Auth string
+	// AllowLocalUsers serves the loopback clients of every local user;
+	// otherwise, on Linux and without Auth, only those of the user socksd
+	// runs as, and root's.
+	AllowLocalUsers bool
+	Log             zerolog.Logger
 }
 
-// Check reports what is wrong with c, before anything starts.
+// Check reports what is wrong with c, before anything starts; it reads
+// the password file to check it.
 func (c ClientConfig) Check() error {
 	if err := CheckHostPort("--listen", c.Listen); err != nil {
 		return err
 	}
 	if c.FallbackDirect && !IsLoopback(c.Listen) {
 		return fmt.Errorf("--fallback direct would make %s an open proxy: it is allowed only on a loopback --listen", c.Listen)
+	}
+	if c.Auth == "" && !IsLoopback(c.Listen) {
+		return fmt.Errorf("--listen %s is not loopback: whoever reaches it would use this node's key and fleet credentials; "+
+			"require a password with --auth FILE (make one with 'tunnel socksd passwd USER')", c.Listen)
+	}
+	if c.Auth != "" {
+		if _, err := socks.LoadPasswords(c.Auth); err != nil {
+			return fmt.Errorf("--auth: %w", err)
+		}
 	}
 	if len(c.Relays) == 0 {
 		return CheckHostPort("--relay-listen", c.RelayListen)
@@ -62,6 +82,14 @@ type Client struct {
 func StartClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	if err := cfg.Check(); err != nil {
 		return nil, err
+	}
+	var auth *socks.Authenticator
+	if cfg.Auth != "" {
+		pw, err := socks.LoadPasswords(cfg.Auth)
+		if err != nil {
+			return nil, fmt.Errorf("--auth: %w", err)
+		}
+		auth = socks.NewAuthenticator(pw, socks.AuthLimits{}, cfg.Log)
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -89,10 +117,22 @@ func StartClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		return nil, err
 	}
 	stopStatus := serveStatus(ctx, cfg.Home, "socksd", c.Node, cfg.Log)
+	// Who may come in: with a password file, whoever gives a password of
+	// it; without (loopback only), this user's and root's processes,
+	// unless AllowLocalUsers (and where the check is made: Linux).
+	door := "password"
+	var admit func(net.Conn) error
+	if auth == nil {
+		door = "every local user"
+		if o := socks.NewOwnerOnly(cfg.Log); o != nil && !cfg.AllowLocalUsers {
+			door, admit = "this user and root", o.Admit
+		}
+	}
 	cfg.Log.Info().Str("listen", ln.Addr().String()).Str("relay", resolver.RelayListString(relays)).
-		Str("id", cfg.Key.ID().String()).Str("fallback", fallback).Msg("socksd listening")
-	front := &socks.HTTPFront{Dial: c.Node.Dialer.Dial, Log: cfg.Log, Listen: ln.Addr().String()}
-	srv := &socks.Server{Dial: c.Node.Dialer.Dial, Log: cfg.Log, Other: front.ServeConn}
+		Str("id", cfg.Key.ID().String()).Str("fallback", fallback).Str("clients", door).Msg("socksd listening")
+	front := &socks.HTTPFront{Dial: c.Node.Dialer.Dial, Log: cfg.Log, Listen: ln.Addr().String(), Auth: auth, Admit: admit}
+	srv := &socks.Server{Dial: c.Node.Dialer.Dial, Log: cfg.Log, Other: front.ServeConn, Auth: auth, Admit: admit,
+		PreAuth: socks.NewPreAuth(socks.DefaultPreAuthPerSource, socks.DefaultPreAuthTotal, cfg.Log)}
 	go func() {
 		c.err = srv.Serve(ctx, ln)
 		stopStatus()

@@ -1,0 +1,64 @@
+package socks
+
+import (
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tunnel-dev/tunnel/transport/limit"
+)
+
+// PreAuth bounds what clients not yet authorized can make a server hold:
+// each accepted connection takes a slot of its source (an IPv4 address,
+// or an IPv6 /64, one subscriber's usual allocation) and of the total
+// until it is authorized — its password checked, its user admitted — or
+// gone. A connection over either cap is closed at once, unanswered, and
+// costs nothing more. While it holds a slot a connection costs a
+// goroutine, its buffers (at most an HTTP request's 64 KiB of headers) and
+// HandshakeTimeout at most, so strangers can hold at most
+// total × (64 KiB + a goroutine) for 10 s at a time.
+type PreAuth struct {
+	held   *limit.Counter[netip.Prefix]
+	report *limit.Reporter
+	log    zerolog.Logger
+}
+
+// Defaults of socksd: a browser opening dozens of connections at once
+// stays well under the per-source cap, since each is authorized within a
+// round trip (or one password check, which the others then find cached).
+const (
+	DefaultPreAuthPerSource = 64
+	DefaultPreAuthTotal     = 512
+)
+
+// NewPreAuth returns caps of perSource per source and total in all,
+// logging refusals at most once per source per 10 s.
+func NewPreAuth(perSource, total int, log zerolog.Logger) *PreAuth {
+	return &PreAuth{held: limit.NewCounter[netip.Prefix](perSource, total),
+		report: limit.NewReporter(refusalReportEvery, refusalReportKeys), log: log}
+}
+
+// acquire takes a slot for c. release is idempotent; ok is false when c
+// is over a cap (and must be closed). A nil PreAuth admits everyone.
+func (p *PreAuth) acquire(c net.Conn) (release func(), ok bool) {
+	if p == nil {
+		return func() {}, true
+	}
+	src := sourceOf(c.RemoteAddr())
+	release, over := p.held.Acquire(src)
+	if release != nil {
+		return release, true
+	}
+	if log, n := p.report.Note(src.String(), time.Now()); log {
+		p.log.Info().Str("client", remote(c)).Str("over", over).Int("suppressed", n).
+			Msg("socks connection closed: too many not yet authorized")
+	}
+	return nil, false
+}
+
+// Held returns how many connections src's address holds, and all hold.
+func (p *PreAuth) Held(a net.Addr) (source, total int) {
+	return p.held.Held(sourceOf(a))
+}
