@@ -114,7 +114,7 @@ func NewAuthenticator(pw *Passwords, limits AuthLimits, log zerolog.Logger) *Aut
 	a := &Authenticator{pw: pw, limits: limits.withDefaults(), log: log, cache: make(map[[32]byte]time.Time)}
 	a.slots = make(chan struct{}, a.limits.Concurrent)
 	a.tries = limit.NewRate[netip.Prefix](a.limits.Rate, a.limits.Burst, refusalReportKeys)
-	a.report = limit.NewReporter(refusalReportEvery, refusalReportKeys)
+	a.report = limit.NewReporter(refusalReportEvery, 1, refusalReportKeys)
 	if _, err := rand.Read(a.cacheKey[:]); err != nil {
 		panic(err) // crypto/rand does not fail on supported systems
 	}

@@ -41,7 +41,7 @@ func NewOwnerOnly(log zerolog.Logger) *OwnerOnly {
 		return nil
 	}
 	return &OwnerOnly{log: log, uids: [2]uint32{uint32(os.Getuid()), 0},
-		report: limit.NewReporter(refusalReportEvery, refusalReportKeys), lookup: socketUID}
+		report: limit.NewReporter(refusalReportEvery, 1, refusalReportKeys), lookup: socketUID}
 }
 
 // Admit returns nil if c's client may be served, else an error wrapping

@@ -37,7 +37,7 @@ const (
 // logging refusals at most once per source per 10 s.
 func NewPreAuth(perSource, total int, log zerolog.Logger) *PreAuth {
 	return &PreAuth{held: limit.NewCounter[netip.Prefix](perSource, total),
-		report: limit.NewReporter(refusalReportEvery, refusalReportKeys), log: log}
+		report: limit.NewReporter(refusalReportEvery, 1, refusalReportKeys), log: log}
 }
 
 // acquire takes a slot for c. release is idempotent; ok is false when c
