@@ -18,11 +18,13 @@ import (
 // ConnectConfig is `tunnel connect`: one stream, through a running socksd
 // (SOCKS), or else through a node of its own whose key is the home's.
 type ConnectConfig struct {
-	SOCKS  string // HOST:PORT of a SOCKS5 server; "" for a node of its own
-	Home   string
-	Relays []resolver.RelayAddr
-	Path   transport.PathMode
-	Log    zerolog.Logger
+	SOCKS string // HOST:PORT of a SOCKS5 server; "" for a node of its own
+	// SOCKSAuth logs in to a SOCKS server that asks (socksd --auth).
+	SOCKSAuth *socks.Auth
+	Home      string
+	Relays    []resolver.RelayAddr
+	Path      transport.PathMode
+	Log       zerolog.Logger
 }
 
 // Connect opens one stream to host:port, within ctx. done releases what it
@@ -32,7 +34,7 @@ type ConnectConfig struct {
 // then the details.
 func Connect(ctx context.Context, cfg ConnectConfig, host string, port uint16) (s transport.HalfConn, done func(), err error) {
 	if cfg.SOCKS != "" {
-		c, err := socks.Dial(ctx, cfg.SOCKS, host, port)
+		c, err := socks.DialAuth(ctx, cfg.SOCKS, cfg.SOCKSAuth, host, port)
 		if re, ok := errors.AsType[*socks.ReplyError](err); ok {
 			return nil, nil, fmt.Errorf("connect to %s:%d via %s: %s", host, port, cfg.SOCKS, socks.ReplyText(re.Code))
 		}

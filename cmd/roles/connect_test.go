@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -88,5 +89,56 @@ func TestConnect(t *testing.T) {
 				t.Errorf("unpublished port: %v, want %q", err, prefix(device, 23)+refused)
 			}
 		})
+	}
+}
+
+// Through a socksd that wants a password: with it, a stream; without it,
+// a refusal that says a password may be wanted.
+func TestConnectSOCKSAuth(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r := startRelay(t, ctx, RelayConfig{})
+	relays := []resolver.RelayAddr{r.Addr()}
+	dk := newKey(t)
+	dev, err := StartDevice(ctx, DeviceConfig{Key: dk, Relays: relays, Log: zerolog.Nop(),
+		Ports: []peer.Port{{Remote: 22, Target: echo(t)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); dev.Wait() }()
+	file := filepath.Join(t.TempDir(), socks.PasswordFileName)
+	if _, err := socks.SetPassword(file, "alice", "right", socks.MinHashCost); err != nil {
+		t.Fatal(err)
+	}
+	cli, err := StartClient(ctx, ClientConfig{Key: newKey(t), Home: t.TempDir(), Listen: "127.0.0.1:0", Relays: relays,
+		Auth: file, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); cli.Wait() }()
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	if err := dev.Node.WaitRegistered(wctx); err != nil {
+		t.Fatal(err)
+	}
+	device := dk.ID().String() + ".tunnel"
+	s, done, err := Connect(wctx, ConnectConfig{SOCKS: cli.Addr().String(), SOCKSAuth: &socks.Auth{User: "alice", Password: "right"}}, device, 22)
+	if err != nil {
+		t.Fatalf("with the password: %v", err)
+	}
+	s.Write([]byte("hi"))
+	s.CloseWrite()
+	got, _ := io.ReadAll(s)
+	s.Close()
+	done()
+	if string(got) != "hi" {
+		t.Fatalf("echo %q", got)
+	}
+	for _, auth := range []*socks.Auth{nil, {User: "alice", Password: "wrong"}} {
+		if _, _, err := Connect(wctx, ConnectConfig{SOCKS: cli.Addr().String(), SOCKSAuth: auth}, device, 22); err == nil {
+			t.Errorf("auth %+v: connected", auth)
+		} else {
+			t.Logf("auth %+v: %v", auth, err)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/tunnel-dev/tunnel/cmd/roles"
+	"github.com/tunnel-dev/tunnel/socks"
 	"github.com/tunnel-dev/tunnel/transport"
 )
 
@@ -22,11 +23,15 @@ func connectCommand() *cli.Command {
    ssh -o "ProxyCommand=tunnel connect %h %p" pi@<device-id>.tunnel
 With --socks it goes through a running socksd; otherwise it reaches the
 device itself through the rendezvous node (--relay, TUNNEL_RELAY, default
-127.0.0.1:7443). Standard output carries only the stream; standard error
-stays quiet unless something fails.`,
+127.0.0.1:7443). A socksd run with --auth wants --socks-user, and the
+password in the environment variable TUNNEL_SOCKS_PASSWORD (never on the
+command line, which every local user can read). Standard output carries
+only the stream; standard error stays quiet unless something fails.`,
 		Flags: []cli.Flag{
 			relayFlag(),
 			&cli.StringFlag{Name: "socks", EnvVars: []string{"TUNNEL_SOCKS"}, Usage: "go through the SOCKS5 server at HOST:PORT"},
+			&cli.StringFlag{Name: "socks-user", EnvVars: []string{"TUNNEL_SOCKS_USER"},
+				Usage: "log in to the SOCKS5 server as `USER`, with the password in TUNNEL_SOCKS_PASSWORD"},
 			pathFlag(),
 			&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "give up connecting after this long"},
 		},
@@ -58,6 +63,13 @@ stays quiet unless something fails.`,
 				}
 			} else if cfg.Relays, err = relays(c, defaultRelay); err != nil {
 				return err
+			}
+			if u := c.String("socks-user"); u != "" {
+				pw := os.Getenv("TUNNEL_SOCKS_PASSWORD")
+				if cfg.SOCKS == "" || pw == "" {
+					return usagef("--socks-user needs --socks and the password in TUNNEL_SOCKS_PASSWORD")
+				}
+				cfg.SOCKSAuth = &socks.Auth{User: u, Password: pw}
 			}
 			ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 			stream, done, err := roles.Connect(ctx, cfg, host, port)
