@@ -188,19 +188,23 @@ func TestStrangerGetsNoDiscoPackets(t *testing.T) {
 	if isSource {
 		t.Fatal("a stranger's ping made its address a data source")
 	}
+	if c := remoteOf(stranger, dev.Endpoint()); len(c) != 0 {
+		t.Fatalf("the device told a stranger its addresses: %v", c)
+	}
 
-	// Control: authorized, the same peer is probed and answered.
+	// Control: authorized, the same peer is probed and answered, and
+	// told the device's candidates.
 	dev.Authorized(devConn)
 	dev.Authorized(devConn) // twice is harmless
 	for time.Since(start) < window+5*time.Second {
 		sinks[0].conn.WriteToUDPAddrPort(craftPing(t, stranger, dev.Endpoint(), dev.LocalAddr()), dev.LocalAddr())
-		if countAll(sinks, frameDiscoPing) > 0 && sinks[0].count(frameDiscoPong) > 0 {
+		if countAll(sinks, frameDiscoPing) > 0 && sinks[0].count(frameDiscoPong) > 0 && len(remoteOf(stranger, dev.Endpoint())) > 0 {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if p, q := countAll(sinks, frameDiscoPing), sinks[0].count(frameDiscoPong); p == 0 || q == 0 {
-		t.Fatalf("once authorized: %d pings at the candidates, %d pongs; want both", p, q)
+	if p, q, c := countAll(sinks, frameDiscoPing), sinks[0].count(frameDiscoPong), remoteOf(stranger, dev.Endpoint()); p == 0 || q == 0 || len(c) == 0 {
+		t.Fatalf("once authorized: %d pings at the candidates, %d pongs, candidates %v; want all", p, q, c)
 	}
 	conn.CloseWithError(0, "")
 	waitUntil(t, 5*time.Second, func() bool {
@@ -209,6 +213,72 @@ func TestStrangerGetsNoDiscoPackets(t *testing.T) {
 		return len(dev.conns) == 0
 	})
 	dev.Authorized(devConn) // after close: harmless
+}
+
+// remoteOf returns the candidates n holds for its peer at ep.
+func remoteOf(n *Node, ep Endpoint) []netip.AddrPort {
+	n.pathMu.RLock()
+	p := n.paths[ep]
+	n.pathMu.RUnlock()
+	if p == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.remote)
+}
+
+// A peer's candidates are kept only in the node's scope, and its pings
+// count only from there: out of it, nothing is probed or answered.
+func TestDiscoStaysInScope(t *testing.T) {
+	tn := newTestNet(t)
+	dev, peer := tn.node(t), tn.node(t)
+	peer.SetMode(PathRelay) // it speaks for itself below
+	acceptConns(t, dev, true)
+	sink := listenSink(t, "127.0.0.2")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, err := peer.DialPeer(ctx, dev.Key().ID(), dev.Endpoint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseWithError(0, "")
+	// Out of scope anywhere: link-local, broadcast (the parser keeps
+	// them, the scope does not).
+	offer := []netip.AddrPort{
+		netip.MustParseAddrPort("169.254.1.1:9"), sink.addr, netip.MustParseAddrPort("255.255.255.255:9"),
+		netip.MustParseAddrPort("[fe80::1]:9"), netip.MustParseAddrPort("127.255.255.255:9"),
+	}
+	waitUntil(t, 5*time.Second, func() bool {
+		conn.SendDatagram(appendCandidates(nil, offer))
+		time.Sleep(20 * time.Millisecond)
+		return len(remoteOf(dev, peer.Endpoint())) > 0
+	})
+	if got := remoteOf(dev, peer.Endpoint()); !slices.Equal(got, []netip.AddrPort{sink.addr}) {
+		t.Fatalf("candidates kept %v, want only %v", got, sink.addr)
+	}
+	// In scope, a ping from there is answered.
+	waitUntil(t, 5*time.Second, func() bool {
+		sink.conn.WriteToUDPAddrPort(craftPing(t, peer, dev.Endpoint(), dev.LocalAddr()), dev.LocalAddr())
+		time.Sleep(20 * time.Millisecond)
+		return sink.count(frameDiscoPong) > 0
+	})
+	// The device's home relay moves off loopback (the peer's frames
+	// still come through the one on loopback): loopback leaves its scope.
+	// Candidates there are dropped, pings from there go unanswered.
+	dev.SetRoutes(RelayRoute{Addr: netip.MustParseAddrPort("198.51.100.1:7443")},
+		map[Endpoint]RelayRoute{peer.Endpoint(): {Addr: tn.relayAddr}})
+	waitUntil(t, 5*time.Second, func() bool {
+		conn.SendDatagram(appendCandidates(nil, offer))
+		time.Sleep(20 * time.Millisecond)
+		return len(remoteOf(dev, peer.Endpoint())) == 0
+	})
+	before := sink.count(frameDiscoPong)
+	sink.conn.WriteToUDPAddrPort(craftPing(t, peer, dev.Endpoint(), dev.LocalAddr()), dev.LocalAddr())
+	time.Sleep(300 * time.Millisecond)
+	if n := sink.count(frameDiscoPong) - before; n != 0 {
+		t.Fatalf("%d pongs to an address out of scope", n)
+	}
 }
 
 // Someone who sees a ping on the wire and sends it again from elsewhere
