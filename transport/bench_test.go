@@ -33,6 +33,9 @@ func benchmarkStream(b *testing.B, mode PathMode) {
 		if err != nil {
 			return
 		}
+		// Any client may stream here: authorized from the start, so that
+		// the client can wait for the direct path before its stream.
+		dev.Authorized(c)
 		s, err := c.AcceptStream(ctx)
 		if err != nil {
 			return

@@ -53,6 +53,51 @@ const (
 	pingForget = 2 * probeInterval
 )
 
+// What a stranger can make a node send (disco.go, "Strangers").
+const (
+	// maxPingsPerRound caps the addresses one probe round of one
+	// connection pings (a peer's candidates and the addresses its pings
+	// came from, up to 16 of each: all of them take two rounds).
+	maxPingsPerRound = 16
+	// probeRate and probeBurst are the node's budget of probe pings, over
+	// all its connections. A peer with four candidates costs 0.8 pings/s
+	// while nothing answers (a round every probeInterval) and 0.4 once its
+	// path is found (a full round every fullProbeEvery; heartbeats are
+	// outside the budget): the budget covers some 60 such peers probing at
+	// once, or 125 with their paths found, and the burst the first fast
+	// rounds of a few new connections. At 65 bytes a ping that is 3.3 kB/s
+	// whatever the number of connections; past it rounds stop short and
+	// the next round of that connection resumes where its last stopped.
+	probeRate  = 50
+	probeBurst = 100
+	// scopeRefresh is how long a node's view of its interfaces (which
+	// private candidates it keeps) is reused: candidates arrive every
+	// candidatesEvery per connection, and a stranger may send more.
+	scopeRefresh = 5 * time.Second
+)
+
+// The liveness rule: a direct path is judged by the data the peer says
+// reached it (disco.go, "Liveness").
+const (
+	// deadPackets and deadBytes: a window in which the peer received less
+	// than half of the bytes sent direct kills the path only if at least
+	// deadPackets frames are missing, so that one lost packet of an idle
+	// ssh session never does; not more, because into a black hole QUIC sends
+	// a few packets a heartbeat (its retransmission timer backs off). Or
+	// deadBytes: frames are cheap to make up, so frames of garbage that
+	// fill in the frame count still leave the bytes missing.
+	deadPackets = 2
+	deadBytes   = 64 << 10
+	// deadHold is how long an address judged dead may not carry the path
+	// again; each new death of the same address doubles it, up to
+	// deadHoldMax, and an address that stayed clean for deadHoldMax after
+	// its hold starts again from deadHold.
+	deadHold    = 30 * time.Second
+	deadHoldMax = 8 * time.Minute
+	// maxBarred bounds the dead addresses a path remembers.
+	maxBarred = 2 * maxCandidates
+)
+
 // smallPathFor is how long a destination whose path MTU was below our
 // datagrams gets plain writes before GSO is tried again (a route change,
 // or a path switch that made the path larger).

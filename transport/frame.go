@@ -27,11 +27,19 @@ package transport
 //	  type     uint8     0x04
 //	  src      [8]byte   sender's Endpoint
 //	  dst      [8]byte   receiver's Endpoint
-//	  txid     [8]byte   random
+//	  seq      uint64    the sender's ping counter for this peer: 1, 2, 3…;
+//	                     the receiver answers each seq once (replayWindow)
+//	  txid     [8]byte   random: the pong must echo it, which proves the
+//	                     pong's sender got this ping at the address it went to
+//	  rcvd     uint64    zero in a ping
+//	  rcvdPkts uint64    zero in a ping
 //	  mac      [16]byte  HMAC-SHA256(secret, all bytes before mac), truncated
 //
 //	pong, node → node (disco.go): the layout of ping with type 0x05, src
-//	and dst swapped, the txid of the ping it answers, and its own mac.
+//	and dst swapped, the seq and txid of the ping it answers, and in rcvd
+//	and rcvdPkts the payload bytes and the direct frames its sender has
+//	received from the ping's sender so far (the liveness rule, disco.go).
+//	The mac covers them: only the peer can say what reached it.
 //
 //	direct, node → node, straight over UDP (disco.go)
 //	  type     uint8     0x06
@@ -60,22 +68,30 @@ const (
 	// frameHeaderLen is the header of toRelay, fromRelay and gone.
 	frameHeaderLen = 1 + 8
 	// discoLen is the whole of a ping or pong.
-	discoLen = 1 + 8 + 8 + 8 + 16
+	discoLen = 1 + 8 + 8 + 8 + 8 + 8 + 8 + 16
 )
 
 // discoMsg is a ping or pong.
 type discoMsg struct {
 	typ      byte
 	src, dst Endpoint
+	seq      uint64
 	txid     uint64
+	rcvd     counts // zero in a ping
 }
+
+// counts are inner packets on a direct path: payload bytes and frames.
+type counts struct{ bytes, pkts uint64 }
 
 func appendDisco(b []byte, m discoMsg, secret []byte) []byte {
 	start := len(b)
 	b = append(b, m.typ)
 	b = binary.BigEndian.AppendUint64(b, uint64(m.src))
 	b = binary.BigEndian.AppendUint64(b, uint64(m.dst))
+	b = binary.BigEndian.AppendUint64(b, m.seq)
 	b = binary.BigEndian.AppendUint64(b, m.txid)
+	b = binary.BigEndian.AppendUint64(b, m.rcvd.bytes)
+	b = binary.BigEndian.AppendUint64(b, m.rcvd.pkts)
 	mac := hmac.New(sha256.New, secret)
 	mac.Write(b[start:])
 	return mac.Sum(b)[:start+discoLen]
@@ -91,7 +107,9 @@ func parseDisco(b []byte) (discoMsg, bool) {
 		typ:  b[0],
 		src:  Endpoint(binary.BigEndian.Uint64(b[1:9])),
 		dst:  Endpoint(binary.BigEndian.Uint64(b[9:17])),
-		txid: binary.BigEndian.Uint64(b[17:25]),
+		seq:  binary.BigEndian.Uint64(b[17:25]),
+		txid: binary.BigEndian.Uint64(b[25:33]),
+		rcvd: counts{binary.BigEndian.Uint64(b[33:41]), binary.BigEndian.Uint64(b[41:49])},
 	}, true
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/tunnel-dev/tunnel/peer/identity"
+	"github.com/tunnel-dev/tunnel/transport/limit"
 )
 
 // Node is one process's presence on the network: its key, its Endpoint, its
@@ -22,6 +23,13 @@ import (
 // take its direct path when one is confirmed (disco.go) and the relay its
 // routing table names (SetRoutes) otherwise; with neither they are dropped,
 // as a network without a route would, and QUIC retransmits.
+//
+// Direct paths are looked for at once on the connections a node dials
+// (DialPeer), and on those it accepts (PeerListener) only once its owner
+// calls Authorized: until then a stranger who connects gets nothing but
+// QUIC from the node — no candidates, no pings, no pongs. Whatever its
+// connections, the node's probes stay within a budget and its own scope
+// (disco.go, "Strangers").
 type Node struct {
 	key      *identity.Key
 	endpoint Endpoint
@@ -34,12 +42,22 @@ type Node struct {
 	gone     chan Endpoint
 	mode     atomic.Int32 // PathMode
 	observed atomic.Pointer[netip.AddrPort]
+	probes   *limit.Rate[struct{}] // the probe budget, one key for the node
 	wg       sync.WaitGroup
 
+	// scopeView is the node's scope as of scopeAt (Node.scope).
+	scopeMu   sync.Mutex
+	scopeAt   time.Time
+	scopeView scope
+
+	// testCandidates, when set, replaces the candidates the node offers:
+	// tests put a forwarder between two nodes with it.
+	testCandidates func() []netip.AddrPort
+
 	// Lock order: pathMu before path.mu, and pathMu before addrMu;
-	// path.mu and addrMu are never held together. The packet path takes
-	// pathMu for reading only, and nothing is held while it writes to the
-	// socket.
+	// path.mu and addrMu are never held together, and scopeMu is taken
+	// with nothing else held. The packet path takes pathMu for reading
+	// only, and nothing is held while it writes to the socket.
 	pathMu sync.RWMutex
 	paths  map[Endpoint]*path
 	byAddr map[netip.AddrPort]*path // direct addresses proved by ping or pong
@@ -60,7 +78,7 @@ const goneQueue = 64
 func NewNode(key *identity.Key, listen string) (*Node, error) {
 	n := &Node{key: key, addrs: make(map[Endpoint]*net.UDPAddr),
 		paths: make(map[Endpoint]*path), byAddr: make(map[netip.AddrPort]*path), conns: make(map[*quic.Conn]*tracked),
-		gone: make(chan Endpoint, goneQueue)}
+		gone: make(chan Endpoint, goneQueue), probes: limit.NewRate[struct{}](probeRate, probeBurst, 1)}
 	n.endpoint, n.nonce = NewEndpoint(key.ID())
 	n.routes.Store(noRoutes)
 	sock, err := ListenSocket(listen, n.receive)
@@ -119,25 +137,29 @@ func (n *Node) DialPeer(ctx context.Context, id identity.ID, ep Endpoint) (*quic
 	if err != nil {
 		return nil, fmt.Errorf("handshake with %s: %w", id.Short(), err)
 	}
-	n.track(c, ep)
+	n.track(c, ep, true)
 	return c, nil
 }
 
-// PeerListener accepts end-to-end connections.
+// PeerListener accepts end-to-end connections. An accepted connection
+// looks for a direct path only once the node's Authorized is called for
+// it: a peer that passes no policy gets no packet from the node outside
+// the connection, wherever it says it is.
 type PeerListener struct {
 	n  *Node
 	ln *quic.Listener
 }
 
 // Accept waits for the next connection; the caller reads the peer's ID
-// with PeerConnID and decides what it may do.
+// with PeerConnID, decides what it may do, and calls Node.Authorized once
+// the peer passed a policy.
 func (l *PeerListener) Accept(ctx context.Context) (*quic.Conn, error) {
 	c, err := l.ln.Accept(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if ep, ok := AddrEndpoint(c.RemoteAddr()); ok {
-		l.n.track(c, ep)
+		l.n.track(c, ep, false)
 	}
 	return c, nil
 }
@@ -197,7 +219,10 @@ func (n *Node) send(ep Endpoint, b []byte, seg int) {
 		if p != nil {
 			if a, ok := p.current(time.Now()); ok {
 				n.sock.WriteSegments(directHeader[:], b, seg, a)
+				// Counted once written: a ping sent after this call trails
+				// these packets on the path (the liveness rule, disco.go).
 				p.DirectOut.Add(uint64(len(b)))
+				p.DirectOutPkts.Add(uint64((len(b) + seg - 1) / seg))
 				return
 			}
 			if mode == PathDirect && p.everBest.Load() {
@@ -248,6 +273,7 @@ func (n *Node) receiveFrame(b []byte, from netip.AddrPort) {
 		bp := packetBufs.Get().(*[]byte)
 		m := copy(*bp, b[1:])
 		p.DirectIn.Add(uint64(m))
+		p.DirectInPkts.Add(1)
 		n.innerPC.deliver(bp, m, p.addr)
 		return
 	}

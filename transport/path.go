@@ -60,23 +60,56 @@ type path struct {
 	addr *net.UDPAddr
 
 	mu       sync.Mutex
-	secrets  [][]byte // one per live connection with this peer; newest last
-	remote   []netip.AddrPort
-	seen     []netip.AddrPort // addresses valid pings came from
+	keys     []*discoKey      // one per live connection with this peer; newest last
+	remote   []netip.AddrPort // the peer's candidates, in scope
+	seen     []netip.AddrPort // addresses fresh pings came from, in scope
 	best     netip.AddrPort
 	bestAt   time.Time
 	bestRTT  time.Duration
 	everBest atomic.Bool // read by send without the lock
+	seq      uint64      // of the last ping sent
 	pending  map[uint64]sentPing
+	base     window // the liveness rule's window (judge)
+	barred   map[netip.AddrPort]bar
+	rotate   int // where the next probe round starts in targets
 	wake     chan struct{}
 	direct   chan struct{} // closed on the first confirmed direct path
 
-	DirectIn, DirectOut atomic.Uint64
+	// What went over direct paths to and from the peer. The In counts
+	// are what pongs report, the Out counts what they are compared with.
+	DirectIn, DirectOut         atomic.Uint64 // payload bytes
+	DirectInPkts, DirectOutPkts atomic.Uint64 // frames
+}
+
+// discoKey is one connection's disco secret, and what its peer may do
+// with it. Fields other than secret are guarded by the path's lock.
+type discoKey struct {
+	secret     []byte
+	authorized bool         // pings are sent and answered with it
+	replay     replayWindow // seqs of the peer's pings accepted under it
 }
 
 type sentPing struct {
 	to   netip.AddrPort
 	sent time.Time
+	txid uint64 // the pong must echo it
+	out  counts // sent direct to the peer before this ping
+}
+
+// window is where the liveness rule's current window starts: the ping of
+// the last good pong, what had been sent direct by then, and what the
+// peer had received.
+type window struct {
+	set bool
+	at  time.Time
+	out counts
+	in  counts
+}
+
+// bar keeps an address that was judged dead from carrying the path.
+type bar struct {
+	until time.Time
+	hold  time.Duration
 }
 
 func newPath(ep Endpoint, addr *net.UDPAddr) *path {
@@ -101,51 +134,145 @@ func (p *path) poke() {
 	}
 }
 
-func (p *path) secret() []byte {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.secrets) == 0 {
-		return nil
-	}
-	return p.secrets[len(p.secrets)-1]
+// sentCounts is what went to the peer over direct paths so far.
+func (p *path) sentCounts() counts {
+	return counts{p.DirectOut.Load(), p.DirectOutPkts.Load()}
 }
 
-func (p *path) macOK(b []byte) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, s := range p.secrets {
-		if discoMACOK(b, s) {
-			return true
-		}
-	}
-	return false
+// receivedCounts is what came from the peer over direct paths so far.
+func (p *path) receivedCounts() counts {
+	return counts{p.DirectIn.Load(), p.DirectInPkts.Load()}
 }
 
-// targets are the addresses to probe: the peer's candidates and the
-// addresses its pings came from.
-func (p *path) targets() []netip.AddrPort {
+// targets are the addresses a probe round may ping: the addresses the
+// peer's pings came from (they reached us, so they are the likeliest),
+// then its candidates, without those barred at now.
+func (p *path) targets(now time.Time) []netip.AddrPort {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := slices.Clone(p.remote)
-	for _, a := range p.seen {
-		if !slices.Contains(out, a) {
-			out = append(out, a)
+	out := make([]netip.AddrPort, 0, len(p.seen)+len(p.remote))
+	for _, l := range [][]netip.AddrPort{p.seen, p.remote} {
+		for _, a := range l {
+			if !slices.Contains(out, a) && !p.isBarred(a, now) {
+				out = append(out, a)
+			}
 		}
 	}
 	return out
 }
 
-// pong records an answer; it reports whether the path became usable.
-func (p *path) pong(txid uint64, from netip.AddrPort, now time.Time) bool {
+// round returns the targets of the next probe round: at most
+// maxPingsPerRound, starting where the last round stopped. done says how
+// many of them were pinged, so that the next round starts after them.
+func (p *path) round(now time.Time) (to []netip.AddrPort, done func(pinged int)) {
+	ts := p.targets(now)
+	n := len(ts)
+	if n == 0 {
+		return nil, func(int) {}
+	}
+	p.mu.Lock()
+	start := p.rotate % n
+	p.mu.Unlock()
+	ts = append(ts[start:], ts[:start]...)
+	return ts[:min(n, maxPingsPerRound)], func(pinged int) {
+		p.mu.Lock()
+		p.rotate = (start + pinged) % n
+		p.mu.Unlock()
+	}
+}
+
+// sent records a ping to to at now, with a new seq and a random txid, so
+// that its pong counts; it returns the ping to send and the secret to MAC
+// it with, or false if no authorized connection is left. It forgets the
+// pings sent more than pingForget before now.
+func (p *path) sent(to netip.AddrPort, now time.Time) (discoMsg, []byte, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	sp, ok := p.pending[txid]
-	if !ok || sp.to != from {
-		return false
+	var key *discoKey
+	for _, k := range slices.Backward(p.keys) {
+		if k.authorized {
+			key = k
+			break
+		}
 	}
-	delete(p.pending, txid)
+	if key == nil {
+		return discoMsg{}, nil, false
+	}
+	for seq, sp := range p.pending {
+		if now.Sub(sp.sent) > pingForget {
+			delete(p.pending, seq)
+		}
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	p.seq++
+	m := discoMsg{typ: frameDiscoPing, dst: p.ep, seq: p.seq, txid: binary.BigEndian.Uint64(b[:])}
+	p.pending[m.seq] = sentPing{to: to, sent: now, txid: m.txid, out: p.sentCounts()}
+	return m, key.secret, true
+}
+
+// pinged handles a ping whose header is m and whose bytes are b, from from:
+// if it is fresh and MACed with the secret of an authorized connection, it
+// remembers from as an address of the peer and returns that secret, for
+// the pong, and whether from is new.
+func (p *path) pinged(b []byte, m discoMsg, from netip.AddrPort) (secret []byte, newAddr bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, k := range p.keys {
+		if !k.authorized || !discoMACOK(b, k.secret) {
+			continue
+		}
+		if !k.replay.accept(m.seq) {
+			return nil, false
+		}
+		if slices.Contains(p.seen, from) {
+			return k.secret, false
+		}
+		if len(p.seen) >= maxCandidates {
+			p.seen = p.seen[1:]
+		}
+		p.seen = append(p.seen, from)
+		return k.secret, true
+	}
+	return nil, false
+}
+
+// macOK reports whether b is MACed with the secret of an authorized
+// connection.
+func (p *path) macOK(b []byte) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.ContainsFunc(p.keys, func(k *discoKey) bool { return k.authorized && discoMACOK(b, k.secret) })
+}
+
+// pongOutcome is what a pong did.
+type pongOutcome struct {
+	matched   bool // it answered an outstanding ping, from where that ping went
+	confirmed bool // the path became usable
+	dead      bool // the liveness rule judged the path in use dead
+}
+
+// pong handles an answer to ping seq with txid, from from at now, saying
+// the peer received rcvd over direct paths.
+func (p *path) pong(seq, txid uint64, rcvd counts, from netip.AddrPort, now time.Time) pongOutcome {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	sp, ok := p.pending[seq]
+	if !ok || sp.to != from || sp.txid != txid {
+		return pongOutcome{}
+	}
+	delete(p.pending, seq)
+	out := pongOutcome{matched: true}
 	rtt := now.Sub(sp.sent)
 	fresh := p.best.IsValid() && now.Sub(p.bestAt) <= pathTrust
+	if fresh && p.judge(sp, rcvd) {
+		p.barLocked(p.best, now)
+		p.best, p.bestAt, p.bestRTT = netip.AddrPort{}, time.Time{}, 0
+		fresh, out.dead = false, true
+	}
+	if p.isBarred(from, now) {
+		return out
+	}
 	switch {
 	case !fresh, from == p.best:
 		p.best, p.bestRTT = from, rtt
@@ -154,27 +281,75 @@ func (p *path) pong(txid uint64, from netip.AddrPort, now time.Time) bool {
 		// do not make the path flap.
 		p.best, p.bestRTT = from, rtt
 	default:
-		return false
+		return out
 	}
 	p.bestAt = now
+	if !fresh {
+		// A new window for the new path: what went before it was relayed,
+		// or went to an address now left.
+		p.base = window{set: true, at: sp.sent, out: sp.out, in: rcvd}
+		out.confirmed = true
+	}
 	if !p.everBest.Load() {
 		p.everBest.Store(true)
 		close(p.direct)
 	}
-	return !fresh
+	return out
 }
 
-// sent records a ping to be sent now, so that its pong counts, and forgets
-// the pings sent more than pingForget before now.
-func (p *path) sent(txid uint64, to netip.AddrPort, now time.Time) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for id, sp := range p.pending {
-		if now.Sub(sp.sent) > pingForget {
-			delete(p.pending, id)
-		}
+// judge applies the liveness rule (disco.go) to a pong for sp that says
+// the peer received rcvd; it reports whether the path in use is dead.
+func (p *path) judge(sp sentPing, rcvd counts) bool {
+	b := &p.base
+	if !b.set || rcvd.bytes < b.in.bytes || rcvd.pkts < b.in.pkts {
+		// The peer's counts started again (its path state for us was
+		// new): so does the window.
+		*b = window{set: true, at: sp.sent, out: sp.out, in: rcvd}
+		return false
 	}
-	p.pending[txid] = sentPing{to, now}
+	if sp.sent.Before(b.at) || sp.out.bytes < b.out.bytes || sp.out.pkts < b.out.pkts {
+		return false // the pong of a ping older than the window
+	}
+	sent := counts{sp.out.bytes - b.out.bytes, sp.out.pkts - b.out.pkts}
+	got := counts{rcvd.bytes - b.in.bytes, rcvd.pkts - b.in.pkts}
+	if got.bytes >= sent.bytes-sent.bytes/2 {
+		*b = window{set: true, at: sp.sent, out: sp.out, in: rcvd}
+		return false
+	}
+	if sp.sent.Sub(b.at) < pathHeartbeat {
+		return false
+	}
+	missingPkts := sent.pkts - min(got.pkts, sent.pkts)
+	return missingPkts >= deadPackets || sent.bytes-got.bytes >= deadBytes
+}
+
+// barLocked bars address a, judged dead at now, from carrying the path for
+// deadHold, or twice its last hold if it died again within deadHoldMax of
+// that hold's end.
+func (p *path) barLocked(a netip.AddrPort, now time.Time) {
+	if p.barred == nil {
+		p.barred = make(map[netip.AddrPort]bar)
+	}
+	hold := deadHold
+	if prev, ok := p.barred[a]; ok && now.Sub(prev.until) < deadHoldMax {
+		hold = min(prev.hold*2, deadHoldMax)
+	}
+	if _, ok := p.barred[a]; !ok && len(p.barred) >= maxBarred {
+		// Forget the address whose bar ends first.
+		var first netip.AddrPort
+		for b, e := range p.barred {
+			if !first.IsValid() || e.until.Before(p.barred[first].until) {
+				first = b
+			}
+		}
+		delete(p.barred, first)
+	}
+	p.barred[a] = bar{until: now.Add(hold), hold: hold}
+}
+
+func (p *path) isBarred(a netip.AddrPort, now time.Time) bool {
+	b, ok := p.barred[a]
+	return ok && now.Before(b.until)
 }
 
 // PeerInfo describes one end-to-end connection, for `tunnel status`.
@@ -199,12 +374,27 @@ type tracked struct {
 	id      identity.ID
 	conn    *quic.Conn
 	path    *path
+	key     *discoKey
 	streams atomic.Int64
+
+	authOnce sync.Once
+	auth     chan struct{} // closed once the connection is authorized
 }
 
-// track starts path discovery for a new end-to-end connection; it stops
-// when the connection closes.
-func (n *Node) track(c *quic.Conn, ep Endpoint) {
+// authorize lets the connection take part in path discovery (Authorized).
+func (t *tracked) authorize() {
+	t.authOnce.Do(func() {
+		t.path.mu.Lock()
+		t.key.authorized = true
+		t.path.mu.Unlock()
+		close(t.auth)
+	})
+}
+
+// track starts path discovery for a new end-to-end connection: at once for
+// a connection this node dialed, once Authorized for one it accepted. It
+// stops when the connection closes.
+func (n *Node) track(c *quic.Conn, ep Endpoint, dialed bool) {
 	id, _ := PeerConnID(c)
 	cs := c.ConnectionState().TLS
 	secret, err := cs.ExportKeyingMaterial(discoLabel, nil, 32)
@@ -217,20 +407,23 @@ func (n *Node) track(c *quic.Conn, ep Endpoint) {
 		p = newPath(ep, n.addr(ep))
 		n.paths[ep] = p
 	}
-	t := &tracked{id: id, conn: c, path: p}
+	t := &tracked{id: id, conn: c, path: p, key: &discoKey{secret: secret}, auth: make(chan struct{})}
 	n.conns[c] = t
 	n.pathMu.Unlock()
 	p.mu.Lock()
-	p.secrets = append(p.secrets, secret)
+	p.keys = append(p.keys, t.key)
 	p.mu.Unlock()
+	if dialed {
+		t.authorize()
+	}
 
 	n.wg.Go(func() {
-		n.runPath(c, p)
+		n.runPath(c, t)
 		n.pathMu.Lock()
 		delete(n.conns, c)
 		p.mu.Lock()
-		p.secrets = slices.DeleteFunc(p.secrets, func(s []byte) bool { return &s[0] == &secret[0] })
-		last := len(p.secrets) == 0
+		p.keys = slices.DeleteFunc(p.keys, func(k *discoKey) bool { return k == t.key })
+		last := len(p.keys) == 0
 		p.mu.Unlock()
 		if last && n.paths[ep] == p {
 			delete(n.paths, ep)
@@ -244,8 +437,27 @@ func (n *Node) track(c *quic.Conn, ep Endpoint) {
 	})
 }
 
-// runPath exchanges candidates and probes until the connection closes.
-func (n *Node) runPath(c *quic.Conn, p *path) {
+// Authorized tells the node that the peer of c, a connection its
+// PeerListener accepted, passed a policy: discovery of a direct path to it
+// starts (candidates sent, pings sent and answered). Until then the peer
+// gets nothing from this node but QUIC. Call it when the first stream of c
+// is allowed in, or at once when the peer's key alone is enough. Calling
+// it again, on a connection this node dialed (those start at once), or
+// after c closed does nothing.
+func (n *Node) Authorized(c *quic.Conn) {
+	n.pathMu.RLock()
+	t := n.conns[c]
+	n.pathMu.RUnlock()
+	if t != nil {
+		t.authorize()
+	}
+}
+
+// runPath takes in the peer's candidates from the start, and once the
+// connection is authorized exchanges candidates and probes, until the
+// connection closes.
+func (n *Node) runPath(c *quic.Conn, t *tracked) {
+	p := t.path
 	ctx := c.Context()
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -259,6 +471,9 @@ func (n *Node) runPath(c *quic.Conn, p *path) {
 			if err != nil {
 				continue
 			}
+			// Kept, and pinged once the connection is authorized, only
+			// if this node could reach them anyway (disco.go, "Scope").
+			cands = n.scope(time.Now()).admitted(cands)
 			p.mu.Lock()
 			changed := !slices.Equal(p.remote, cands)
 			p.remote = cands
@@ -271,6 +486,11 @@ func (n *Node) runPath(c *quic.Conn, p *path) {
 	if n.Mode() == PathRelay {
 		<-ctx.Done()
 		return
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-t.auth:
 	}
 	var sentCands []netip.AddrPort
 	var candsAt time.Time
@@ -295,14 +515,27 @@ func (n *Node) runPath(c *quic.Conn, p *path) {
 		best, ok := p.current(now)
 		all, wait := pr.next(now, ok)
 		if all {
-			for _, a := range p.targets() {
-				n.ping(p, a)
-			}
+			n.probe(p, now)
 		} else {
-			n.ping(p, best)
+			n.ping(p, best, now) // a heartbeat: to the peer itself, outside the budget
 		}
 		timer.Reset(wait)
 	}
+}
+
+// probe pings the targets of p's next round, as far as the node's budget
+// allows.
+func (n *Node) probe(p *path, now time.Time) {
+	to, done := p.round(now)
+	pinged := 0
+	for _, a := range to {
+		if !n.probes.Allow(struct{}{}, now) {
+			break
+		}
+		n.ping(p, a, now)
+		pinged++
+	}
+	done(pinged)
 }
 
 // prober is runPath's probing schedule, apart from the socket and the
@@ -343,17 +576,14 @@ func (s *prober) next(now time.Time, confirmed bool) (all bool, wait time.Durati
 	return true, wait
 }
 
-func (n *Node) ping(p *path, to netip.AddrPort) {
-	secret := p.secret()
-	if secret == nil {
+// ping sends one ping to p's peer at to.
+func (n *Node) ping(p *path, to netip.AddrPort, now time.Time) {
+	m, secret, ok := p.sent(to, now)
+	if !ok {
 		return
 	}
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	txid := binary.BigEndian.Uint64(b[:])
-	p.sent(txid, to, time.Now())
-	msg := appendDisco(make([]byte, 0, discoLen), discoMsg{frameDiscoPing, n.endpoint, p.ep, txid}, secret)
-	_ = n.sock.WriteTo(msg, to)
+	m.src = n.endpoint
+	_ = n.sock.WriteTo(appendDisco(make([]byte, 0, discoLen), m, secret), to)
 }
 
 // receiveDisco handles a ping or pong that arrived on the socket.
@@ -365,40 +595,52 @@ func (n *Node) receiveDisco(b []byte, from netip.AddrPort) {
 	n.pathMu.RLock()
 	p := n.paths[m.src]
 	n.pathMu.RUnlock()
-	if p == nil || !p.macOK(b) {
+	if p == nil {
 		return
 	}
-	n.pathMu.Lock()
-	n.byAddr[from] = p
-	n.pathMu.Unlock()
 	now := time.Now()
 	switch m.typ {
 	case frameDiscoPing:
-		secret := p.secret()
-		reply := appendDisco(make([]byte, 0, discoLen), discoMsg{frameDiscoPong, n.endpoint, m.src, m.txid}, secret)
-		_ = n.sock.WriteTo(reply, from)
-		p.mu.Lock()
-		known := slices.Contains(p.seen, from)
-		if !known {
-			if len(p.seen) >= maxCandidates {
-				p.seen = p.seen[1:]
-			}
-			p.seen = append(p.seen, from)
+		if !n.scope(now).admits(from.Addr()) {
+			return
 		}
-		p.mu.Unlock()
-		if !known {
+		secret, newAddr := p.pinged(b, m, from)
+		if secret == nil {
+			return // not fresh, not authorized, or not the peer's
+		}
+		n.pathMu.Lock()
+		n.byAddr[from] = p
+		n.pathMu.Unlock()
+		reply := discoMsg{typ: frameDiscoPong, src: n.endpoint, dst: m.src, seq: m.seq, txid: m.txid, rcvd: p.receivedCounts()}
+		_ = n.sock.WriteTo(appendDisco(make([]byte, 0, discoLen), reply, secret), from)
+		if newAddr {
 			// The peer reached us from an address we may not have tried:
 			// answer its ping with ours so the path is proved both ways.
 			p.poke()
 		}
 	case frameDiscoPong:
-		p.pong(m.txid, from, now)
+		if !p.macOK(b) {
+			return
+		}
+		out := p.pong(m.seq, m.txid, m.rcvd, from, now)
+		if !out.matched {
+			return
+		}
+		n.pathMu.Lock()
+		n.byAddr[from] = p
+		n.pathMu.Unlock()
+		if out.dead {
+			p.poke() // back to rounds to every target, now
+		}
 	}
 }
 
 // candidates are this node's addresses a peer may reach it at: the public
 // mapping its relay saw, and its interfaces' addresses with its port.
 func (n *Node) candidates() []netip.AddrPort {
+	if n.testCandidates != nil {
+		return n.testCandidates()
+	}
 	var out []netip.AddrPort
 	if o := n.observed.Load(); o != nil {
 		out = append(out, *o)
@@ -416,8 +658,7 @@ func (n *Node) candidates() []netip.AddrPort {
 	// A node whose relay is on loopback can only meet peers on this
 	// machine: offer loopback, and nothing that would send probes onto a
 	// network for nothing.
-	home := n.routes.Load().home
-	loopbackOnly := !home.IsZero() && home.Addr.Addr().IsLoopback()
+	loopbackOnly := n.loopbackScoped()
 	addrs, err := net.InterfaceAddrs()
 	if err != nil {
 		return out
@@ -440,6 +681,28 @@ func (n *Node) candidates() []netip.AddrPort {
 	return out
 }
 
+// loopbackScoped reports whether the node's relay is on loopback: then it
+// meets only peers on this machine.
+func (n *Node) loopbackScoped() bool {
+	home := n.routes.Load().home
+	return !home.IsZero() && home.Addr.Addr().IsLoopback()
+}
+
+// scope is the node's scope at now (disco.go, "Scope"), its interfaces
+// read again at most every scopeRefresh.
+func (n *Node) scope(now time.Time) scope {
+	lo := n.loopbackScoped()
+	n.scopeMu.Lock()
+	defer n.scopeMu.Unlock()
+	if n.scopeAt.IsZero() || now.Sub(n.scopeAt) >= scopeRefresh || now.Before(n.scopeAt) {
+		addrs, _ := net.InterfaceAddrs()
+		n.scopeView, n.scopeAt = newScope(lo, addrs), now
+	}
+	s := n.scopeView
+	s.loopback = lo
+	return s
+}
+
 // SetObserved records the address the relay saw this node at.
 func (n *Node) SetObserved(a netip.AddrPort) {
 	a = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
@@ -455,6 +718,7 @@ func (n *Node) Observed() netip.AddrPort {
 }
 
 // WaitDirect waits until the connection to ep has a confirmed direct path.
+// On a connection the peer dialed, that takes Authorized first.
 func (n *Node) WaitDirect(ctx context.Context, ep Endpoint) error {
 	n.pathMu.RLock()
 	p := n.paths[ep]

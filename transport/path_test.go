@@ -18,9 +18,28 @@ var (
 	addrB = netip.MustParseAddrPort("198.51.100.7:41641")
 )
 
+// testPath is a path with one authorized connection.
 func testPath() *path {
 	ep := testEndpoint()
-	return newPath(ep, EndpointAddr(ep))
+	p := newPath(ep, EndpointAddr(ep))
+	p.keys = []*discoKey{{secret: []byte("0123456789abcdef0123456789abcdef"), authorized: true}}
+	return p
+}
+
+// ping records a ping to a at at and returns it.
+func ping(t *testing.T, p *path, a netip.AddrPort, at time.Time) discoMsg {
+	t.Helper()
+	m, _, ok := p.sent(a, at)
+	if !ok {
+		t.Fatal("no ping: no authorized connection")
+	}
+	return m
+}
+
+// answer delivers the pong to m from from at at, the peer saying it
+// received rcvd.
+func answer(p *path, m discoMsg, rcvd counts, from netip.AddrPort, at time.Time) pongOutcome {
+	return p.pong(m.seq, m.txid, rcvd, from, at)
 }
 
 func directClosed(p *path) bool {
@@ -32,47 +51,49 @@ func directClosed(p *path) bool {
 	}
 }
 
-// confirm answers a ping to a sent at rtt before at with a pong at at.
-func confirm(t *testing.T, p *path, txid uint64, a netip.AddrPort, rtt time.Duration, at time.Time) bool {
+// confirm answers a ping to a sent at rtt before at with a pong at at, and
+// reports whether it confirmed the path.
+func confirm(t *testing.T, p *path, a netip.AddrPort, rtt time.Duration, at time.Time) bool {
 	t.Helper()
-	p.sent(txid, a, at.Add(-rtt))
-	return p.pong(txid, a, at)
+	m := ping(t, p, a, at.Add(-rtt))
+	return answer(p, m, counts{}, a, at).confirmed
 }
 
 func TestPathSwitchToDirect(t *testing.T) {
-	const sentTx = 7
 	rtt := 10 * time.Millisecond
 	at := t0.Add(rtt)
 	tests := []struct {
-		name string
-		txid uint64
-		from netip.AddrPort
-		want bool // the pong confirms the path
+		name    string
+		seq, tx uint64 // added to the ping's
+		from    netip.AddrPort
+		want    bool // the pong confirms the path
 	}{
-		{"pong from the address pinged", sentTx, addrA, true},
-		{"unknown txid", sentTx + 1, addrA, false},
-		{"pong from another address than the ping went to", sentTx, addrB, false},
+		{"pong from the address pinged", 0, 0, addrA, true},
+		{"unknown seq", 1, 0, addrA, false},
+		{"txid not echoed (a forged pong)", 0, 1, addrA, false},
+		{"pong from another address than the ping went to", 0, 0, addrB, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := testPath()
-			p.sent(sentTx, addrA, t0)
+			m := ping(t, p, addrA, t0)
 			if a, ok := p.current(t0); ok || directClosed(p) || p.everBest.Load() {
 				t.Fatalf("before any pong: current = %v, %v; direct closed %v; everBest %v", a, ok, directClosed(p), p.everBest.Load())
 			}
-			if got := p.pong(tt.txid, tt.from, at); got != tt.want {
-				t.Fatalf("pong = %v, want %v", got, tt.want)
+			got := p.pong(m.seq+tt.seq, m.txid+tt.tx, counts{}, tt.from, at)
+			if got.confirmed != tt.want || got.matched != tt.want {
+				t.Fatalf("pong = %+v, want confirmed and matched %v", got, tt.want)
 			}
 			a, ok := p.current(at)
 			if !tt.want {
 				if ok || directClosed(p) || p.everBest.Load() {
 					t.Fatalf("rejected pong changed the path: current = %v, %v; direct closed %v; everBest %v", a, ok, directClosed(p), p.everBest.Load())
 				}
-				if _, pending := p.pending[sentTx]; !pending {
+				if _, pending := p.pending[m.seq]; !pending {
 					t.Fatal("rejected pong consumed the outstanding ping")
 				}
 				// The genuine pong still counts.
-				if !p.pong(sentTx, addrA, at) {
+				if !answer(p, m, counts{}, addrA, at).confirmed {
 					t.Fatal("genuine pong after a rejected one did not confirm")
 				}
 				if a, ok := p.current(at); !ok || a != addrA {
@@ -92,10 +113,10 @@ func TestPathSwitchToDirect(t *testing.T) {
 			if len(p.pending) != 0 {
 				t.Fatalf("answered ping still pending: %v", p.pending)
 			}
-			// A replay of the same pong is an unknown txid: it neither
+			// A replay of the same pong is an unknown seq: it neither
 			// reports nor extends the path's trust.
-			if p.pong(sentTx, addrA, at.Add(pathTrust/2)) {
-				t.Fatal("replayed pong reported a confirmation")
+			if out := answer(p, m, counts{}, addrA, at.Add(pathTrust/2)); out.matched || out.confirmed {
+				t.Fatalf("replayed pong counted: %+v", out)
 			}
 			if _, ok := p.current(at.Add(pathTrust + 1)); ok {
 				t.Fatal("replayed pong extended the path's trust")
@@ -117,8 +138,8 @@ func TestPathPongReportsFirstConfirmation(t *testing.T) {
 		{"another refresh while fresh", t0.Add(2 * pathHeartbeat), false},
 		{"pong after the path went stale", t0.Add(2*pathHeartbeat + pathTrust + 1), true},
 	}
-	for i, s := range steps {
-		if got := confirm(t, p, uint64(i), addrA, rtt, s.at); got != s.want {
+	for _, s := range steps {
+		if got := confirm(t, p, addrA, rtt, s.at); got != s.want {
 			t.Fatalf("%s: pong = %v, want %v", s.name, got, s.want)
 		}
 	}
@@ -157,12 +178,12 @@ func TestPathHysteresis(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := testPath()
-			if !confirm(t, p, 1, addrA, bestRTT, t0) {
+			if !confirm(t, p, addrA, bestRTT, t0) {
 				t.Fatal("first pong did not confirm")
 			}
 			var got bool
-			for i, pg := range tt.pongs {
-				got = confirm(t, p, uint64(i+2), pg.from, pg.rtt, pg.at)
+			for _, pg := range tt.pongs {
+				got = confirm(t, p, pg.from, pg.rtt, pg.at)
 			}
 			if got != tt.wantPong {
 				t.Errorf("last pong = %v, want %v", got, tt.wantPong)
@@ -180,7 +201,7 @@ func TestPathHysteresis(t *testing.T) {
 
 func TestPathFallsBackToRelay(t *testing.T) {
 	p := testPath()
-	if !confirm(t, p, 1, addrA, 10*time.Millisecond, t0) {
+	if !confirm(t, p, addrA, 10*time.Millisecond, t0) {
 		t.Fatal("first pong did not confirm")
 	}
 	tests := []struct {
@@ -215,7 +236,7 @@ func TestPathFallsBackToRelay(t *testing.T) {
 			if _, ok := p.current(at); ok {
 				t.Fatalf("round %d: path still trusted after silence", i)
 			}
-			if !confirm(t, p, uint64(10+i), addrB, 10*time.Millisecond, at) {
+			if !confirm(t, p, addrB, 10*time.Millisecond, at) {
 				t.Fatalf("round %d: pong after silence did not confirm", i)
 			}
 			if a, ok := p.current(at); !ok || a != addrB {
@@ -240,17 +261,17 @@ func TestPathForgetsPendingPings(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.age), func(t *testing.T) {
 			p := testPath()
-			p.sent(1, addrA, t0)
+			first := ping(t, p, addrA, t0)
 			now := t0.Add(tt.age)
-			p.sent(2, addrA, now)
-			if _, ok := p.pending[1]; ok != tt.kept {
+			second := ping(t, p, addrA, now)
+			if _, ok := p.pending[first.seq]; ok != tt.kept {
 				t.Fatalf("first ping pending = %v, want %v", ok, tt.kept)
 			}
-			if _, ok := p.pending[2]; !ok {
+			if _, ok := p.pending[second.seq]; !ok {
 				t.Fatal("the ping just sent is not pending")
 			}
 			// A late pong for a forgotten ping does not confirm anything.
-			if got := p.pong(1, addrA, now); got != tt.kept {
+			if got := answer(p, first, counts{}, addrA, now).confirmed; got != tt.kept {
 				t.Fatalf("pong for the first ping = %v, want %v", got, tt.kept)
 			}
 			if _, ok := p.current(now); ok != tt.kept {
@@ -356,7 +377,6 @@ func TestPathProbing(t *testing.T) {
 	p := testPath()
 	p.remote = []netip.AddrPort{addrA, addrB}
 	var pr prober
-	var txid uint64
 	var trace []string
 	for at := time.Duration(0); at < 35*time.Second; {
 		now := t0.Add(at)
@@ -364,26 +384,27 @@ func TestPathProbing(t *testing.T) {
 		all, wait := pr.next(now, ok)
 		to := []netip.AddrPort{best}
 		if all {
-			to = p.targets()
+			var done func(int)
+			to, done = p.round(now)
+			done(len(to))
 		}
 		type pong struct {
-			txid uint64
+			m    discoMsg
 			from netip.AddrPort
 			at   time.Time
 		}
 		var pongs []pong
 		var names []string
 		for _, a := range to {
-			txid++
-			p.sent(txid, a, now)
+			m := ping(t, p, a, now)
 			names = append(names, name[a])
 			if answers(a, at) {
-				pongs = append(pongs, pong{txid, a, now.Add(rtt[a])})
+				pongs = append(pongs, pong{m, a, now.Add(rtt[a])})
 			}
 		}
 		slices.SortFunc(pongs, func(x, y pong) int { return x.at.Compare(y.at) })
 		for _, pg := range pongs {
-			p.pong(pg.txid, pg.from, pg.at)
+			answer(p, pg.m, counts{}, pg.from, pg.at)
 		}
 		via := "relay"
 		if b, ok := p.current(now.Add(wait)); ok {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -65,6 +66,8 @@ func dialEcho(t *testing.T, ctx context.Context, cli, dev *Node) *quic.Conn {
 }
 
 // echoServer accepts end-to-end connections on nd and echoes every stream.
+// Its policy lets every stream in, so it authorizes each connection at its
+// first stream, as a device does.
 func echoServer(t *testing.T, nd *Node) {
 	t.Helper()
 	ln, err := nd.ListenPeers()
@@ -87,6 +90,7 @@ func echoServer(t *testing.T, nd *Node) {
 					if err != nil {
 						return
 					}
+					nd.Authorized(c)
 					go func() { io.Copy(s, s); s.Close() }()
 				}
 			}()
@@ -98,17 +102,27 @@ func echoServer(t *testing.T, nd *Node) {
 // echoServer and checks they all come back.
 func echoOver(t *testing.T, ctx context.Context, conn *quic.Conn, size int, what string) {
 	t.Helper()
+	if err := echo(ctx, conn, size); err != nil {
+		t.Fatalf("echo %s: %v", what, err)
+	}
+}
+
+// echo is echoOver for a goroutine other than the test's.
+func echo(ctx context.Context, conn *quic.Conn, size int) error {
 	s, err := conn.OpenStreamSync(ctx)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	payload := make([]byte, size)
 	rand.Read(payload)
 	go func() { s.Write(payload); s.Close() }()
+	stop := context.AfterFunc(ctx, func() { s.CancelRead(0); s.CancelWrite(0) })
+	defer stop()
 	got, err := io.ReadAll(s)
 	if err != nil || !bytes.Equal(got, payload) {
-		t.Fatalf("echo %s: %d bytes, %v", what, len(got), err)
+		return fmt.Errorf("%d of %d bytes back, %v", len(got), size, err)
 	}
+	return nil
 }
 
 func TestRelayCarriesEndToEnd(t *testing.T) {
@@ -240,14 +254,15 @@ func putEP(b []byte, ep Endpoint) {
 }
 
 // On loopback both nodes' candidates answer at once: the connection that
-// started on the relay moves to the direct path, and keeps working when the
-// relay is gone.
+// started on the relay moves to the direct path once the device let its
+// first stream in, and keeps working when the relay is gone.
 func TestDirectPathTakesOver(t *testing.T) {
 	tn := newTestNet(t)
 	dev, cli := tn.node(t), tn.node(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	conn := dialEcho(t, ctx, cli, dev)
+	echoOver(t, ctx, conn, 1<<10, "before the switch") // authorizes the connection
 	// Each side confirms its own direct path with its own pings.
 	if err := cli.WaitDirect(ctx, dev.Endpoint()); err != nil {
 		t.Fatal(err)
@@ -304,13 +319,18 @@ func TestCandidatesWire(t *testing.T) {
 
 func TestDiscoMAC(t *testing.T) {
 	secret := []byte("0123456789abcdef0123456789abcdef")
-	b := appendDisco(nil, discoMsg{frameDiscoPing, 1, 2, 3}, secret)
+	in := discoMsg{typ: frameDiscoPong, src: 1, dst: 2, seq: 3, txid: 4, rcvd: counts{5, 6}}
+	b := appendDisco(nil, in, secret)
 	m, ok := parseDisco(b)
-	if !ok || m.src != 1 || m.dst != 2 || m.txid != 3 || !discoMACOK(b, secret) {
-		t.Fatal("round trip failed")
+	if len(b) != discoLen || !ok || m != in || !discoMACOK(b, secret) {
+		t.Fatalf("round trip: %d bytes, %+v, %v", len(b), m, ok)
 	}
-	b[10] ^= 1
-	if discoMACOK(b, secret) {
-		t.Fatal("tampered ping accepted")
+	// Every field is under the MAC, the counts a pong reports included.
+	for i := range discoLen - 16 {
+		b[i] ^= 1
+		if discoMACOK(b, secret) {
+			t.Fatalf("accepted with byte %d changed", i)
+		}
+		b[i] ^= 1
 	}
 }
