@@ -260,3 +260,20 @@ func TestUnauthorizedConnectionsCapped(t *testing.T) {
 		}
 	}
 }
+
+// A connection whose key a port allowed gives its unauthorized slot back
+// at once, for the next stranger.
+func TestAuthorizedReleasesSlot(t *testing.T) {
+	friendKey, _ := identity.Generate()
+	agent := &Agent{Ports: []Port{{Remote: 22, Target: echoServer(t), Access: Private, Allowed: []identity.ID{friendKey.ID()}}},
+		Limits: Limits{MaxUnauthorized: 1}}
+	n := startAgentNet(t, agent)
+	friend := n.dial(t, n.node(t, friendKey))
+	if _, err := open(t, friend, 22); err != nil {
+		t.Fatalf("friend: %v", err)
+	}
+	stranger := n.dial(t, n.node(t, nil))
+	if _, err := open(t, stranger, 22); err == nil || stranger.Context().Err() != nil {
+		t.Fatalf("stranger: connection closed %v, err %v; want served and denied (the friend's slot given back)", stranger.Context().Err() != nil, err)
+	}
+}

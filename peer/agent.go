@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -96,6 +97,12 @@ func (a *Agent) serveConn(ctx context.Context, conn *quic.Conn, ports map[uint16
 		}
 	}()
 	log.Debug().Msg("client connected")
+	if c.authorized.Load() || admitsKey(ports, peerID) {
+		// A port admitted this key before, or admits it by its key alone:
+		// direct paths may be sought at once (a protected port's members
+		// wait for their first stream, whose credential proves them).
+		a.Node.Authorized(conn)
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	stop := context.AfterFunc(ctx, func() { conn.CloseWithError(0, "agent stopping") })
@@ -143,13 +150,28 @@ func withSuppressed(e *zerolog.Event, n int) *zerolog.Event {
 }
 
 // authorized records that a port allowed c's key: its connection is no
-// longer capped as unauthorized, and its next connections are not either.
+// longer capped as unauthorized, its next connections are not either, and
+// the node may look for a direct path to it.
 func (a *Agent) authorized(adm *admission, conn *quic.Conn, c *client) {
+	a.Node.Authorized(conn) // idempotent
 	if c.authorized.Swap(true) {
 		return
 	}
 	adm.allowed.add(c.id)
-	_ = conn
+	if c.release != nil {
+		c.release() // its unauthorized slot (once, whoever calls)
+	}
+}
+
+// admitsKey reports whether some port admits client by its key alone,
+// with no credential: a public port, or a private one listing it.
+func admitsKey(ports map[uint16]Port, client identity.ID) bool {
+	for _, p := range ports {
+		if p.Access == Public || p.Access == Private && slices.Contains(p.Allowed, client) {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *Agent) serveStream(ctx context.Context, conn *quic.Conn, c *client, str *quic.Stream, ports map[uint16]Port, adm *admission, log zerolog.Logger) {

@@ -28,10 +28,8 @@ type peerRoute struct {
 // device up at the home rendezvous node and, when that node redirects to
 // the device's home node, registers there too (a session kept for as long
 // as connections are routed through it) and routes the device's frames
-// through it. In transport.PathDirect mode it returns only once a direct
-// path answered. Its errors wrap ErrOffline, ErrRegistryUnavailable,
-// transport.ErrPeerMismatch (a registry pointed at another key) and
-// transport.ErrNoDirectPath.
+// through it. Its errors wrap ErrOffline, ErrRegistryUnavailable and
+// transport.ErrPeerMismatch (a registry pointed at another key).
 //
 // The connection is the caller's to close. While it is open, a relay
 // reporting the device gone makes the Client check where the device is,
@@ -55,13 +53,6 @@ func (c *Client) DialPeer(ctx context.Context, id identity.ID) (*quic.Conn, erro
 		c.mu.Unlock()
 	}
 	conn, err := c.node.DialPeer(ctx, id, f.Endpoint)
-	if err == nil && c.node.Mode() == transport.PathDirect {
-		// Streams wait for a direct path: --path direct never relays them.
-		if err = c.node.WaitDirect(ctx, f.Endpoint); err != nil {
-			conn.CloseWithError(0, "no direct path")
-			err = fmt.Errorf("connect to %s: %w", id.Short(), err)
-		}
-	}
 	if err != nil {
 		c.drop(pr)
 		return nil, err

@@ -32,11 +32,13 @@ import (
 
 // Timings of the dialer.
 const (
-	// peerDialTimeout bounds lookup plus the end-to-end handshake (and,
-	// in direct path mode, the wait for a direct path).
+	// peerDialTimeout bounds lookup plus the end-to-end handshake.
 	peerDialTimeout = 10 * time.Second
 	// defaultIdle is how long a device connection with no streams is kept.
 	defaultIdle = 2 * time.Minute
+	// directWait bounds, with --path direct, the wait for a direct path
+	// once a stream is open.
+	directWait = 10 * time.Second
 )
 
 // Config is what a Dialer is asked to do.
@@ -169,7 +171,7 @@ func (d *Dialer) dial(pc *peerConn) {
 	ctx, cancel := context.WithTimeout(context.Background(), peerDialTimeout)
 	defer cancel()
 	conn, err := d.res.DialPeer(ctx, pc.id)
-	if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, transport.ErrNoDirectPath) {
+	if errors.Is(err, context.DeadlineExceeded) {
 		err = fmt.Errorf("%w: %w", os.ErrDeadlineExceeded, err)
 	}
 	d.mu.Lock()
@@ -211,6 +213,21 @@ func (d *Dialer) open(ctx context.Context, pc *peerConn, port uint16) (transport
 		return nil, err
 	}
 	node := d.res.Node()
+	if node.Mode() == transport.PathDirect {
+		// --path direct: no payload byte crosses the relay. The stream's
+		// opening may (its header and the device's answer are what lets
+		// the device look for a direct path at all, for a protected
+		// port); its payload waits for the direct path.
+		wctx, cancel := context.WithTimeout(ctx, directWait)
+		ep, _ := transport.AddrEndpoint(pc.conn.RemoteAddr())
+		err := node.WaitDirect(wctx, ep)
+		cancel()
+		if err != nil {
+			s.Abort()
+			s.Close()
+			return nil, fmt.Errorf("connect to %s: %w", pc.id.Short(), err)
+		}
+	}
 	node.CountStreams(pc.conn, 1)
 	return &countedStream{HalfConn: s, release: func() {
 		node.CountStreams(pc.conn, -1)

@@ -462,3 +462,31 @@ func TestPathDirectMode(t *testing.T) {
 		t.Fatalf("%d stream bytes crossed the relay in direct mode", d)
 	}
 }
+
+// --path direct to a protected port: the stream's opening (header,
+// challenge, credential) crosses the relay — it is what lets the device
+// look for a direct path — and its payload waits for the direct path.
+func TestPathDirectProtected(t *testing.T) {
+	fleetKey, _ := identity.Generate()
+	w := startWorldPath(t, nil, nil, transport.PathDirect)
+	dev := w.addDevice(t, fleetKey.ID(), []peer.Port{{Remote: 24, Target: echoTCP(t), Access: peer.Protected}})
+	cred := issue(t, fleetKey, w.client.Transport.Key().ID(), time.Hour, time.Now()).Wire()
+	w.cred.Store(&cred)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	s, err := w.dialer.DialDevice(ctx, deviceID(dev), 24)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	cn := w.client.Transport
+	before := cn.RelayedOut.Load()
+	s.Write(bytes.Repeat([]byte("x"), 1<<20))
+	s.CloseWrite()
+	if got, _ := io.ReadAll(s); len(got) != 1<<20 {
+		t.Fatalf("echo %d bytes", len(got))
+	}
+	if d := cn.RelayedOut.Load() - before; d != 0 {
+		t.Fatalf("%d payload bytes crossed the relay in direct mode", d)
+	}
+}
