@@ -57,11 +57,13 @@ type Refusals struct {
 // Timings and sizes of admission.
 const (
 	// reportEvery, reportBurst and reportKeys bound the log lines refusals
-	// and denials cost: at most reportBurst per client key per reportEvery,
-	// over at most reportKeys keys at a time.
+	// and denials cost: at most reportBurst per client key per reportEvery
+	// — enough that an admin sees each attempt a person makes — over at
+	// most reportKeys keys at a time, keys past those sharing one burst:
+	// (reportKeys+1)·reportBurst lines per reportEvery at worst.
 	reportEvery = 10 * time.Second
-	reportBurst = 3
-	reportKeys  = 64
+	reportBurst = 10
+	reportKeys  = 16
 	// allowedKeys bounds the memory of which keys passed a policy; a key
 	// forgotten is capped again until it passes again.
 	allowedKeys = 4096

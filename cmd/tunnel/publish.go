@@ -45,7 +45,7 @@ The agent keeps one connection to its rendezvous node and reconnects by
 itself. Find this device's ID with 'tunnel id'.
 Any key can connect to a device: until a port allows a key, its
 connections and their streams are capped small (--max-unauthorized*), and
-refusals are logged at most 3 times per key per 10 s.`,
+refusals are logged at most 10 times per key per 10 s.`,
 		Flags: []cli.Flag{
 			relayFlag(),
 			&cli.GenericFlag{Name: "public", Value: &multiFlag{}, Usage: "publish SPEC to any client (repeatable)"},
