@@ -79,6 +79,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -931,18 +932,19 @@ func (s *soak) track(label string, p *proc, gen int) {
 	s.mu.Unlock()
 }
 
-// replace retires label's live incarnation for p, its restart.
+// replace retires label's live incarnation for p, its restart, which
+// takes its place in the table.
 func (s *soak) replace(label string, p *proc) {
 	s.mu.Lock()
-	gen := 0
-	for _, sp := range s.procs {
+	defer s.mu.Unlock()
+	for i, sp := range s.procs {
 		if sp.label == label && !sp.replaced {
 			sp.replaced = true
-			gen = sp.gen + 1
+			s.procs = slices.Insert(s.procs, i+1, &soakProc{label: label, p: p, gen: sp.gen + 1})
+			return
 		}
 	}
-	s.procs = append(s.procs, &soakProc{label: label, p: p, gen: gen})
-	s.mu.Unlock()
+	s.procs = append(s.procs, &soakProc{label: label, p: p})
 }
 
 func readProcSample(pid int) (procSample, error) {
