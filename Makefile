@@ -8,6 +8,10 @@
 #   make bench   Go benchmarks of all packages, then test/bench (root): tunnel vs
 #                ssh -D vs raw TCP on loopback, one table (see BENCHMARKS.md)
 #   make deps    check (as root: install) sshd, ssh, OpenBSD nc, curl for the e2e suite
+#   make soak    (root, not in CI) SOAK=10m of ssh sessions and checksummed transfers over
+#                direct, relayed and redirected paths while relays die, NATs forget, 1 %
+#                loss comes and goes and Redis restarts; prints failures and their faults,
+#                bytes verified, and each process's RSS and fds (test/e2e/soak_test.go)
 #   make clean   remove build and test outputs
 
 SHELL       := /bin/bash
@@ -20,11 +24,14 @@ RELAY_LISTEN ?=
 E2E_TIMEOUT ?= 8m
 # For `make bench`: extra flags of test/bench, e.g. BENCH_FLAGS='-rounds 5'.
 BENCH_FLAGS ?=
+# For `make soak`: how long the workload runs (a Go duration); the test's
+# timeout is that plus 10 minutes of setup and wind-down.
+SOAK ?= 10m
 
 # All packages except the end-to-end suite (which has its own target).
 UNIT_PKGS = $(GO) list ./... | grep -v '/test/e2e'
 
-.PHONY: all build run test unit e2e lint bench deps clean
+.PHONY: all build run test unit e2e lint bench soak deps clean
 
 all: build
 
@@ -69,6 +76,14 @@ lint:
 bench: deps build
 	pkgs=$$($(UNIT_PKGS)); $(GO) test -run '^$$' -bench . -benchmem $$pkgs
 	$(GO) run ./test/bench -bin $(BIN) $(BENCH_FLAGS)
+
+soak: deps
+	@timeout=$$(awk -v d='$(SOAK)' 'BEGIN { s = 0; if (d == "") exit 1; \
+		while (match(d, /^[0-9]+(\.[0-9]+)?(h|ms|m|s)/)) { tok = substr(d, 1, RLENGTH); d = substr(d, RLENGTH + 1); \
+			u = tok; sub(/^[0-9.]+/, "", u); s += (tok + 0) * (u == "h" ? 3600 : u == "m" ? 60 : u == "s" ? 1 : 0.001) } \
+		if (d != "") exit 1; printf "%ds", s + 600 }') || { echo "soak: SOAK=$(SOAK) is not a duration like 10m or 1h30m" >&2; exit 2; }; \
+	echo "== soak: SOAK=$(SOAK), go test -timeout $$timeout"; \
+	SOAK=$(SOAK) $(GO) test -count=1 -v -run '^TestSoak$$' -timeout $$timeout ./test/e2e/
 
 deps:
 	@bash .ci/deps.sh

@@ -109,10 +109,7 @@ func (c *Client) Run(ctx context.Context) error {
 	c.mu.Unlock()
 	c.wg.Go(func() { c.watchGone(ctx) })
 
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = backoffFirst
-	bo.MaxInterval = backoffMax
-	bo.RandomizationFactor = backoffJitter
+	bo := newBackoff()
 	var lastErr string
 	for ctx.Err() == nil {
 		start := time.Now()
@@ -146,6 +143,15 @@ func (c *Client) Run(ctx context.Context) error {
 	cancel()
 	c.wg.Wait()
 	return nil
+}
+
+// newBackoff is the reconnect backoff of every session.
+func newBackoff() *backoff.ExponentialBackOff {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = backoffFirst
+	bo.MaxInterval = backoffMax
+	bo.RandomizationFactor = backoffJitter
+	return bo
 }
 
 // homeSession dials, registers, and waits for the connection to end.

@@ -161,42 +161,89 @@ func (c *Client) releaseVia(vs *viaSession) {
 }
 
 // runVia dials and registers at another rendezvous node (as a node that
-// does not publish, with this node's Endpoint) and keeps the connection
-// until ctx ends or it fails.
+// does not publish, with this node's Endpoint) and keeps a session there
+// until ctx ends, when no connection is routed through it any more. A
+// session that ends on its own (the node restarted, a ping went
+// unanswered) is opened again with the home session's backoff, as the
+// home session is: meanwhile the routes through it fall back to the home
+// relay, which does not hold the device, so the connections would stall
+// until their idle timeout. Only a failure to open the first session is
+// final: it fails the dials waiting for it.
 func (c *Client) runVia(ctx context.Context, ra RelayAddr, vs *viaSession) {
-	ended := func(err error) {
+	forget := func() {
 		c.mu.Lock()
 		if c.vias[vs.key] == vs {
 			delete(c.vias, vs.key)
 		}
-		if err != nil {
-			vs.err = err
-			close(vs.ready)
-		} else {
-			vs.up = false
-			c.publishRoutes()
-		}
+		vs.up = false
+		c.publishRoutes()
 		c.mu.Unlock()
 	}
+	bo := newBackoff()
+	for first := true; ; first = false {
+		start := time.Now()
+		registered, err := c.viaSession(ctx, ra, vs, first)
+		if first && !registered {
+			c.mu.Lock()
+			if c.vias[vs.key] == vs {
+				delete(c.vias, vs.key)
+			}
+			vs.err = fmt.Errorf("%w: %w", ErrRegistryUnavailable, err)
+			close(vs.ready)
+			c.mu.Unlock()
+			return
+		}
+		if ctx.Err() != nil {
+			forget()
+			return
+		}
+		if time.Since(start) > stableSession {
+			bo.Reset()
+		}
+		wait := bo.NextBackOff()
+		c.cfg.Log.Debug().Err(err).Str("relay", ra.String()).Dur("retry_in", wait).Msg("session with a device's home node lost")
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			forget()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// viaSession is one session of runVia: dial, register, route the
+// connections of vs through it, and keep it until it or ctx ends. It
+// reports whether it registered, and why it ended.
+func (c *Client) viaSession(ctx context.Context, ra RelayAddr, vs *viaSession, first bool) (bool, error) {
 	ap, conn, err := dialRelay(ctx, c.node, ra)
 	if err != nil {
-		ended(fmt.Errorf("%w: %w", ErrRegistryUnavailable, err))
-		return
+		return false, err
 	}
 	defer conn.CloseWithError(0, "")
 	if _, err := register(ctx, conn, c.node, false); err != nil {
-		ended(fmt.Errorf("%w: register at %s: %w", ErrRegistryUnavailable, ra, err))
-		return
+		return false, fmt.Errorf("register at %s: %w", ra, err)
 	}
 	c.mu.Lock()
 	vs.route = transport.RelayRoute{Addr: ap, Name: ra.String()}
 	vs.up = true
-	close(vs.ready)
+	if first {
+		close(vs.ready)
+	}
 	c.publishRoutes() // routes of older connections to this node are live again
 	c.mu.Unlock()
-	c.cfg.Log.Debug().Str("relay", ra.String()).Msg("registered with a device's home node")
+	if first {
+		c.cfg.Log.Debug().Str("relay", ra.String()).Msg("registered with a device's home node")
+	} else {
+		c.cfg.Log.Info().Str("relay", ra.String()).Msg("registered again with a device's home node")
+	}
 	heartbeat(ctx, conn, c.cfg.Log)
-	ended(nil)
+	c.mu.Lock()
+	vs.up = false
+	c.publishRoutes()
+	c.mu.Unlock()
+	return true, context.Cause(conn.Context())
 }
 
 // watchGone reads the node's gone notices until ctx ends.

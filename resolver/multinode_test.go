@@ -22,7 +22,14 @@ import (
 func startRedisNode(t *testing.T, mr *miniredis.Miniredis) (RelayAddr, *registry.RedisPresence, func()) {
 	t.Helper()
 	key, _ := identity.Generate()
-	relay, err := transport.ListenRelay("127.0.0.1:0")
+	return startRedisNodeKey(t, mr, "127.0.0.1:0", key)
+}
+
+// startRedisNodeKey is startRedisNode with a given key and address: the
+// same node again after a restart.
+func startRedisNodeKey(t *testing.T, mr *miniredis.Miniredis, listen string, key *identity.Key) (RelayAddr, *registry.RedisPresence, func()) {
+	t.Helper()
+	relay, err := transport.ListenRelay(listen)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,4 +222,95 @@ func TestRedirectRouteOutlivesAnotherConnection(t *testing.T) {
 		defer cli.mu.Unlock()
 		return len(cli.vias) == 0 && len(cli.routes) == 0
 	})
+}
+
+// The device's home node restarts under an open connection that reached
+// the device after a redirect: the client registers there again, as a
+// node registers again with its own relay, and the connection carries on.
+// Before, the session to the home node was never opened again, the
+// device's frames fell back to the client's own node, which does not hold
+// the device, and the connection stalled until its idle timeout.
+func TestRedirectSessionReopensAfterHomeNodeRestart(t *testing.T) {
+	mr := miniredis.RunT(t)
+	keyA, _ := identity.Generate()
+	a, pa, stopA := startRedisNodeKey(t, mr, "127.0.0.1:0", keyA)
+	b, _, _ := startRedisNode(t, mr)
+	_, dev := startClient(t, a, true)
+	cli, cnode := startClient(t, b, false)
+	cnode.SetMode(transport.PathRelay) // on loopback a direct path would take over
+	waitFor(t, func() bool { return pa.Len() == 1 })
+	ln, err := dev.ListenPeers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	lctx, lcancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { lcancel(); ln.Close(); wg.Wait() }()
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept(lctx)
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				for {
+					s, err := c.AcceptStream(lctx)
+					if err != nil {
+						return
+					}
+					io.Copy(s, s)
+					s.Close()
+				}
+			})
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var conn *quic.Conn
+	waitFor(t, func() bool {
+		conn, err = cli.DialPeer(ctx, dev.Key().ID())
+		return err == nil
+	})
+	defer conn.CloseWithError(0, "")
+	echo := func(ctx context.Context, msg string) error {
+		s, err := conn.OpenStreamSync(ctx)
+		if err != nil {
+			return err
+		}
+		stop := context.AfterFunc(ctx, func() { s.CancelRead(1); s.CancelWrite(1) })
+		defer stop()
+		s.Write([]byte(msg))
+		s.Close()
+		got, err := io.ReadAll(s)
+		if err != nil {
+			return err
+		}
+		if string(got) != msg {
+			return errors.New("echo " + string(got))
+		}
+		return nil
+	}
+	if err := echo(ctx, "before"); err != nil {
+		t.Fatal(err)
+	}
+
+	stopA()
+	restarted := time.Now()
+	_, pa2, _ := startRedisNodeKey(t, mr, a.HostPort, keyA)
+	waitFor(t, func() bool { return pa2.Len() == 1 })
+	t.Logf("device registered again %v after its home node restarted", time.Since(restarted).Round(time.Millisecond))
+	// The client's session there notices within a ping and a reset, and
+	// registers again; the connection's lost packets are sent again.
+	within := 2*transport.RelayPing + pingTimeout
+	ectx, ecancel := context.WithDeadline(context.Background(), restarted.Add(within))
+	defer ecancel()
+	if err := echo(ectx, "after"); err != nil {
+		t.Fatalf("echo on the open connection %v after the device's home node restarted: %v (want within %v)",
+			time.Since(restarted).Round(time.Millisecond), err, within)
+	}
+	t.Logf("open connection carried an echo again %v after the restart", time.Since(restarted).Round(time.Millisecond))
+	if peers := cnode.Peers(); len(peers) != 1 || peers[0].Relay.Name != a.String() {
+		t.Fatalf("peers %+v: want one, relayed via A (%s)", peers, a)
+	}
 }

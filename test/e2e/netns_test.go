@@ -630,22 +630,11 @@ func (tp *Topology) AddLossDelay(t *testing.T, ns string, loss float64, delay ti
 	if loss < 0 || loss > 1 || delay < 0 {
 		t.Fatalf("AddLossDelay(%s, %g, %s): want 0 <= loss <= 1 and delay >= 0", ns, loss, delay)
 	}
-	// Each rule is one chain plus the match that keeps it off loopback.
-	type chain struct {
-		name  string
-		match []string
-	}
-	chains := []chain{{"INPUT", []string{"!", "-i", "lo"}}, {"OUTPUT", []string{"!", "-o", "lo"}}}
-	if ns == tp.NAT1 || ns == tp.NAT2 {
-		chains = []chain{{"FORWARD", nil}}
-	}
-
+	chains := tp.lossChains(ns)
 	if loss > 0 {
 		for _, c := range chains {
-			rule := append(append([]string{}, c.match...),
-				"-m", "statistic", "--mode", "random", "--probability", strconv.FormatFloat(loss, 'f', -1, 64), "-j", "DROP")
 			// First in the chain, before the NAT's ESTABLISHED accept.
-			tp.must(t, ns, netnsTools.iptables, append([]string{"-w", "-I", c.name, "1"}, rule...)...)
+			tp.must(t, ns, netnsTools.iptables, append([]string{"-w", "-I", c.name, "1"}, c.lossRule(loss)...)...)
 		}
 	}
 	if delay > 0 {
@@ -673,6 +662,38 @@ func (tp *Topology) AddLossDelay(t *testing.T, ns string, loss float64, delay ti
 		}
 	}
 	t.Logf("%s: loss %g, delay %s per pass", ns, loss, delay)
+}
+
+// RemoveLoss takes away one loss rule AddLossDelay(t, ns, loss, …) added
+// (the same fraction); the delay, if any, stays until t ends.
+func (tp *Topology) RemoveLoss(t *testing.T, ns string, loss float64) {
+	t.Helper()
+	for _, c := range tp.lossChains(ns) {
+		tp.must(t, ns, netnsTools.iptables, append([]string{"-w", "-D", c.name}, c.lossRule(loss)...)...)
+	}
+	t.Logf("%s: loss %g removed", ns, loss)
+}
+
+// lossChain is where AddLossDelay puts its rules in one namespace: a chain
+// plus the match that keeps them off loopback.
+type lossChain struct {
+	name  string
+	match []string
+}
+
+// lossChains: the forwarded traffic of a NAT; what any other namespace
+// sends and receives, not on loopback.
+func (tp *Topology) lossChains(ns string) []lossChain {
+	if ns == tp.NAT1 || ns == tp.NAT2 {
+		return []lossChain{{"FORWARD", nil}}
+	}
+	return []lossChain{{"INPUT", []string{"!", "-i", "lo"}}, {"OUTPUT", []string{"!", "-o", "lo"}}}
+}
+
+// lossRule is the rule (without the chain) dropping a loss fraction.
+func (c lossChain) lossRule(loss float64) []string {
+	return append(append([]string{}, c.match...),
+		"-m", "statistic", "--mode", "random", "--probability", strconv.FormatFloat(loss, 'f', -1, 64), "-j", "DROP")
 }
 
 // nfdelay builds the delay tool into t's temporary directory (0.2 s with a
