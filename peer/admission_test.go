@@ -156,6 +156,8 @@ func TestStrangerCostsConstant(t *testing.T) {
 	stranger := n.dial(t, n.node(t, nil))
 	runtime.GC()
 	g0 := runtime.NumGoroutine()
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
 	// Streams that send one byte of a header and wait: each would hold a
 	// goroutine for the header timeout.
 	const streams = 2000
@@ -170,6 +172,9 @@ func TestStrangerCostsConstant(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond)
 	held := runtime.NumGoroutine() - g0
+	runtime.GC()
+	runtime.ReadMemStats(&m1)
+	heap := int64(m1.HeapInuse) - int64(m0.HeapInuse)
 	// Full headers for the private port, as fast as it can: each is
 	// denied.
 	logs0 := n.log.count()
@@ -203,10 +208,11 @@ func TestStrangerCostsConstant(t *testing.T) {
 	wg.Wait()
 	secs := time.Since(floodStart).Seconds()
 	lines := n.log.count() - logs0
-	t.Logf("stranger: %d half-open streams held %d device goroutines; %d denied streams in %.1f s logged %d lines (%.1f/s); "+
-		"refused %d streams, %d connections; allowed client's stream %v before, %v during",
-		streams, held, denied.Load(), secs, lines, float64(lines)/secs, agent.Refused.Streams.Load(), agent.Refused.Unauthorized.Load(),
-		before.Round(time.Microsecond), during.Round(time.Microsecond))
+	t.Logf("stranger: %d half-open streams held %d goroutines and %+d KiB of heap (both ends, in this process); "+
+		"%d denied streams in %.1f s logged %d lines (%.1f/s); refused %d streams, %d connections; "+
+		"allowed client's stream %v before, %v during",
+		streams, held, heap>>10, denied.Load(), secs, lines, float64(lines)/secs, agent.Refused.Streams.Load(),
+		agent.Refused.Unauthorized.Load(), before.Round(time.Microsecond), during.Round(time.Microsecond))
 	if lim := DefaultLimits().UnauthorizedStreams + 20; held > lim {
 		t.Errorf("the stranger's half-open streams hold %d goroutines, want at most %d", held, lim)
 	}
