@@ -22,8 +22,8 @@ import (
 
 // Fixed Endpoints, so that the committed corpus can name them.
 const (
-	fuzzEPA Endpoint = 0x0a0a0a0a0a0a0a0a // attached to the fuzz relay; the node under fuzz
-	fuzzEPB Endpoint = 0x0b0b0b0b0b0b0b0b // attached to the fuzz relay; the node's peer
+	fuzzEPA Endpoint = 0x0a0a0a0a0a0a0a0a // the fuzz relay's sender; the fuzz node itself
+	fuzzEPB Endpoint = 0x0b0b0b0b0b0b0b0b // attached to the fuzz relay; the fuzz node's peer
 	// fuzzMaxRun bounds a fuzzed read. A GRO read returns up to 64 KiB,
 	// but longer runs take no path shorter ones do not (batches of
 	// maxBatch frames fit in it), and each byte more slows the fuzzer's
@@ -178,10 +178,8 @@ func firstDiff(a, b []byte) int {
 // relay (for a peer reached after a redirect).
 type fuzzNode struct {
 	*Node
-	peer                  *path
-	home, via, stranger   netip.AddrPort
-	relayedIn0, directIn0 uint64
-	queued0, gone0        int
+	peer                *path
+	home, via, stranger netip.AddrPort
 }
 
 func newFuzzNode(f *testing.F) *fuzzNode {
