@@ -3,7 +3,11 @@
 #
 #   make build   bin/tunnel
 #   make run     build, print the next steps, run socksd (+ embedded rendezvous node)
-#   make test    deps + lint + unit tests (-race) + end-to-end suite (test/e2e)
+#   make test    deps + lint + unit tests (-race) + every fuzz target for 3 s
+#                + end-to-end suite (test/e2e)
+#   make fuzz    every fuzz target for FUZZTIME (default 30s), one at a time
+#                (.ci/fuzz.sh); a failing input lands in the package's
+#                testdata/fuzz/
 #   make lint    gofmt + go vet
 #   make bench   Go benchmarks of all packages, then test/bench (root): tunnel vs
 #                ssh -D vs raw TCP on loopback, one table (see BENCHMARKS.md)
@@ -27,11 +31,13 @@ BENCH_FLAGS ?=
 # For `make soak`: how long the workload runs (a Go duration); the test's
 # timeout is that plus 10 minutes of setup and wind-down.
 SOAK ?= 10m
+# For `make fuzz`: how long each fuzz target runs (anything -fuzztime takes).
+FUZZTIME ?= 30s
 
 # All packages except the end-to-end suite (which has its own target).
 UNIT_PKGS = $(GO) list ./... | grep -v '/test/e2e'
 
-.PHONY: all build run test unit e2e lint bench soak deps clean
+.PHONY: all build run test unit fuzz e2e lint bench soak deps clean
 
 all: build
 
@@ -60,11 +66,16 @@ run: build
 test: deps lint
 	@echo "== unit tests (-race)"
 	pkgs=$$($(UNIT_PKGS)); $(GO) test -race -count=1 $$pkgs
+	@echo "== fuzz targets, 3s each"
+	FUZZTIME=3s GO=$(GO) bash .ci/fuzz.sh
 	@echo "== end-to-end tests"
 	$(GO) test -count=1 -v -timeout $(E2E_TIMEOUT) ./test/e2e/
 
 unit:
 	pkgs=$$($(UNIT_PKGS)); $(GO) test -race -count=1 $$pkgs
+
+fuzz:
+	FUZZTIME=$(FUZZTIME) GO=$(GO) bash .ci/fuzz.sh
 
 e2e: deps
 	$(GO) test -count=1 -v -timeout $(E2E_TIMEOUT) ./test/e2e/

@@ -39,7 +39,8 @@ func ParsePortSpec(spec string) (Port, error) {
 	}
 	host := "localhost"
 	rest := spec
-	if strings.HasPrefix(rest, "[") {
+	bracketed := strings.HasPrefix(rest, "[")
+	if bracketed {
 		end := strings.Index(rest, "]")
 		if end < 0 || end+1 >= len(rest) || rest[end+1] != ':' {
 			return bad("unterminated [IPv6] host")
@@ -52,11 +53,15 @@ func ParsePortSpec(spec string) (Port, error) {
 	parts := strings.Split(rest, ":")
 	var local, remote string
 	switch {
-	case len(parts) == 1 && host == "localhost" && !strings.HasPrefix(spec, "["):
+	case bracketed && len(parts) == 1:
 		local, remote = parts[0], parts[0]
-	case len(parts) == 2 && strings.HasPrefix(spec, "["):
+	case bracketed && len(parts) == 2:
 		local, remote = parts[0], parts[1]
-	case len(parts) == 1 && strings.HasPrefix(spec, "["):
+	case bracketed:
+		// A bracketed host is the host: [::1]:80:8080:9 is not the
+		// spec 80:8080:9 (host 80) with [::1] dropped.
+		return bad("too many ':'")
+	case len(parts) == 1:
 		local, remote = parts[0], parts[0]
 	case len(parts) == 2:
 		// local:remote, or host:local? Digits decide: a host is never all digits.
@@ -72,6 +77,11 @@ func ParsePortSpec(spec string) (Port, error) {
 	}
 	if host == "" {
 		return bad("empty host")
+	}
+	if strings.ContainsAny(host, "[]") {
+		// The target would not split back into host and port: a spec
+		// the agent could never dial.
+		return bad("'[' or ']' in host (bracket only a whole IPv6 host: [::1]:80)")
 	}
 	lp, err := parsePort(local)
 	if err != nil {

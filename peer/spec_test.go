@@ -27,7 +27,7 @@ func TestParsePortSpec(t *testing.T) {
 			t.Errorf("ParsePortSpec(%q) = %+v, %v; want %+v", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "0", "99999", "abc", "1:2:3:4", ":22", "22:", "-1", "[::1", "[]:22", "[::1]22", "host::22", "22:0", "1e3"} {
+	for _, in := range []string{"", "0", "99999", "abc", "1:2:3:4", ":22", "22:", "-1", "[::1", "[]:22", "[::1]22", "host::22", "22:0", "1e3", "[::1]:80:8080:9", "]:1", "a]:1:2", "[[::1]:22"} {
 		if p, err := ParsePortSpec(in); err == nil || !errors.Is(err, ErrBadSpec) {
 			t.Errorf("ParsePortSpec(%q) = %+v, %v; want ErrBadSpec", in, p, err)
 		}

@@ -120,7 +120,9 @@ func (h *HTTPFront) ServeConn(ctx context.Context, c net.Conn, admitted func()) 
 		body := "This is a SOCKS5 proxy for <device-id>.tunnel names.\n" +
 			"Browsers: use the proxy auto-config URL http://" + h.pacAddr(req) + "/proxy.pac\n" +
 			"HTTP-only tools: use it as an HTTP proxy (CONNECT) for .tunnel hosts.\n"
-		writeResponse(c, http.StatusBadRequest, "text/plain; charset=utf-8", body, false)
+		// A HEAD is answered without the body (RFC 9110 §9.3.2): a
+		// client would read it as the start of the next response.
+		writeResponse(c, http.StatusBadRequest, "text/plain; charset=utf-8", body, req.Method == http.MethodHead)
 		log.Info().Str("path", req.URL.Path).Int("status", http.StatusBadRequest).Msg("http request")
 	}
 }

@@ -124,3 +124,23 @@ func TestHTTPFrontHeaderCap(t *testing.T) {
 		t.Fatalf("headers just under the cap: %d, want 200", resp.StatusCode)
 	}
 }
+
+// A HEAD gets the headers of the answer and no body, which a client would
+// read as the start of the next response.
+func TestHTTPFrontHeadNoBody(t *testing.T) {
+	addr := serveFront(t, func(context.Context, string, uint16) (transport.HalfConn, error) { return nil, dialer.ErrNotTunnel })
+	for _, path := range []string{"/other", "/proxy.pac"} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(c, "HEAD "+path+" HTTP/1.1\r\nHost: "+addr+"\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		out, err := io.ReadAll(c)
+		c.Close()
+		if err != nil || !strings.HasPrefix(string(out), "HTTP/1.1 ") || !strings.HasSuffix(string(out), "\r\n\r\n") {
+			t.Fatalf("HEAD %s answered %q, %v", path, out, err)
+		}
+	}
+}

@@ -95,21 +95,16 @@ func (s *Socket) read() {
 		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 		var ua *net.UDPAddr
 		for off := 0; off < n; {
-			d := buf[off:min(off+seg, n)]
-			if d[0]&0xc0 == 0 {
-				// A run of frames: this one and those right after it.
-				// Every datagram of a GRO read but the last is seg bytes.
-				end := off + len(d)
-				for end < n && buf[end]&0xc0 == 0 {
-					end = min(end+seg, n)
-				}
+			end, frames := nextPiece(buf[:n], off, seg)
+			if frames {
 				if s.frame != nil {
 					s.frame(buf[off:end], seg, from)
 				}
 				off = end
 				continue
 			}
-			off += len(d)
+			d := buf[off:end]
+			off = end
 			if len(d) > packetBufSize {
 				continue // larger than any packet we take; QUIC drops it anyway
 			}
@@ -121,6 +116,28 @@ func (s *Socket) read() {
 			s.outer.deliver(bp, m, ua)
 		}
 	}
+}
+
+// nextPiece cuts what one read returned into the pieces read hands on: b
+// holds datagrams of one sender, each seg bytes but the last, which may be
+// shorter (a GRO read; seg is len(b) for a single datagram, and never below
+// 1 for a non-empty read). The piece starting at off, a datagram boundary,
+// ends at end, the next boundary it covers. It is either one QUIC packet
+// (frames false), or a run of relay frames (frames true): this datagram and
+// every frame right after it, up to the next QUIC packet or the end of b —
+// what the FrameHandler takes in one call.
+//
+// It is read's loop body apart from the socket, so that the fuzzer can
+// check the cutting (FuzzNextPiece); read's behaviour is unchanged.
+func nextPiece(b []byte, off, seg int) (end int, frames bool) {
+	end = min(off+seg, len(b))
+	if b[off]&0xc0 != 0 {
+		return end, false
+	}
+	for end < len(b) && b[end]&0xc0 == 0 {
+		end = min(end+seg, len(b))
+	}
+	return end, true
 }
 
 // maxBatch bounds one GSO write: the kernel takes at most 64 segments.

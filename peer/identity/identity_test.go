@@ -1,11 +1,16 @@
 package identity
 
 import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+
+	"golang.org/x/crypto/ssh"
 )
 
 func TestIDRoundTrip(t *testing.T) {
@@ -132,5 +137,35 @@ func TestWeakIDsRejected(t *testing.T) {
 		if k.ID().Weak() {
 			t.Fatal("a generated key is weak")
 		}
+	}
+}
+
+// fixedKey is a deterministic key, so that the committed corpus names it.
+func fixedKey(seed byte) *Key {
+	return FromPrivateKey(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, ed25519.SeedSize)))
+}
+
+// keyFile is priv in the format WriteKeyFile writes, whatever its bytes.
+func keyFile(tb testing.TB, priv ed25519.PrivateKey) []byte {
+	tb.Helper()
+	block, err := ssh.MarshalPrivateKey(priv, "fuzz")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return pem.EncodeToMemory(block)
+}
+
+// A key file whose public half is not its seed's names a key no one holds
+// (here another node's, and the zero key): refused, not taken as the ID.
+func TestParseKeyFileForeignPublicHalf(t *testing.T) {
+	own, other := fixedKey(1).PrivateKey(), fixedKey(2).PrivateKey()
+	for name, pub := range map[string][]byte{"another key": other[32:], "zero key": make([]byte, 32)} {
+		forged := append(bytes.Clone(own[:32]), pub...)
+		if k, err := ParseKeyFile(keyFile(t, forged)); err == nil {
+			t.Errorf("%s: ParseKeyFile took it as %s", name, k.ID())
+		}
+	}
+	if k, err := ParseKeyFile(keyFile(t, own)); err != nil || k.ID() != fixedKey(1).ID() {
+		t.Fatalf("the genuine file: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
@@ -70,13 +71,24 @@ func ParseKeyFile(data []byte) (*Key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w (want an unencrypted OpenSSH Ed25519 private key)", err)
 	}
+	var priv ed25519.PrivateKey
 	switch p := raw.(type) {
 	case *ed25519.PrivateKey:
-		return FromPrivateKey(*p), nil
+		priv = *p
 	case ed25519.PrivateKey:
-		return FromPrivateKey(p), nil
+		priv = p
+	default:
+		return nil, fmt.Errorf("key is %T, want Ed25519", raw)
 	}
-	return nil, fmt.Errorf("key is %T, want Ed25519", raw)
+	// An OpenSSH Ed25519 key holds the seed and the public key, and
+	// x/crypto/ssh takes both as they are. A public half that is not the
+	// seed's would become this node's ID (any key, a weak one included)
+	// with no private key behind it: every handshake and signature would
+	// fail, after `tunnel id` had printed it. The seed is the key.
+	if !bytes.Equal(priv, ed25519.NewKeyFromSeed(priv.Seed())) {
+		return nil, errors.New("key file's public key is not its private key's")
+	}
+	return FromPrivateKey(priv), nil
 }
 
 // LoadOrCreate reads the key in dir, creating dir (0700) and a new key file

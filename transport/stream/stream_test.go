@@ -118,3 +118,58 @@ func FuzzReadHeader(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReadStatus checks that ReadStatus fails only on a short read, reads
+// exactly one Status, which AppendStatus writes back as it came, and that a
+// final status's error is its code's sentinel.
+func FuzzReadStatus(f *testing.F) {
+	f.Add(AppendStatus(nil, StatusOK, ""))
+	f.Add(AppendStatus(nil, StatusCredentialRequired, "yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy"))
+	f.Add([]byte{byte(StatusDenied), 10, 'n', 'o'})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r := bytes.NewReader(b)
+		code, msg, err := ReadStatus(r)
+		if short := len(b) < 2 || len(b) < 2+int(b[1]); (err != nil) != short {
+			t.Fatalf("ReadStatus(%x) = %v; input short: %v", b, err, short)
+		}
+		if err != nil {
+			return
+		}
+		consumed := len(b) - r.Len()
+		if consumed != 2+len(msg) || !bytes.Equal(AppendStatus(nil, code, msg), b[:consumed]) {
+			t.Fatalf("ReadStatus(%x) = %v, %q after %d bytes", b, code, msg, consumed)
+		}
+		serr := StatusError(code, msg)
+		if (code == StatusOK) != (serr == nil) || (serr != nil && !errors.Is(serr, code.Err())) {
+			t.Fatalf("StatusError(%v, %q) = %v", code, msg, serr)
+		}
+	})
+}
+
+// FuzzReadCredential checks that ReadCredential errors wrap
+// ErrMalformedHeader, that it reads exactly one Credential message of at
+// most MaxCredentialLen, and that AppendCredential writes it back as it
+// came.
+func FuzzReadCredential(f *testing.F) {
+	f.Add([]byte{0, 0})
+	f.Add([]byte{0, 4, 'c', 'r', 'e', 'd'})
+	f.Add([]byte{0xff, 0xff, 'x'})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r := bytes.NewReader(b)
+		cred, err := ReadCredential(r)
+		if err != nil {
+			if !errors.Is(err, ErrMalformedHeader) {
+				t.Fatalf("ReadCredential(%x): %v does not wrap ErrMalformedHeader", b, err)
+			}
+			return
+		}
+		consumed := len(b) - r.Len()
+		if len(cred) > MaxCredentialLen || consumed != 2+len(cred) || (cred != nil && len(cred) == 0) {
+			t.Fatalf("ReadCredential(%x) = %d bytes after consuming %d", b, len(cred), consumed)
+		}
+		enc, err := AppendCredential(nil, cred)
+		if err != nil || !bytes.Equal(enc, b[:consumed]) {
+			t.Fatalf("ReadCredential(%x) = %x; AppendCredential gives %x, %v", b, cred, enc, err)
+		}
+	})
+}

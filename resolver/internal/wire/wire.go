@@ -254,6 +254,12 @@ func ParseFound(status byte, body []byte) (Found, error) {
 	case status == StatusRedirect && len(body) > 8+len(f.Home):
 		copy(f.Home[:], body[8:])
 		f.HomeAddr = string(body[8+len(f.Home):])
+		// A zero home would read as "homed on the node asked": the
+		// redirect would quietly turn into an OK for another node's
+		// device. No node holds a weak key either (identity.ID.Weak).
+		if f.Home.Weak() {
+			return Found{}, fmt.Errorf("%w: redirect to weak key %s", ErrMalformed, f.Home)
+		}
 	default:
 		return f, fmt.Errorf("%w: lookup reply %s of %d bytes", ErrMalformed, StatusText(status), len(body))
 	}

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"net/netip"
 	"testing"
@@ -65,6 +66,7 @@ func TestBodies(t *testing.T) {
 		{StatusOK, make([]byte, 8)},          // endpoint 0
 		{StatusOK, make([]byte, 9)},          // trailing byte
 		{StatusRedirect, make([]byte, 8+32)}, // no address
+		{StatusRedirect, append(append(binary.BigEndian.AppendUint64(nil, 7), make([]byte, 32)...), "a:1"...)}, // zero home
 		{StatusNotFound, make([]byte, 8)},
 	}
 	for _, b := range bad {
