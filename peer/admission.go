@@ -34,19 +34,10 @@ func DefaultLimits() Limits {
 
 func (l Limits) withDefaults() Limits {
 	d := DefaultLimits()
-	if l.MaxConns <= 0 {
-		l.MaxConns = d.MaxConns
-	}
-	if l.MaxUnauthorized <= 0 {
-		l.MaxUnauthorized = d.MaxUnauthorized
-	}
-	if l.UnauthorizedPerKey <= 0 {
-		l.UnauthorizedPerKey = d.UnauthorizedPerKey
-	}
-	if l.UnauthorizedStreams <= 0 {
-		l.UnauthorizedStreams = d.UnauthorizedStreams
-	}
-	return l
+	return Limits{MaxConns: limit.OrDefault(l.MaxConns, d.MaxConns),
+		MaxUnauthorized:     limit.OrDefault(l.MaxUnauthorized, d.MaxUnauthorized),
+		UnauthorizedPerKey:  limit.OrDefault(l.UnauthorizedPerKey, d.UnauthorizedPerKey),
+		UnauthorizedStreams: limit.OrDefault(l.UnauthorizedStreams, d.UnauthorizedStreams)}
 }
 
 // Refusals, by what ran out; exported for tests and metrics.

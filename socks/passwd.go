@@ -28,10 +28,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/tunnel-dev/tunnel/peer/identity"
 )
 
 const (
@@ -240,33 +241,8 @@ func SetPassword(path, user, password string, cost int) (replaced bool, err erro
 	if !replaced {
 		fmt.Fprintf(&out, "%s:%s\n", user, hash)
 	}
-	return replaced, writeFileAtomic(path, out.Bytes())
-}
-
-// writeFileAtomic replaces path with data, mode 0600: readers see the old
-// file or the new one, never a part.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("password file: %w", err)
+	if err := identity.WriteFile(path, out.Bytes(), 0o600, true); err != nil {
+		return replaced, fmt.Errorf("password file: %w", err)
 	}
-	tmp := f.Name()
-	err = f.Chmod(0o600)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("password file: %w", err)
-	}
-	return nil
+	return replaced, nil
 }

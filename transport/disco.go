@@ -206,6 +206,24 @@ var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
 // on loopback.
 func newScope(loopback bool, ifaddrs []net.Addr) scope {
 	s := scope{loopback: loopback}
+	for _, p := range interfacePrefixes(ifaddrs) {
+		pfx := p.Masked()
+		s.nets = append(s.nets, pfx)
+		if ones := pfx.Bits(); pfx.Addr().Is4() && ones <= 30 {
+			v := pfx.Addr().As4()
+			host := ^uint32(0) >> ones
+			bc := binary.BigEndian.Uint32(v[:]) | host
+			s.bcast = append(s.bcast, netip.AddrFrom4([4]byte(binary.BigEndian.AppendUint32(nil, bc))))
+		}
+	}
+	return s
+}
+
+// interfacePrefixes turns interface addresses (as net.InterfaceAddrs gives
+// them) into each address, unmapped, with its prefix length; those that
+// are not an IP with a canonical mask are left out.
+func interfacePrefixes(ifaddrs []net.Addr) []netip.Prefix {
+	var out []netip.Prefix
 	for _, ia := range ifaddrs {
 		ipn, ok := ia.(*net.IPNet)
 		if !ok {
@@ -226,16 +244,9 @@ func newScope(loopback bool, ifaddrs []net.Addr) scope {
 		if ones < 0 || ones > a.BitLen() {
 			continue
 		}
-		pfx := netip.PrefixFrom(a, ones).Masked()
-		s.nets = append(s.nets, pfx)
-		if a.Is4() && ones <= 30 {
-			v := pfx.Addr().As4()
-			host := ^uint32(0) >> ones
-			bc := binary.BigEndian.Uint32(v[:]) | host
-			s.bcast = append(s.bcast, netip.AddrFrom4([4]byte(binary.BigEndian.AppendUint32(nil, bc))))
-		}
+		out = append(out, netip.PrefixFrom(a, ones))
 	}
-	return s
+	return out
 }
 
 // admits reports whether a is an address this node may ping or answer.

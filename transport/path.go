@@ -663,16 +663,8 @@ func (n *Node) candidates() []netip.AddrPort {
 	if err != nil {
 		return out
 	}
-	for _, ia := range addrs {
-		ipn, ok := ia.(*net.IPNet)
-		if !ok {
-			continue
-		}
-		a, ok := netip.AddrFromSlice(ipn.IP)
-		if !ok {
-			continue
-		}
-		a = a.Unmap()
+	for _, p := range interfacePrefixes(addrs) {
+		a := p.Addr()
 		if a.IsLinkLocalUnicast() || a.IsMulticast() || a.IsUnspecified() || a.IsLoopback() != loopbackOnly {
 			continue
 		}

@@ -45,25 +45,12 @@ func DefaultLimits() Limits {
 
 func (l Limits) withDefaults() Limits {
 	d := DefaultLimits()
-	if l.MaxConns <= 0 {
-		l.MaxConns = d.MaxConns
-	}
-	if l.MaxConnsPerSource <= 0 {
-		l.MaxConnsPerSource = d.MaxConnsPerSource
-	}
-	if l.MaxStreams <= 0 {
-		l.MaxStreams = d.MaxStreams
-	}
-	if l.HandshakeRate <= 0 {
-		l.HandshakeRate = d.HandshakeRate
-	}
-	if l.LookupRate <= 0 {
-		l.LookupRate = d.LookupRate
-	}
-	if l.MaxRegistrations <= 0 {
-		l.MaxRegistrations = d.MaxRegistrations
-	}
-	return l
+	return Limits{MaxConns: limit.OrDefault(l.MaxConns, d.MaxConns),
+		MaxConnsPerSource: limit.OrDefault(l.MaxConnsPerSource, d.MaxConnsPerSource),
+		MaxStreams:        limit.OrDefault(l.MaxStreams, d.MaxStreams),
+		HandshakeRate:     limit.OrDefault(l.HandshakeRate, d.HandshakeRate),
+		LookupRate:        limit.OrDefault(l.LookupRate, d.LookupRate),
+		MaxRegistrations:  limit.OrDefault(l.MaxRegistrations, d.MaxRegistrations)}
 }
 
 // Refusals counts what the Limits refused, by limit; for tests and

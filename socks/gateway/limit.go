@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/tunnel-dev/tunnel/transport/limit"
 )
 
 // ErrRateLimited is wrapped by every refusal of the Limiter (as a
@@ -143,18 +145,10 @@ type pool struct {
 // NewLimiter returns a Limiter enforcing limits.
 func NewLimiter(limits Limits) *Limiter {
 	def := DefaultLimits()
-	if limits.ConnRate <= 0 || math.IsNaN(limits.ConnRate) {
-		limits.ConnRate = def.ConnRate
-	}
-	if limits.ConnBurst <= 0 {
-		limits.ConnBurst = def.ConnBurst
-	}
-	if limits.MaxStreams <= 0 {
-		limits.MaxStreams = def.MaxStreams
-	}
-	if limits.MaxTotal <= 0 {
-		limits.MaxTotal = def.MaxTotal
-	}
+	limits.ConnRate = limit.OrDefault(limits.ConnRate, def.ConnRate) // NaN is not above zero either
+	limits.ConnBurst = limit.OrDefault(limits.ConnBurst, def.ConnBurst)
+	limits.MaxStreams = limit.OrDefault(limits.MaxStreams, def.MaxStreams)
+	limits.MaxTotal = limit.OrDefault(limits.MaxTotal, def.MaxTotal)
 	l := &Limiter{limits: limits, now: time.Now,
 		reserve: max(1, limits.MaxTotal/reserveDiv), floor: min(shareFloor, limits.MaxStreams)}
 	l.table.init(max(trackedSources, 2*limits.MaxTotal), l.newBucket)
