@@ -50,12 +50,7 @@ func (o *OwnerOnly) Admit(c net.Conn) error {
 	if o == nil {
 		return nil
 	}
-	local, lok := c.RemoteAddr().(*net.TCPAddr) // the client's end is its local address
-	remote, rok := c.LocalAddr().(*net.TCPAddr)
-	if !lok || !rok {
-		return o.refuse(c, "unknown", fmt.Errorf("%w: not a TCP connection", ErrOtherUser))
-	}
-	uid, err := o.lookup(local.AddrPort(), remote.AddrPort())
+	uid, err := o.uid(c)
 	if err != nil {
 		// Fail closed: a client whose user is unknown is nobody's.
 		return o.refuse(c, "unknown", fmt.Errorf("%w: its user cannot be found: %w", ErrOtherUser, err))
@@ -64,6 +59,22 @@ func (o *OwnerOnly) Admit(c net.Conn) error {
 		return nil
 	}
 	return o.refuse(c, strconv.FormatUint(uint64(uid), 10), fmt.Errorf("%w: it is uid %d's", ErrOtherUser, uid))
+}
+
+// uid returns the user of c's client socket.
+func (o *OwnerOnly) uid(c net.Conn) (uint32, error) {
+	local, lok := c.RemoteAddr().(*net.TCPAddr) // the client's end is its local address
+	remote, rok := c.LocalAddr().(*net.TCPAddr)
+	if !lok || !rok {
+		return 0, errors.New("not a TCP connection")
+	}
+	return o.lookup(local.AddrPort(), remote.AddrPort())
+}
+
+// uidOf is uid for PreAuth, which only counts.
+func (o *OwnerOnly) uidOf(c net.Conn) (uint32, bool) {
+	uid, err := o.uid(c)
+	return uid, err == nil
 }
 
 func (o *OwnerOnly) refuse(c net.Conn, uid string, err error) error {

@@ -2,7 +2,7 @@ package socks
 
 import (
 	"net"
-	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -20,9 +20,10 @@ import (
 // HandshakeTimeout at most, so strangers can hold at most
 // total × (64 KiB + a goroutine) for 10 s at a time.
 type PreAuth struct {
-	held   *limit.Counter[netip.Prefix]
+	held   *limit.Counter[string]
 	report *limit.Reporter
 	log    zerolog.Logger
+	users  *OwnerOnly // if set, loopback clients count by user (KeyLocalByUser)
 }
 
 // Defaults of socksd: a browser opening dozens of connections at once
@@ -36,7 +37,7 @@ const (
 // NewPreAuth returns caps of perSource per source and total in all,
 // logging refusals at most once per source per 10 s.
 func NewPreAuth(perSource, total int, log zerolog.Logger) *PreAuth {
-	return &PreAuth{held: limit.NewCounter[netip.Prefix](perSource, total),
+	return &PreAuth{held: limit.NewCounter[string](perSource, total),
 		report: limit.NewReporter(refusalReportEvery, 1, refusalReportKeys), log: log}
 }
 
@@ -46,19 +47,37 @@ func (p *PreAuth) acquire(c net.Conn) (release func(), ok bool) {
 	if p == nil {
 		return func() {}, true
 	}
-	src := sourceOf(c.RemoteAddr())
+	src := p.source(c)
 	release, over := p.held.Acquire(src)
 	if release != nil {
 		return release, true
 	}
-	if log, n := p.report.Note(src.String(), time.Now()); log {
+	if log, n := p.report.Note(src, time.Now()); log {
 		p.log.Info().Str("client", remote(c)).Str("over", over).Int("suppressed", n).
 			Msg("socks connection closed: too many not yet authorized")
 	}
 	return nil, false
 }
 
-// Held returns how many connections src's address holds, and all hold.
-func (p *PreAuth) Held(a net.Addr) (source, total int) {
-	return p.held.Held(sourceOf(a))
+// Held returns how many connections c's source holds, and all hold.
+func (p *PreAuth) Held(c net.Conn) (source, total int) {
+	return p.held.Held(p.source(c))
+}
+
+// KeyLocalByUser makes loopback clients count by their user, as users
+// finds it, not by their address: all local users share 127.0.0.1, and
+// one of them must not hold the slots of the others, socksd's owner
+// among them.
+func (p *PreAuth) KeyLocalByUser(users *OwnerOnly) { p.users = users }
+
+// source is what c's slot counts against: its user for a loopback client
+// (KeyLocalByUser), else its address's source.
+func (p *PreAuth) source(c net.Conn) string {
+	src := sourceOf(c.RemoteAddr())
+	if p.users != nil && src.Addr().IsLoopback() {
+		if uid, ok := p.users.uidOf(c); ok {
+			return "uid " + strconv.FormatUint(uint64(uid), 10)
+		}
+	}
+	return src.String()
 }

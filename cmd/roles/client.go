@@ -122,17 +122,22 @@ func StartClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	// unless AllowLocalUsers (and where the check is made: Linux).
 	door := "password"
 	var admit func(net.Conn) error
+	owner := socks.NewOwnerOnly(cfg.Log) // nil where users cannot be told apart
 	if auth == nil {
 		door = "every local user"
-		if o := socks.NewOwnerOnly(cfg.Log); o != nil && !cfg.AllowLocalUsers {
-			door, admit = "this user and root", o.Admit
+		if owner != nil && !cfg.AllowLocalUsers {
+			door, admit = "this user and root", owner.Admit
 		}
+	}
+	preAuth := socks.NewPreAuth(socks.DefaultPreAuthPerSource, socks.DefaultPreAuthTotal, cfg.Log)
+	if owner != nil {
+		preAuth.KeyLocalByUser(owner) // one local user cannot hold another's slots
 	}
 	cfg.Log.Info().Str("listen", ln.Addr().String()).Str("relay", resolver.RelayListString(relays)).
 		Str("id", cfg.Key.ID().String()).Str("fallback", fallback).Str("clients", door).Msg("socksd listening")
 	front := &socks.HTTPFront{Dial: c.Node.Dialer.Dial, Log: cfg.Log, Listen: ln.Addr().String(), Auth: auth, Admit: admit}
 	srv := &socks.Server{Dial: c.Node.Dialer.Dial, Log: cfg.Log, Other: front.ServeConn, Auth: auth, Admit: admit,
-		PreAuth: socks.NewPreAuth(socks.DefaultPreAuthPerSource, socks.DefaultPreAuthTotal, cfg.Log)}
+		PreAuth: preAuth}
 	go func() {
 		c.err = srv.Serve(ctx, ln)
 		stopStatus()

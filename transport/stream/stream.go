@@ -18,7 +18,8 @@
 //	Status, device → client
 //	  code     uint8    see StatusCode
 //	  msgLen   uint8
-//	  msg      [msgLen]byte   a short reason for logs, UTF-8, may be empty
+//	  msg      [msgLen]byte   a short reason for logs, printable ASCII (a
+//	                          client shows any other byte as '?'), may be empty
 //
 //	Credential, client → device, only after StatusCredentialRequired
 //	  credLen  uint16   0 if the client holds no credential for that fleet
@@ -238,7 +239,20 @@ func ReadStatus(r io.Reader) (StatusCode, string, error) {
 	if _, err := io.ReadFull(r, msg); err != nil {
 		return 0, "", fmt.Errorf("read stream status: %w", err)
 	}
-	return StatusCode(hdr[0]), string(msg), nil
+	return StatusCode(hdr[0]), printable(msg), nil
+}
+
+// printable is a device's reason as a client may show it: the device is
+// not trusted to write to a terminal, so every byte but printable ASCII
+// (what the agent sends) becomes '?', and an escape sequence cannot reach
+// the user's terminal through `tunnel connect`'s error or a log line.
+func printable(b []byte) string {
+	for i, c := range b {
+		if c < 0x20 || c > 0x7e {
+			b[i] = '?'
+		}
+	}
+	return string(b)
 }
 
 // StatusError returns the sentinel error of a final status, wrapped with

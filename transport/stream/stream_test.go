@@ -124,6 +124,7 @@ func FuzzReadHeader(f *testing.F) {
 // final status's error is its code's sentinel.
 func FuzzReadStatus(f *testing.F) {
 	f.Add(AppendStatus(nil, StatusOK, ""))
+	f.Add(AppendStatus(nil, StatusDenied, "\x1b]0;owned\x07\x1b[2J"))
 	f.Add(AppendStatus(nil, StatusCredentialRequired, "yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy"))
 	f.Add([]byte{byte(StatusDenied), 10, 'n', 'o'})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -136,7 +137,15 @@ func FuzzReadStatus(f *testing.F) {
 			return
 		}
 		consumed := len(b) - r.Len()
-		if consumed != 2+len(msg) || !bytes.Equal(AppendStatus(nil, code, msg), b[:consumed]) {
+		// The reason comes back as it went, but for the bytes that are not
+		// printable ASCII, each now a '?'.
+		want := bytes.Clone(b[:consumed])
+		for i := 2; i < len(want); i++ {
+			if want[i] < 0x20 || want[i] > 0x7e {
+				want[i] = '?'
+			}
+		}
+		if consumed != 2+len(msg) || !bytes.Equal(AppendStatus(nil, code, msg), want) {
 			t.Fatalf("ReadStatus(%x) = %v, %q after %d bytes", b, code, msg, consumed)
 		}
 		serr := StatusError(code, msg)
@@ -172,4 +181,13 @@ func FuzzReadCredential(f *testing.F) {
 			t.Fatalf("ReadCredential(%x) = %x; AppendCredential gives %x, %v", b, cred, enc, err)
 		}
 	})
+}
+
+// A device's reason reaches a terminal (tunnel connect's error) only as
+// printable ASCII: no escape sequence of a device's choosing gets through.
+func TestStatusReasonPrintable(t *testing.T) {
+	_, msg, err := ReadStatus(bytes.NewReader(AppendStatus(nil, StatusDenied, "no\x1b]0;owned\x07\x1b[2J é")))
+	if err != nil || msg != "no?]0;owned??[2J ??" {
+		t.Fatalf("reason %q, %v", msg, err)
+	}
 }
