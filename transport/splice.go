@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 
@@ -77,6 +78,19 @@ func (c netConn) Abort() {
 	}
 	_ = c.Conn.Close()
 }
+
+// Stdio is the process's standard input and output as one HalfConn (what
+// `tunnel connect` splices to a stream): CloseWrite closes standard
+// output, so the reader on the other end sees EOF.
+func Stdio() HalfConn { return stdio{} }
+
+type stdio struct{}
+
+func (stdio) Read(p []byte) (int, error)  { return os.Stdin.Read(p) }
+func (stdio) Write(p []byte) (int, error) { return os.Stdout.Write(p) }
+func (stdio) CloseWrite() error           { return os.Stdout.Close() }
+func (stdio) Abort()                      { os.Stdin.Close(); os.Stdout.Close() }
+func (stdio) Close() error                { os.Stdin.Close(); return nil }
 
 var spliceBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 

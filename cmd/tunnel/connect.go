@@ -78,7 +78,7 @@ only the stream; standard error stays quiet unless something fails.`,
 				return err
 			}
 			defer done()
-			_, _, err = transport.Splice(c.Context, stdio{}, stream)
+			_, _, err = transport.Splice(c.Context, transport.Stdio(), stream)
 			if err != nil && c.Context.Err() == nil {
 				return fmt.Errorf("%s:%d: %w", host, port, err)
 			}
@@ -86,12 +86,3 @@ only the stream; standard error stays quiet unless something fails.`,
 		},
 	}
 }
-
-// stdio is standard input and output as one HalfConn.
-type stdio struct{}
-
-func (stdio) Read(p []byte) (int, error)  { return os.Stdin.Read(p) }
-func (stdio) Write(p []byte) (int, error) { return os.Stdout.Write(p) }
-func (stdio) CloseWrite() error           { return os.Stdout.Close() }
-func (stdio) Abort()                      { os.Stdin.Close(); os.Stdout.Close() }
-func (stdio) Close() error                { os.Stdin.Close(); return nil }

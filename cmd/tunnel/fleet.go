@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -209,19 +207,7 @@ present it to devices of that fleet.`,
 			if c.Args().Len() != 1 {
 				return usagef("fleet join needs one FILE (or - for standard input), got %d arguments", c.Args().Len())
 			}
-			name := c.Args().First()
-			var r io.Reader = c.App.Reader
-			if name != "-" {
-				f, err := os.Open(name)
-				if err != nil {
-					return fmt.Errorf("read credential: %w", err)
-				}
-				defer f.Close()
-				r = f
-			} else {
-				name = "standard input"
-			}
-			cred, err := fleet.Read(r)
+			cred, name, err := fleet.ReadNamed(c.Args().First(), c.App.Reader)
 			if errors.Is(err, fleet.ErrBadCredential) {
 				return usagef("read credential from %s: %w", name, err)
 			} else if err != nil {
@@ -238,16 +224,6 @@ present it to devices of that fleet.`,
 			return err
 		},
 	}
-}
-
-// heldCredential is one element of 'fleet list --json'.
-type heldCredential struct {
-	Fleet      string `json:"fleet"`
-	Member     string `json:"member"`
-	ValidAfter string `json:"valid_after"`
-	ValidUntil string `json:"valid_until"`
-	Status     string `json:"status"` // valid, expired or not-yet-valid
-	Serial     uint64 `json:"serial"`
 }
 
 func fleetListCommand() *cli.Command {
@@ -270,11 +246,9 @@ file among the credentials is reported after the others are listed.`,
 				return nil
 			}
 			now := time.Now()
-			list := make([]heldCredential, 0, len(held))
+			list := make([]fleet.Summary, 0, len(held))
 			for _, cred := range held {
-				list = append(list, heldCredential{Fleet: cred.Fleet.String(), Member: cred.Member.String(),
-					ValidAfter: cred.ValidAfter.Format(time.RFC3339), ValidUntil: cred.ValidBefore.Format(time.RFC3339),
-					Status: cred.State(now), Serial: cred.Serial})
+				list = append(list, cred.Summary(now))
 			}
 			var err error
 			if c.Bool("json") {

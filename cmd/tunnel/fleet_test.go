@@ -140,7 +140,7 @@ func TestFleetCLI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var list []heldCredential
+	var list []fleet.Summary
 	if err := json.Unmarshal([]byte(out), &list); err != nil {
 		t.Fatalf("fleet list --json: %v\n%s", err, out)
 	}

@@ -1,16 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/urfave/cli/v2"
-	"golang.org/x/term"
 
 	"github.com/tunnel-dev/tunnel/socks"
 )
@@ -46,8 +42,10 @@ bytes (bcrypt reads no more). 'htpasswd -B FILE USER' makes the same entries.`,
 			if cost < socks.MinHashCost || cost > socks.MaxHashCost {
 				return usagef("--cost %d: want %d..%d", cost, socks.MinHashCost, socks.MaxHashCost)
 			}
-			password, err := readNewPassword(c.App.Reader, c.App.ErrWriter, user)
-			if err != nil {
+			password, err := socks.ReadNewPassword(c.App.Reader, c.App.ErrWriter, user)
+			if errors.Is(err, socks.ErrBadPassword) {
+				return usageError{err}
+			} else if err != nil {
 				return err
 			}
 			file := c.String("auth")
@@ -70,40 +68,4 @@ bytes (bcrypt reads no more). 'htpasswd -B FILE USER' makes the same entries.`,
 			return nil
 		},
 	}
-}
-
-// readNewPassword asks for a password twice on a terminal, without echo,
-// or reads one line from in when it is not a terminal.
-func readNewPassword(in io.Reader, prompt io.Writer, user string) (string, error) {
-	if f, ok := in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		fmt.Fprintf(prompt, "Password for %s: ", user)
-		pw, err := term.ReadPassword(int(f.Fd()))
-		fmt.Fprintln(prompt)
-		if err != nil {
-			return "", err
-		}
-		fmt.Fprintf(prompt, "Again: ")
-		again, err := term.ReadPassword(int(f.Fd()))
-		fmt.Fprintln(prompt)
-		if err != nil {
-			return "", err
-		}
-		if string(pw) != string(again) {
-			return "", usagef("the two passwords differ; nothing written")
-		}
-		if err := socks.CheckPassword(string(pw)); err != nil {
-			return "", usageError{err}
-		}
-		return string(pw), nil
-	}
-	// One line, of a bounded length: a password is at most 72 bytes.
-	line, err := bufio.NewReader(io.LimitReader(in, 1024)).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("reading the password from standard input: %w", err)
-	}
-	pw := strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
-	if err := socks.CheckPassword(pw); err != nil {
-		return "", usagef("password on standard input: %v", err)
-	}
-	return pw, nil
 }

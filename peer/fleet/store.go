@@ -65,6 +65,39 @@ func Read(r io.Reader) (*Credential, error) {
 	return Parse(data)
 }
 
+// Summary is what `tunnel fleet list` shows of a credential.
+type Summary struct {
+	Fleet      string `json:"fleet"`
+	Member     string `json:"member"`
+	ValidAfter string `json:"valid_after"`
+	ValidUntil string `json:"valid_until"`
+	Status     string `json:"status"` // valid, expired or not-yet-valid
+	Serial     uint64 `json:"serial"`
+}
+
+// Summary describes c at now.
+func (c *Credential) Summary(now time.Time) Summary {
+	return Summary{Fleet: c.Fleet.String(), Member: c.Member.String(),
+		ValidAfter: c.ValidAfter.Format(time.RFC3339), ValidUntil: c.ValidBefore.Format(time.RFC3339),
+		Status: c.State(now), Serial: c.Serial}
+}
+
+// ReadNamed reads a credential from the file name, or from stdin when
+// name is "-"; it returns what to call the source in messages.
+func ReadNamed(name string, stdin io.Reader) (*Credential, string, error) {
+	if name == "-" {
+		c, err := Read(stdin)
+		return c, "standard input", err
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, name, err
+	}
+	defer f.Close()
+	c, err := Read(f)
+	return c, name, err
+}
+
 // State says where now falls in c's validity: "valid", "expired" or
 // "not-yet-valid".
 func (c *Credential) State(now time.Time) string {
