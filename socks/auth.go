@@ -143,7 +143,7 @@ func (a *Authenticator) Check(ctx context.Context, src net.Addr, user, password 
 		// No entry can match: no need to spend a check.
 		return a.refuse(src, user, ErrBadCredentials)
 	}
-	if !a.tries.Allow(sourceOf(src), time.Now()) {
+	if !a.tries.Allow(limit.SourceOf(src), time.Now()) {
 		return a.refuse(src, user, ErrTooManyAttempts)
 	}
 	select {
@@ -215,7 +215,7 @@ func (a *Authenticator) remember(k [32]byte) {
 
 // refuse logs a refusal (once per source per interval) and returns err.
 func (a *Authenticator) refuse(src net.Addr, user string, err error) error {
-	if log, n := a.report.Note(sourceOf(src).String(), time.Now()); log {
+	if log, n := a.report.Note(limit.SourceOf(src).String(), time.Now()); log {
 		ev := a.log.Info().Str("client", addrString(src))
 		if CheckUsername(user) == nil {
 			// (A name with control characters is not worth a log line's.)

@@ -73,7 +73,7 @@ func (p *PreAuth) KeyLocalByUser(users *OwnerOnly) { p.users = users }
 // source is what c's slot counts against: its user for a loopback client
 // (KeyLocalByUser), else its address's source.
 func (p *PreAuth) source(c net.Conn) string {
-	src := sourceOf(c.RemoteAddr())
+	src := limit.SourceOf(c.RemoteAddr())
 	if p.users != nil && src.Addr().IsLoopback() {
 		if uid, ok := p.users.uidOf(c); ok {
 			return "uid " + strconv.FormatUint(uint64(uid), 10)

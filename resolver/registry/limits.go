@@ -115,7 +115,7 @@ func (g *guard) listenConfig() transport.ListenConfig {
 // admit counts a new connection against its source's cap and the total,
 // until its context ends.
 func (g *guard) admit(ctx context.Context, info *quic.ClientInfo) (context.Context, error) {
-	src := sourceOf(info.RemoteAddr)
+	src := limit.SourceOf(info.RemoteAddr)
 	release, over := g.conns.Acquire(src)
 	if over != "" {
 		g.refused.Conns.Add(1)
@@ -147,20 +147,4 @@ func (g *guard) refusal(key, what, over, msg string) {
 		ev = ev.Int("suppressed", n)
 	}
 	ev.Msg(msg)
-}
-
-// sourceOf is the source a connection's address counts against: the IPv4
-// address, or the IPv6 /64.
-func sourceOf(a net.Addr) netip.Prefix {
-	ua, ok := a.(*net.UDPAddr)
-	if !ok {
-		return netip.Prefix{}
-	}
-	ip := ua.AddrPort().Addr().Unmap()
-	bits := 32
-	if ip.Is6() {
-		bits = 64
-	}
-	p, _ := ip.Prefix(bits)
-	return p
 }

@@ -178,7 +178,7 @@ func (l *Limiter) acquire(ip netip.Addr, k kind) (release func(), err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.table.expire(now, expirePerCall)
-	s := l.table.get(sourceKey(ip), now)
+	s := l.table.get(limit.SourcePrefix(ip), now)
 	defer l.table.touch(s, now)
 	p := &l.pools[k]
 	switch {
@@ -263,38 +263,6 @@ func (l *Limiter) refuse(s *source, now time.Time, reason string, wait time.Dura
 	return e
 }
 
-// sourceKey is the budget ip counts against: the address itself for IPv4
-// (IPv4-mapped IPv6 included), its /64 for IPv6. Invalid addresses share
-// one budget.
-func sourceKey(ip netip.Addr) netip.Prefix {
-	ip = ip.Unmap()
-	if !ip.IsValid() {
-		return netip.Prefix{}
-	}
-	bits := 32
-	if ip.Is6() {
-		bits = 64
-	}
-	p, _ := ip.Prefix(bits)
-	return p
-}
-
-// addrIP returns the IP of a connection's remote address; the zero Addr
-// if it has none.
-func addrIP(a net.Addr) netip.Addr {
-	switch a := a.(type) {
-	case *net.TCPAddr:
-		return a.AddrPort().Addr().Unmap()
-	case nil:
-		return netip.Addr{}
-	}
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
-}
-
 // limitListener admits each accepted HTTP(S) connection with AcquireConn
 // and closes those over the limit at once.
 type limitListener struct {
@@ -309,7 +277,7 @@ func (ln *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		ip := addrIP(c.RemoteAddr())
+		ip := limit.AddrIP(c.RemoteAddr())
 		release, err := ln.lim.AcquireConn(ip)
 		if err != nil {
 			c.Close()

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/tunnel-dev/tunnel/transport/limit"
 )
 
 // fairLimits are the defaults with a rate no test here reaches.
@@ -295,7 +297,7 @@ func TestLimiterFullTableReuse(t *testing.T) {
 	}
 	advance(time.Second)             // buckets full again; .1's report is 1 s old
 	mustAcquire(t, l, "192.0.2.5")() // takes .2's entry, not .1's
-	if _, ok := l.table.m[sourceKey(netip.MustParseAddr("192.0.2.2"))]; ok {
+	if _, ok := l.table.m[limit.SourcePrefix(netip.MustParseAddr("192.0.2.2"))]; ok {
 		t.Fatal(".2 still tracked")
 	}
 	if le := refused(t, l, "192.0.2.5", "rate"); !le.Report || le.Suppressed != 0 {

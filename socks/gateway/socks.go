@@ -14,6 +14,7 @@ import (
 	"github.com/tunnel-dev/tunnel/socks"
 	"github.com/tunnel-dev/tunnel/socks/dialer"
 	"github.com/tunnel-dev/tunnel/transport"
+	"github.com/tunnel-dev/tunnel/transport/limit"
 	"github.com/tunnel-dev/tunnel/transport/stream"
 )
 
@@ -77,7 +78,7 @@ func (s *SOCKS) Serve(ctx context.Context, ln net.Listener) error {
 			srv.ServeConn(ctx, c)
 			return
 		}
-		release, err := s.Limiter.Acquire(addrIP(c.RemoteAddr()))
+		release, err := s.Limiter.Acquire(limit.AddrIP(c.RemoteAddr()))
 		if err == nil {
 			defer release()
 			srv.ServeConn(ctx, c)
