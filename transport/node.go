@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"golang.org/x/time/rate"
 
 	"github.com/tunnel-dev/tunnel/peer/identity"
-	"github.com/tunnel-dev/tunnel/transport/limit"
 )
 
 // Node is one process's presence on the network: its key, its Endpoint, its
@@ -42,7 +42,7 @@ type Node struct {
 	gone     chan Endpoint
 	mode     atomic.Int32 // PathMode
 	observed atomic.Pointer[netip.AddrPort]
-	probes   *limit.Rate[struct{}] // the probe budget, one key for the node
+	probes   *rate.Limiter // the probe budget, one for the node
 	wg       sync.WaitGroup
 
 	// scopeView is the node's scope as of scopeAt (Node.scope).
@@ -78,7 +78,7 @@ const goneQueue = 64
 func NewNode(key *identity.Key, listen string) (*Node, error) {
 	n := &Node{key: key, addrs: make(map[Endpoint]*net.UDPAddr),
 		paths: make(map[Endpoint]*path), byAddr: make(map[netip.AddrPort]*path), conns: make(map[*quic.Conn]*tracked),
-		gone: make(chan Endpoint, goneQueue), probes: limit.NewRate[struct{}](probeRate, probeBurst, 1)}
+		gone: make(chan Endpoint, goneQueue), probes: rate.NewLimiter(probeRate, probeBurst)}
 	n.endpoint, n.nonce = NewEndpoint(key.ID())
 	n.routes.Store(noRoutes)
 	sock, err := ListenSocket(listen, n.receive)

@@ -529,7 +529,7 @@ func (n *Node) probe(p *path, now time.Time) {
 	to, done := p.round(now)
 	pinged := 0
 	for _, a := range to {
-		if !n.probes.Allow(struct{}{}, now) {
+		if !n.probes.AllowN(now, 1) {
 			break
 		}
 		n.ping(p, a, now)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
 
 	"github.com/tunnel-dev/tunnel/peer/identity"
 	"github.com/tunnel-dev/tunnel/transport"
@@ -78,7 +79,7 @@ const (
 type guard struct {
 	limits     Limits
 	conns      *limit.Counter[netip.Prefix]
-	handshakes *limit.Rate[struct{}]
+	handshakes *rate.Limiter
 	lookups    *limit.Rate[identity.ID]
 	report     *limit.Reporter
 	refused    *Refusals
@@ -89,7 +90,7 @@ func newGuard(l Limits, refused *Refusals, log zerolog.Logger) *guard {
 	l = l.withDefaults()
 	return &guard{limits: l, refused: refused, log: log,
 		conns:      limit.NewCounter[netip.Prefix](l.MaxConnsPerSource, l.MaxConns),
-		handshakes: limit.NewRate[struct{}](l.HandshakeRate, int(2*l.HandshakeRate)+1, 1),
+		handshakes: rate.NewLimiter(rate.Limit(l.HandshakeRate), int(2*l.HandshakeRate)+1),
 		lookups:    limit.NewRate[identity.ID](l.LookupRate, int(2*l.LookupRate)+1, lookupKeys),
 		report:     limit.NewReporter(reportEvery, reportBurst, reportKeys)}
 }
@@ -103,7 +104,7 @@ func (g *guard) listenConfig() transport.ListenConfig {
 		MaxStreams: int64(g.limits.MaxStreams),
 		Admit:      g.admit,
 		Validate: func(net.Addr) bool {
-			if g.handshakes.Allow(struct{}{}, time.Now()) {
+			if g.handshakes.Allow() {
 				return false
 			}
 			g.refused.Validated.Add(1)
