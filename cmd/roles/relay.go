@@ -90,7 +90,7 @@ func StartRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
 	case cfg.Presence != nil:
 		presence = cfg.Presence
 	case cfg.shared():
-		p, err := registry.NewRedisPresenceConfig(registry.RedisConfig{URL: cfg.Registry, CAFile: cfg.RegistryCA},
+		p, err := registry.NewRedisPresence(registry.RedisConfig{URL: cfg.Registry, CAFile: cfg.RegistryCA},
 			cfg.Key.ID(), cfg.Advertise, cfg.Log.With().Str("role", "registry").Logger())
 		if err != nil {
 			return nil, err

@@ -61,16 +61,9 @@ type RedisPresence struct {
 	lastLog time.Time              // last "registry unavailable" line
 }
 
-// NewRedisPresence connects to the Redis at url
-// (redis://[USER:PASSWORD@]HOST:PORT/DB, or rediss://… for TLS, trusting
-// the system's roots): NewRedisPresenceConfig with RedisConfig{URL: url}.
-func NewRedisPresence(url string, node identity.ID, advertise string, log zerolog.Logger) (*RedisPresence, error) {
-	return NewRedisPresenceConfig(RedisConfig{URL: url}, node, advertise, log)
-}
-
-// NewRedisPresenceConfig connects to the Redis cfg names. Its errors name
+// NewRedisPresence connects to the Redis cfg names. Its errors name
 // the URL redacted (RedactURL), never with its password.
-func NewRedisPresenceConfig(cfg RedisConfig, node identity.ID, advertise string, log zerolog.Logger) (*RedisPresence, error) {
+func NewRedisPresence(cfg RedisConfig, node identity.ID, advertise string, log zerolog.Logger) (*RedisPresence, error) {
 	opt, err := cfg.options()
 	if err != nil {
 		return nil, fmt.Errorf("registry: %w", err)

@@ -111,9 +111,9 @@ func TestRedisTLS(t *testing.T) {
 
 	open := func(c RedisConfig, advertise string) *RedisPresence {
 		t.Helper()
-		p, err := NewRedisPresenceConfig(c, newID(t), advertise, log)
+		p, err := NewRedisPresence(c, newID(t), advertise, log)
 		if err != nil {
-			t.Fatalf("NewRedisPresenceConfig: %v", err)
+			t.Fatalf("NewRedisPresence: %v", err)
 		}
 		t.Cleanup(func() { p.Close() })
 		return p

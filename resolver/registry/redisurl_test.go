@@ -69,9 +69,9 @@ func TestRedisURLErrorsHideThePassword(t *testing.T) {
 		if strings.Contains(err.Error(), "55w0") {
 			t.Errorf("Check(%+v) = %q: the password is in the error", c, err)
 		}
-		_, err2 := NewRedisPresenceConfig(c, newID(t), "127.0.0.1:1", zerolog.Nop())
+		_, err2 := NewRedisPresence(c, newID(t), "127.0.0.1:1", zerolog.Nop())
 		if err2 == nil || strings.Contains(err2.Error(), "55w0") {
-			t.Errorf("NewRedisPresenceConfig(%+v) = %v: want an error without the password", c, err2)
+			t.Errorf("NewRedisPresence(%+v) = %v: want an error without the password", c, err2)
 		}
 		if c.CAFile == "" && !strings.Contains(err.Error(), "xxxxx") {
 			t.Errorf("Check(%+v) = %q: does not name the URL (redacted)", c, err)
