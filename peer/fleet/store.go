@@ -25,7 +25,7 @@ func Install(home string, c *Credential, self identity.ID) error {
 	if c.Member != self {
 		return fmt.Errorf("install credential for fleet %s: this credential is for %s, this node is %s", c.Fleet, c.Member, self)
 	}
-	if now := time.Now(); !now.Before(c.ValidBefore) {
+	if c.State(time.Now()) == "expired" {
 		return fmt.Errorf("install credential for fleet %s: it expired at %s", c.Fleet, c.ValidBefore.Format(time.RFC3339))
 	}
 	dir := filepath.Join(home, CertDir)
@@ -98,8 +98,9 @@ func ReadNamed(name string, stdin io.Reader) (*Credential, string, error) {
 	return c, name, err
 }
 
-// State says where now falls in c's validity: "valid", "expired" or
-// "not-yet-valid".
+// State says where now falls in c's validity, as OpenSSH reads it (from
+// ValidAfter inclusive to ValidBefore exclusive): "valid", "expired" or
+// "not-yet-valid". Verify, Install and listings all go by it.
 func (c *Credential) State(now time.Time) string {
 	switch {
 	case now.Before(c.ValidAfter):

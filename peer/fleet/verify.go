@@ -51,10 +51,10 @@ func Verify(wire []byte, fleet ID, client identity.ID, now time.Time) (*Credenti
 // checkTime reports whether c is valid at now, as OpenSSH does: from
 // ValidAfter inclusive to ValidBefore exclusive. Errors wrap ErrExpired.
 func (c *Credential) checkTime(now time.Time) error {
-	if now.Before(c.ValidAfter) {
+	switch c.State(now) {
+	case "not-yet-valid":
 		return notYetValid{c.ValidAfter, now}
-	}
-	if !now.Before(c.ValidBefore) {
+	case "expired":
 		return fmt.Errorf("%w at %s (now %s)", ErrExpired, c.ValidBefore.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	}
 	return nil
