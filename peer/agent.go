@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -167,7 +166,7 @@ func (a *Agent) authorized(adm *admission, conn *quic.Conn, c *client) {
 // with no credential: a public port, or a private one listing it.
 func admitsKey(ports map[uint16]Port, client identity.ID) bool {
 	for _, p := range ports {
-		if p.Access == Public || p.Access == Private && slices.Contains(p.Allowed, client) {
+		if p.admitsByKey(client) {
 			return true
 		}
 	}

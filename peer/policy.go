@@ -69,14 +69,18 @@ type decision struct {
 	reason string            // for the log and the client: "not listed", "not a member", …
 }
 
+// admitsByKey reports whether p lets client in by its key alone, with no
+// credential: p is public, or private and lists client.
+func (p Port) admitsByKey(client identity.ID) bool {
+	return p.Access == Public || p.Access == Private && slices.Contains(p.Allowed, client)
+}
+
 // authorize decides whether client may use p, given the credential it
 // presented (nil if none). fleetID is the agent's fleet (zero: none).
 func authorize(p Port, client identity.ID, cred []byte, fleetID identity.ID, asked bool, now time.Time) decision {
 	switch p.Access {
-	case Public:
-		return decision{code: stream.StatusOK}
-	case Private:
-		if slices.Contains(p.Allowed, client) {
+	case Public, Private:
+		if p.admitsByKey(client) {
 			return decision{code: stream.StatusOK}
 		}
 		return decision{stream.StatusDenied, "not listed"}
