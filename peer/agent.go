@@ -152,10 +152,10 @@ func withSuppressed(e *zerolog.Event, n int) *zerolog.Event {
 // longer capped as unauthorized, its next connections are not either, and
 // the node may look for a direct path to it.
 func (a *Agent) authorized(adm *admission, conn *quic.Conn, c *client) {
-	a.Node.Authorized(conn) // idempotent
 	if c.authorized.Swap(true) {
-		return
+		return // done when it was set: at connect, or by an earlier stream
 	}
+	a.Node.Authorized(conn)
 	adm.allowed.add(c.id)
 	if c.release != nil {
 		c.release() // its unauthorized slot (once, whoever calls)
