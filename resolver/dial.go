@@ -154,9 +154,15 @@ func (c *Client) releaseVia(vs *viaSession) {
 	vs.refs--
 	if vs.refs == 0 {
 		vs.cancel()
-		if c.vias[vs.key] == vs {
-			delete(c.vias, vs.key)
-		}
+		c.unlistVia(vs)
+	}
+}
+
+// unlistVia drops vs from the sessions new dials may share, if it is still
+// the one listed for its node. c.mu is held.
+func (c *Client) unlistVia(vs *viaSession) {
+	if c.vias[vs.key] == vs {
+		delete(c.vias, vs.key)
 	}
 }
 
@@ -170,13 +176,11 @@ func (c *Client) releaseVia(vs *viaSession) {
 // until their idle timeout. Only a failure to open the first session is
 // final: it fails the dials waiting for it.
 func (c *Client) runVia(ctx context.Context, ra RelayAddr, vs *viaSession) {
+	// Its sessions have ended (viaSession took their routes down): what
+	// is left to undo when runVia ends is its place in c.vias.
 	forget := func() {
 		c.mu.Lock()
-		if c.vias[vs.key] == vs {
-			delete(c.vias, vs.key)
-		}
-		vs.up = false
-		c.publishRoutes()
+		c.unlistVia(vs)
 		c.mu.Unlock()
 	}
 	bo := newBackoff()
@@ -185,9 +189,7 @@ func (c *Client) runVia(ctx context.Context, ra RelayAddr, vs *viaSession) {
 		registered, err := c.viaSession(ctx, ra, vs, first)
 		if first && !registered {
 			c.mu.Lock()
-			if c.vias[vs.key] == vs {
-				delete(c.vias, vs.key)
-			}
+			c.unlistVia(vs)
 			vs.err = fmt.Errorf("%w: %w", ErrRegistryUnavailable, err)
 			close(vs.ready)
 			c.mu.Unlock()
