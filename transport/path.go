@@ -218,23 +218,29 @@ func (p *path) sent(to netip.AddrPort, now time.Time) (discoMsg, []byte, bool) {
 func (p *path) pinged(b []byte, m discoMsg, from netip.AddrPort) (secret []byte, newAddr bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, k := range p.keys {
-		if !k.authorized || !discoMACOK(b, k.secret) {
-			continue
-		}
-		if !k.replay.accept(m.seq) {
-			return nil, false
-		}
-		if slices.Contains(p.seen, from) {
-			return k.secret, false
-		}
-		if len(p.seen) >= maxCandidates {
-			p.seen = p.seen[1:]
-		}
-		p.seen = append(p.seen, from)
-		return k.secret, true
+	k := p.keyFor(b)
+	if k == nil || !k.replay.accept(m.seq) {
+		return nil, false
 	}
-	return nil, false
+	if slices.Contains(p.seen, from) {
+		return k.secret, false
+	}
+	if len(p.seen) >= maxCandidates {
+		p.seen = p.seen[1:]
+	}
+	p.seen = append(p.seen, from)
+	return k.secret, true
+}
+
+// keyFor returns the key of the authorized connection whose secret MACed
+// b, or nil. p.mu is held.
+func (p *path) keyFor(b []byte) *discoKey {
+	for _, k := range p.keys {
+		if k.authorized && discoMACOK(b, k.secret) {
+			return k
+		}
+	}
+	return nil
 }
 
 // macOK reports whether b is MACed with the secret of an authorized
@@ -242,7 +248,7 @@ func (p *path) pinged(b []byte, m discoMsg, from netip.AddrPort) (secret []byte,
 func (p *path) macOK(b []byte) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return slices.ContainsFunc(p.keys, func(k *discoKey) bool { return k.authorized && discoMACOK(b, k.secret) })
+	return p.keyFor(b) != nil
 }
 
 // pongOutcome is what a pong did.
