@@ -100,11 +100,14 @@ type sentPing struct {
 // the last good pong, what had been sent direct by then, and what the
 // peer had received.
 type window struct {
-	set bool
 	at  time.Time
 	out counts
 	in  counts
 }
+
+// windowAt is the window that starts at the ping sp, whose pong said the
+// peer had received rcvd.
+func windowAt(sp sentPing, rcvd counts) window { return window{at: sp.sent, out: sp.out, in: rcvd} }
 
 // bar keeps an address that was judged dead from carrying the path.
 type bar struct {
@@ -293,7 +296,7 @@ func (p *path) pong(seq, txid uint64, rcvd counts, from netip.AddrPort, now time
 	if !fresh {
 		// A new window for the new path: what went before it was relayed,
 		// or went to an address now left.
-		p.base = window{set: true, at: sp.sent, out: sp.out, in: rcvd}
+		p.base = windowAt(sp, rcvd)
 		out.confirmed = true
 	}
 	if !p.everBest.Load() {
@@ -306,11 +309,12 @@ func (p *path) pong(seq, txid uint64, rcvd counts, from netip.AddrPort, now time
 // judge applies the liveness rule (disco.go) to a pong for sp that says
 // the peer received rcvd; it reports whether the path in use is dead.
 func (p *path) judge(sp sentPing, rcvd counts) bool {
+	// p.base is set: the path in use was confirmed by a pong, which set it.
 	b := &p.base
-	if !b.set || rcvd.bytes < b.in.bytes || rcvd.pkts < b.in.pkts {
+	if rcvd.bytes < b.in.bytes || rcvd.pkts < b.in.pkts {
 		// The peer's counts started again (its path state for us was
 		// new): so does the window.
-		*b = window{set: true, at: sp.sent, out: sp.out, in: rcvd}
+		*b = windowAt(sp, rcvd)
 		return false
 	}
 	if sp.sent.Before(b.at) || sp.out.bytes < b.out.bytes || sp.out.pkts < b.out.pkts {
@@ -319,7 +323,7 @@ func (p *path) judge(sp sentPing, rcvd counts) bool {
 	sent := counts{sp.out.bytes - b.out.bytes, sp.out.pkts - b.out.pkts}
 	got := counts{rcvd.bytes - b.in.bytes, rcvd.pkts - b.in.pkts}
 	if got.bytes >= sent.bytes-sent.bytes/2 {
-		*b = window{set: true, at: sp.sent, out: sp.out, in: rcvd}
+		*b = windowAt(sp, rcvd)
 		return false
 	}
 	if sp.sent.Sub(b.at) < pathHeartbeat {
