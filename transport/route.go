@@ -83,7 +83,3 @@ func (rt *routes) accepts(addr netip.AddrPort) bool {
 	_, ok := rt.others[addr]
 	return ok
 }
-
-// HomeRelay is the relay the node's routing table sends frames to by
-// default: the rendezvous node it is registered with.
-func (n *Node) HomeRelay() RelayRoute { return n.routes.Load().home }

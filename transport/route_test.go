@@ -57,8 +57,8 @@ func TestRoutes(t *testing.T) {
 	if rt.accepts(other) {
 		t.Fatal("frames accepted after the route was dropped")
 	}
-	if got := n.HomeRelay(); got.Addr != home {
-		t.Fatalf("HomeRelay = %v", got)
+	if got := rt.home; got.Addr != home {
+		t.Fatalf("home route = %v", got)
 	}
 }
 
