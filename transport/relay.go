@@ -42,6 +42,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/tunnel-dev/tunnel/peer/identity"
+	"github.com/tunnel-dev/tunnel/transport/limit"
 )
 
 // Relay forwards relay frames between the endpoints attached to it.
@@ -215,9 +216,7 @@ func (r *Relay) Listen(key *identity.Key, cfg ListenConfig) (*quic.Listener, err
 	r.tr = &quic.Transport{Conn: r.sock.PacketConn(), StatelessResetKey: &srk,
 		ConnContext: cfg.Admit, VerifySourceAddress: cfg.Validate}
 	qc := RelayQUICConfig()
-	if cfg.MaxStreams > 0 {
-		qc.MaxIncomingStreams = cfg.MaxStreams
-	}
+	qc.MaxIncomingStreams = limit.OrDefault(cfg.MaxStreams, qc.MaxIncomingStreams)
 	ln, err := r.tr.Listen(tlsConf, qc)
 	if err != nil {
 		return nil, fmt.Errorf("listen quic on %s: %w", r.sock.LocalAddr(), err)
