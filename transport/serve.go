@@ -22,12 +22,12 @@ type ConnListener interface {
 func ServeConns(ctx context.Context, ln ConnListener, serve func(context.Context, *quic.Conn)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	// Closing ln is the only way to interrupt Accept.
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	// A listener whose Accept does not watch ctx is interrupted by closing
+	// it.
+	context.AfterFunc(ctx, func() { ln.Close() })
 	defer func() {
 		cancel()
 		wg.Wait()
-		stop()
 		ln.Close()
 	}()
 	for {
