@@ -47,25 +47,35 @@ type ClientConfig struct {
 // Check reports what is wrong with c, before anything starts; it reads
 // the password file to check it.
 func (c ClientConfig) Check() error {
+	_, err := c.check()
+	return err
+}
+
+// check is Check, returning the password file it read (nil without Auth).
+func (c ClientConfig) check() (*socks.Passwords, error) {
 	if err := CheckHostPort("--listen", c.Listen); err != nil {
-		return err
+		return nil, err
 	}
 	if c.FallbackDirect && !IsLoopback(c.Listen) {
-		return fmt.Errorf("--fallback direct would make %s an open proxy: it is allowed only on a loopback --listen", c.Listen)
+		return nil, fmt.Errorf("--fallback direct would make %s an open proxy: it is allowed only on a loopback --listen", c.Listen)
 	}
 	if c.Auth == "" && !IsLoopback(c.Listen) {
-		return fmt.Errorf("--listen %s is not loopback: whoever reaches it would use this node's key and fleet credentials; "+
+		return nil, fmt.Errorf("--listen %s is not loopback: whoever reaches it would use this node's key and fleet credentials; "+
 			"require a password with --auth FILE (make one with 'tunnel socksd passwd USER')", c.Listen)
 	}
+	var pw *socks.Passwords
 	if c.Auth != "" {
-		if _, err := socks.LoadPasswords(c.Auth); err != nil {
-			return fmt.Errorf("--auth: %w", err)
+		var err error
+		if pw, err = socks.LoadPasswords(c.Auth); err != nil {
+			return nil, fmt.Errorf("--auth: %w", err)
 		}
 	}
 	if len(c.Relays) == 0 {
-		return CheckHostPort("--relay-listen", c.RelayListen)
+		if err := CheckHostPort("--relay-listen", c.RelayListen); err != nil {
+			return nil, err
+		}
 	}
-	return nil
+	return pw, nil
 }
 
 // Client is a running socksd.
@@ -80,15 +90,12 @@ type Client struct {
 // StartClient listens, starts the node (and the embedded rendezvous node
 // when no relay is given) and serves SOCKS until ctx ends.
 func StartClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
-	if err := cfg.Check(); err != nil {
+	pw, err := cfg.check()
+	if err != nil {
 		return nil, err
 	}
 	var auth *socks.Authenticator
-	if cfg.Auth != "" {
-		pw, err := socks.LoadPasswords(cfg.Auth)
-		if err != nil {
-			return nil, fmt.Errorf("--auth: %w", err)
-		}
+	if pw != nil {
 		auth = socks.NewAuthenticator(pw, socks.AuthLimits{}, cfg.Log)
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
