@@ -228,10 +228,3 @@ func (a *Authenticator) refuse(src net.Addr, user string, err error) error {
 
 // Checks returns how many bcrypt checks have been made.
 func (a *Authenticator) Checks() int64 { return a.checks.Load() }
-
-func addrString(a net.Addr) string {
-	if a == nil {
-		return ""
-	}
-	return a.String()
-}

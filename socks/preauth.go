@@ -59,11 +59,6 @@ func (p *PreAuth) acquire(c net.Conn) (release func(), ok bool) {
 	return nil, false
 }
 
-// Held returns how many connections c's source holds, and all hold.
-func (p *PreAuth) Held(c net.Conn) (source, total int) {
-	return p.held.Held(p.source(c))
-}
-
 // KeyLocalByUser makes loopback clients count by their user, as users
 // finds it, not by their address: all local users share 127.0.0.1, and
 // one of them must not hold the slots of the others, socksd's owner

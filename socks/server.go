@@ -332,11 +332,14 @@ func (s *Server) logRequest(start time.Time, c net.Conn, req Request, user strin
 	ev.Int64("up", up).Int64("down", down).Dur("dur", time.Since(start)).Msg(msg)
 }
 
-func remote(c net.Conn) string {
-	if a := c.RemoteAddr(); a != nil {
-		return a.String()
+func remote(c net.Conn) string { return addrString(c.RemoteAddr()) }
+
+// addrString is a.String() for logs, empty for no address.
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
 	}
-	return ""
+	return a.String()
 }
 
 // afterFunc is context.AfterFunc whose stop also waits for f if f has
