@@ -35,14 +35,33 @@ func ParseName(host string) (id identity.ID, isTunnel bool, err error) {
 	if len(h) < len(Suffix) || !strings.EqualFold(h[len(h)-len(Suffix):], Suffix) {
 		return id, false, nil
 	}
-	rest := h[:len(h)-len(Suffix)]
-	label := rest
-	if i := strings.LastIndexByte(rest, '.'); i >= 0 {
-		label = rest[i+1:]
-	}
-	id, err = identity.ParseID(label)
+	id, err = identity.ParseID(deviceLabel(h))
 	if err != nil {
 		return id, true, fmt.Errorf("%w: %q: %w", ErrMalformedName, host, err)
 	}
 	return id, true, nil
+}
+
+// DeviceLabel returns the label of a .tunnel name that names the device
+// (the one left of the suffix), lowercased, or "" if host is not a .tunnel
+// name. It is where a pet name stands in for an ID.
+func DeviceLabel(host string) string {
+	h := strings.TrimSuffix(host, ".")
+	if _, err := netip.ParseAddr(strings.Trim(h, "[]")); err == nil {
+		return ""
+	}
+	if len(h) < len(Suffix) || !strings.EqualFold(h[len(h)-len(Suffix):], Suffix) {
+		return ""
+	}
+	return strings.ToLower(deviceLabel(h))
+}
+
+// deviceLabel is the label left of the suffix of h, a .tunnel name with no
+// trailing dot.
+func deviceLabel(h string) string {
+	rest := h[:len(h)-len(Suffix)]
+	if i := strings.LastIndexByte(rest, '.'); i >= 0 {
+		return rest[i+1:]
+	}
+	return rest
 }

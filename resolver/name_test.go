@@ -40,3 +40,23 @@ func TestParseName(t *testing.T) {
 		}
 	}
 }
+
+func TestDeviceLabel(t *testing.T) {
+	for host, want := range map[string]string{
+		"garage.tunnel":      "garage",
+		"Garage.TUNNEL.":     "garage",
+		"app.garage.tunnel":  "garage",
+		"example.com":        "",
+		"127.0.0.1":          "",
+		"[::1]":              "",
+		".tunnel":            "",
+		"tunnel":             "",
+		"x.garage.tunnel.":   "garage",
+		"GARAGE.tunnel":      "garage",
+		"not-a-name.example": "",
+	} {
+		if got := DeviceLabel(host); got != want {
+			t.Errorf("DeviceLabel(%q) = %q, want %q", host, got, want)
+		}
+	}
+}

@@ -50,6 +50,10 @@ type Config struct {
 	// Fallback dials hosts that are not .tunnel names; nil refuses them
 	// with ErrNotTunnel.
 	Fallback func(ctx context.Context, host string, port uint16) (transport.HalfConn, error)
+	// Names resolves a pet name (one DNS label, lowercase) to a device,
+	// for .tunnel names whose device label is not an ID; nil: IDs only
+	// (the public gateway).
+	Names func(label string) (identity.ID, bool)
 	// IdleTimeout closes a device connection that has had no stream for
 	// this long; zero means two minutes.
 	IdleTimeout time.Duration
@@ -93,7 +97,7 @@ func New(res *resolver.Client, cfg Config) *Dialer {
 // Dial opens a stream to host:port: a device port for a .tunnel name, the
 // Fallback for any other host. It has the shape of socks.DialFunc.
 func (d *Dialer) Dial(ctx context.Context, host string, port uint16) (transport.HalfConn, error) {
-	id, isTunnel, err := resolver.ParseName(host)
+	id, isTunnel, err := d.Device(host)
 	if err != nil {
 		return nil, err
 	}
@@ -104,6 +108,20 @@ func (d *Dialer) Dial(ctx context.Context, host string, port uint16) (transport.
 		return d.cfg.Fallback(ctx, host, port)
 	}
 	return d.DialDevice(ctx, id, port)
+}
+
+// Device reports whether host is a .tunnel name and which device it names:
+// by its ID, or by a pet name of Config.Names. A .tunnel name that is
+// neither is an error wrapping resolver.ErrMalformedName.
+func (d *Dialer) Device(host string) (id identity.ID, isTunnel bool, err error) {
+	id, isTunnel, err = resolver.ParseName(host)
+	if err == nil || d.cfg.Names == nil {
+		return id, isTunnel, err
+	}
+	if named, ok := d.cfg.Names(resolver.DeviceLabel(host)); ok {
+		return named, true, nil
+	}
+	return id, true, fmt.Errorf("%w (and no name %q is set: tunnel name list)", err, resolver.DeviceLabel(host))
 }
 
 // DialDevice opens a stream to port on device id and waits for the
