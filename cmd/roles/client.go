@@ -123,7 +123,7 @@ func StartClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		}
 		return nil, err
 	}
-	stopStatus := serveStatus(ctx, cfg.Home, "socksd", c.Node, cfg.Log)
+	stopStatus := serveControl(ctx, cfg.Home, "socksd", c.Node, cfg.Log)
 	// Who may come in: with a password file, whoever gives a password of
 	// it; without (loopback only), this user's and root's processes,
 	// unless AllowLocalUsers (and where the check is made: Linux).

@@ -2,74 +2,41 @@ package roles
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"strings"
 
 	"github.com/rs/zerolog"
 
-	"github.com/tunnel-dev/tunnel/peer/identity"
 	"github.com/tunnel-dev/tunnel/resolver"
 	"github.com/tunnel-dev/tunnel/socks"
-	"github.com/tunnel-dev/tunnel/socks/dialer"
 	"github.com/tunnel-dev/tunnel/transport"
 )
 
-// ConnectConfig is `tunnel connect`: one stream, through a running socksd
-// (SOCKS), or else through a node of its own whose key is the home's.
+// ConnectConfig is how a one-shot command (connect, bind, known-hosts,
+// ping) reaches devices; see Reach.
 type ConnectConfig struct {
-	SOCKS string // HOST:PORT of a SOCKS5 server; "" for a node of its own
+	SOCKS string // HOST:PORT of a SOCKS5 server; "" for a socksd or a node of its own
 	// SOCKSAuth logs in to a SOCKS server that asks (socksd --auth).
 	SOCKSAuth *socks.Auth
 	Home      string
-	Relays    []resolver.RelayAddr
-	Path      transport.PathMode
-	Log       zerolog.Logger
+	// PreferSocksd goes through this home's running socksd when one
+	// answers, before Relays (which were not given on the command line).
+	PreferSocksd bool
+	// Relays are the rendezvous nodes of a node of its own.
+	Relays []resolver.RelayAddr
+	Path   transport.PathMode
+	Log    zerolog.Logger
 }
 
-// Connect opens one stream to host:port, within ctx. done releases what it
-// started (the node, if any) once the stream is finished with. A refusal
-// says what it means in words mapped from the one classification of
-// outcomes (dialer.Outcome; socks.ReplyText for a SOCKS server's reply),
-// then the details.
+// Connect opens one stream to host:port, within ctx, as Reach decides.
+// done releases what it started (a node of its own, if any) once the
+// stream is finished with.
 func Connect(ctx context.Context, cfg ConnectConfig, host string, port uint16) (s transport.HalfConn, done func(), err error) {
-	if cfg.SOCKS != "" {
-		c, err := socks.DialAuth(ctx, cfg.SOCKS, cfg.SOCKSAuth, host, port)
-		if re, ok := errors.AsType[*socks.ReplyError](err); ok {
-			return nil, nil, fmt.Errorf("connect to %s:%d via %s: %s", host, port, cfg.SOCKS, socks.ReplyText(re.Code))
-		}
-		if err != nil {
-			return nil, nil, err
-		}
-		return transport.Conn(c), func() {}, nil
-	}
-	fail := func(err error) (transport.HalfConn, func(), error) {
-		if why := dialer.Classify(err).Explain(); !strings.HasPrefix(err.Error(), why) {
-			err = fmt.Errorf("%s: %w", why, err)
-		}
-		return nil, nil, fmt.Errorf("connect to %s:%d: %w", host, port, err)
-	}
-	id, isTunnel, err := resolver.ParseName(host)
-	if err != nil {
-		return fail(err)
-	}
-	if !isTunnel {
-		return nil, nil, fmt.Errorf("%s is not a .tunnel name (use --socks with a socksd that falls back, or connect directly)", host)
-	}
-	key, err := identity.LoadOrCreate(cfg.Home)
+	r, err := Reach(ctx, cfg)
 	if err != nil {
 		return nil, nil, err
 	}
-	// The node outlives ctx, which bounds connecting only: the stream
-	// runs on it.
-	n, err := StartNode(context.WithoutCancel(ctx), NodeConfig{Key: key, Relays: cfg.Relays, Path: cfg.Path,
-		Credentials: HomeCredentials(cfg.Home), Log: cfg.Log})
-	if err != nil {
+	if s, err = r.Dial(ctx, host, port); err != nil {
+		r.Close()
 		return nil, nil, err
 	}
-	if s, err = n.Dialer.DialDevice(ctx, id, port); err != nil {
-		n.Close()
-		return fail(err)
-	}
-	return s, n.Close, nil
+	return s, r.Close, nil
 }

@@ -2,8 +2,10 @@ package roles
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -35,7 +37,8 @@ func TestConnect(t *testing.T) {
 	if err := dev.Node.WaitRegistered(wctx); err != nil {
 		t.Fatal(err)
 	}
-	cli, err := StartClient(ctx, ClientConfig{Key: newKey(t), Home: t.TempDir(), Listen: "127.0.0.1:0", Relays: relays, Log: zerolog.Nop()})
+	cliHome := t.TempDir()
+	cli, err := StartClient(ctx, ClientConfig{Key: newKey(t), Home: cliHome, Listen: "127.0.0.1:0", Relays: relays, Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,10 +49,15 @@ func TestConnect(t *testing.T) {
 	for _, mode := range []ConnectConfig{
 		{SOCKS: cli.Addr().String(), Log: zerolog.Nop()},
 		{Home: t.TempDir(), Relays: relays, Log: zerolog.Nop()},
+		// The socksd running with the home goes before the relays given
+		// (a dead one here).
+		{Home: cliHome, PreferSocksd: true, Relays: []resolver.RelayAddr{deadRelay(t)}, Log: zerolog.Nop()},
 	} {
 		name := "own node"
 		if mode.SOCKS != "" {
 			name = "socks"
+		} else if mode.PreferSocksd {
+			name = "running socksd"
 		}
 		t.Run(name, func(t *testing.T) {
 			cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
@@ -92,6 +100,52 @@ func TestConnect(t *testing.T) {
 	}
 }
 
+// The control socket refuses what it does not answer, with a reply that
+// says so, and serves no dial on a role that is not socksd.
+func TestControlRefusals(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r := startRelay(t, ctx, RelayConfig{})
+	n := startNode(t, ctx, NodeConfig{Relays: []resolver.RelayAddr{r.Addr()}})
+	home := t.TempDir()
+	stop := serveControl(ctx, home, "publish", n, zerolog.Nop())
+	path := StatusPath(home, "publish")
+	for line, want := range map[string]string{
+		"dial " + n.Transport.Key().ID().String() + ".tunnel 22": "publish does not answer",
+		"frobnicate":                           "publish does not answer",
+		"status extra":                         "publish does not answer",
+		strings.Repeat("x", maxControlLine+10): "longer than",
+	} {
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, line+"\n")
+		err = readReply(c)
+		c.Close()
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%.20q: reply %v, want %q", line, err, want)
+		}
+	}
+	// A client that sends nothing does not hold up stopping.
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	time.Sleep(50 * time.Millisecond) // accepted and waiting for its line
+	start := time.Now()
+	stop()
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("stop with an idle control client took %s", took)
+	}
+	// No socksd running and no relay: Reach says what to do.
+	if _, err := Reach(ctx, ConnectConfig{Home: t.TempDir(), PreferSocksd: true}); !errors.Is(err, ErrNoWay) {
+		t.Fatalf("Reach with nothing running and no relay: %v, want ErrNoWay", err)
+	}
+}
+
 // Through a socksd that wants a password: with it, a stream; without it,
 // a refusal that says a password may be wanted.
 func TestConnectSOCKSAuth(t *testing.T) {
@@ -110,7 +164,8 @@ func TestConnectSOCKSAuth(t *testing.T) {
 	if _, err := socks.SetPassword(file, "alice", "right", socks.MinHashCost); err != nil {
 		t.Fatal(err)
 	}
-	cli, err := StartClient(ctx, ClientConfig{Key: newKey(t), Home: t.TempDir(), Listen: "127.0.0.1:0", Relays: relays,
+	cliHome := t.TempDir()
+	cli, err := StartClient(ctx, ClientConfig{Key: newKey(t), Home: cliHome, Listen: "127.0.0.1:0", Relays: relays,
 		Auth: file, Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)

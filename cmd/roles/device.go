@@ -43,7 +43,7 @@ func StartDevice(ctx context.Context, cfg DeviceConfig) (*Device, error) {
 	}
 	stopStatus := func() {}
 	if cfg.Home != "" {
-		stopStatus = serveStatus(ctx, cfg.Home, "publish", n, cfg.Log)
+		stopStatus = serveControl(ctx, cfg.Home, "publish", n, cfg.Log)
 	}
 	ev := cfg.Log.Info().Str("id", cfg.Key.ID().String()).Str("name", cfg.Key.ID().String()+".tunnel").
 		Str("relay", resolver.RelayListString(cfg.Relays))

@@ -148,7 +148,7 @@ func StartGateway(ctx context.Context, cfg GatewayConfig) (*Gateway, error) {
 		closeAll()
 		return nil, err
 	}
-	stopStatus := serveStatus(ctx, cfg.Home, "gateway", n, cfg.Log)
+	stopStatus := serveControl(ctx, cfg.Home, "gateway", n, cfg.Log)
 	g := &Gateway{Node: n, addrs: make(map[string]net.Addr), done: make(chan struct{})}
 
 	lim := gateway.NewLimiter(cfg.Limits)

@@ -6,24 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"sort"
-	"sync"
 	"syscall"
 	"text/tabwriter"
-	"time"
 
-	"github.com/rs/zerolog"
 
 	"github.com/tunnel-dev/tunnel/resolver"
 )
 
-// The status control socket: a running socksd, publish or gateway answers
-// `tunnel status` on a Unix socket in its home (ROLE.sock). The home is
-// created 0700 and the socket chmod 0600: only the owner can ask. A client
-// connects, the daemon writes one JSON Status and closes.
+// `tunnel status`: what a running socksd, publish or gateway says about
+// itself over its control socket (control.go).
 
 // Status is what one running role says about itself.
 type Status struct {
@@ -87,62 +81,6 @@ func StatusOf(role string, n *Node) Status {
 	return d
 }
 
-// serveStatus answers status requests for n until ctx ends or stop is
-// called. A socket that cannot be made is logged, not fatal: status is a
-// window, not the service.
-func serveStatus(ctx context.Context, home, role string, n *Node, log zerolog.Logger) (stop func()) {
-	path := StatusPath(home, role)
-	if c, err := net.DialTimeout("unix", path, statusProbe); err == nil {
-		c.Close()
-		log.Warn().Str("socket", path).Msg("another " + role + " with this home answers status; this one will not")
-		return func() {}
-	}
-	_ = os.Remove(path) // a stale socket of a process that died
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		log.Warn().Err(err).Msg("no status socket")
-		return func() {}
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		log.Warn().Err(err).Msg("no status socket")
-		return func() {}
-	}
-	var wg sync.WaitGroup
-	ctx, cancel := context.WithCancel(ctx)
-	wg.Go(func() {
-		<-ctx.Done()
-		ln.Close()
-	})
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_ = c.SetDeadline(time.Now().Add(statusTimeout))
-			_ = json.NewEncoder(c).Encode(StatusOf(role, n))
-			c.Close()
-		}
-	})
-	return func() {
-		cancel()
-		wg.Wait()
-		os.Remove(path)
-	}
-}
-
-// Timings of the control socket.
-const (
-	// statusTimeout bounds one status exchange, on either side.
-	statusTimeout = 5 * time.Second
-	// statusProbe bounds the check for another process answering on the
-	// socket (a live one answers at once).
-	statusProbe = 200 * time.Millisecond
-	// statusDial bounds connecting to a role's socket.
-	statusDial = 2 * time.Second
-)
-
 // ReadStatus asks every role running with home. It returns an error when
 // none answers.
 func ReadStatus(home string) ([]Status, error) {
@@ -165,12 +103,13 @@ func ReadStatus(home string) ([]Status, error) {
 
 func askStatus(path string) (Status, error) {
 	var d Status
-	c, err := net.DialTimeout("unix", path, statusDial)
+	ctx, cancel := context.WithTimeout(context.Background(), statusTimeout)
+	defer cancel()
+	c, err := controlRequest(ctx, path, "status")
 	if err != nil {
 		return d, err
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(statusTimeout))
 	b, err := io.ReadAll(io.LimitReader(c, 16<<20))
 	if err != nil {
 		return d, err

@@ -168,7 +168,7 @@ func TestStatusSocket(t *testing.T) {
 	if _, err := ReadStatus(home); err == nil {
 		t.Fatal("status read with nothing running")
 	}
-	stop := serveStatus(ctx, home, "publish", n, zerolog.Nop())
+	stop := serveControl(ctx, home, "publish", n, zerolog.Nop())
 	docs, err := ReadStatus(home)
 	stop()
 	if err != nil || len(docs) != 1 || docs[0].Role != "publish" || docs[0].ID != n.Transport.Key().ID().String() {

@@ -19,16 +19,19 @@ func connectCommand() *cli.Command {
 		Name:      "connect",
 		Usage:     "join stdin/stdout to HOST:PORT on a device (for ssh's ProxyCommand)",
 		UsageText: "tunnel connect [--relay ADDR | --socks HOST:PORT] HOST PORT",
-		Description: `For machines without 'nc -X' (Windows, GNU netcat):
+		Description: `The ProxyCommand of 'tunnel ssh-config':
    ssh -o "ProxyCommand=tunnel connect %h %p" pi@<device-id>.tunnel
-With --socks it goes through a running socksd; otherwise it reaches the
-device itself through the rendezvous node (--relay, TUNNEL_RELAY, default
-127.0.0.1:7443). A socksd run with --auth wants --socks-user, and the
-password in the environment variable TUNNEL_SOCKS_PASSWORD (never on the
-command line, which every local user can read). Standard output carries
-only the stream; standard error stays quiet unless something fails.`,
+It goes, in this order: through the SOCKS5 server of --socks; with a node
+of its own through the rendezvous node of --relay; through the socksd
+running with this --home (over its owner-only control socket, sharing its
+connections); with a node of its own through TUNNEL_RELAY. With none of
+these it says so. A socksd run with --auth, reached with --socks, wants
+--socks-user, and the password in the environment variable
+TUNNEL_SOCKS_PASSWORD (never on the command line, which every local user
+can read). Standard output carries only the stream; standard error stays
+quiet unless something fails.`,
 		Flags: []cli.Flag{
-			relayFlag(),
+			reachRelayFlag(),
 			&cli.StringFlag{Name: "socks", EnvVars: []string{"TUNNEL_SOCKS"}, Usage: "go through the SOCKS5 server at HOST:PORT"},
 			&cli.StringFlag{Name: "socks-user", EnvVars: []string{"TUNNEL_SOCKS_USER"},
 				Usage: "log in to the SOCKS5 server as `USER`, with the password in TUNNEL_SOCKS_PASSWORD"},
@@ -48,21 +51,14 @@ only the stream; standard error stays quiet unless something fails.`,
 			if c.IsSet("socks") && c.IsSet("relay") {
 				return usagef("give --relay or --socks, not both")
 			}
-			mode, err := pathMode(c)
+			cfg, err := reachConfig(c)
 			if err != nil {
 				return err
 			}
-			log, err := newLogger(c, true)
-			if err != nil {
-				return err
-			}
-			cfg := roles.ConnectConfig{SOCKS: c.String("socks"), Home: c.String("home"), Path: mode, Log: log}
-			if cfg.SOCKS != "" {
+			if cfg.SOCKS = c.String("socks"); cfg.SOCKS != "" {
 				if err := checkHostPort("--socks", cfg.SOCKS); err != nil {
 					return err
 				}
-			} else if cfg.Relays, err = relays(c, defaultRelay); err != nil {
-				return err
 			}
 			if u := c.String("socks-user"); u != "" {
 				pw := os.Getenv("TUNNEL_SOCKS_PASSWORD")

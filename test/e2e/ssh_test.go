@@ -62,6 +62,9 @@ func TestSSHThroughTunnelConnect(t *testing.T) {
 		{"socks", tunnelBin + " connect --socks " + e.socksAddr + " %h %p", nil},
 		{"relay", tunnelBin + " --home " + t.TempDir() + " connect --relay " + e.relayAddr + " %h %p", nil},
 		{"TUNNEL_RELAY", tunnelBin + " connect %h %p", []string{"TUNNEL_RELAY=" + e.relayAddr, "TUNNEL_HOME=" + t.TempDir()}},
+		// No --socks, no --relay: the socksd running with this home, over
+		// its control socket; it goes before TUNNEL_RELAY (a dead one here).
+		{"running-socksd", tunnelBin + " --home " + e.socksHome + " connect %h %p", []string{"TUNNEL_RELAY=127.0.0.1:9"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -109,4 +112,20 @@ func TestSSHConcurrentSessions(t *testing.T) {
 		slowest = max(slowest, took[i])
 	}
 	t.Logf("%d concurrent ssh sessions: %d failed, wall %s, slowest %s", n, failed, time.Since(start).Round(time.Millisecond), slowest.Round(time.Millisecond))
+}
+
+// TestTunnelConnectNoWay: with no socksd running with the home and no
+// rendezvous node given, `tunnel connect` says what to do, at once.
+func TestTunnelConnectNoWay(t *testing.T) {
+	e := getEnv(t)
+	r := runTunnel(20*time.Second, []string{"TUNNEL_RELAY="}, "--home", t.TempDir(), "connect", e.host(), "22")
+	msg := strings.TrimSpace(string(r.Stderr))
+	if r.Code != 1 || !strings.Contains(msg, "no socksd is running with home") || !strings.Contains(msg, "--relay") ||
+		strings.Count(msg, "\n") != 0 || len(r.Stdout) != 0 {
+		t.Fatalf("connect with no way to reach devices: want exit 1 and one line saying what to do, got %s", r)
+	}
+	if r.Elapsed > 5*time.Second {
+		t.Errorf("took %s, want at once", r.Elapsed)
+	}
+	t.Logf("%s (%s)", msg, r.Elapsed.Round(time.Millisecond))
 }
