@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"text/tabwriter"
 
-
 	"github.com/tunnel-dev/tunnel/resolver"
 )
 
