@@ -44,22 +44,30 @@ all: build
 build:
 	$(GO) build -o $(BIN) ./cmd/tunnel
 
+# For `make run`'s next steps: a separate home for a device tried on this
+# same machine (one home is one key: the device must not share socksd's).
+DEVICE_HOME ?= $(HOME)/.config/tunnel-device
+TUNNEL_ABS   = $(abspath $(BIN))
+
 run: build
-	@echo "Starting: tunnel socksd"
+	@echo "Starting: $(TUNNEL_ABS) socksd"
 	@echo "  SOCKS5 proxy for <device-id>.tunnel names on 127.0.0.1:1080"
 	@echo "  with its embedded rendezvous node on $(or $(RELAY_LISTEN),127.0.0.1:7443) (UDP)"
 	@echo
-	@echo "Next steps:"
-	@echo "  1. On the device, publish its sshd (port 22):"
-	@echo "       tunnel publish --relay <this-host>:7443 -public 22"
-	@echo "     (on this same machine: tunnel publish -public 22)"
-	@echo "     The embedded node listens on loopback only; for a device on another"
-	@echo "     machine run: make run RELAY_LISTEN=0.0.0.0:7443"
-	@echo "     (i.e. tunnel socksd --relay-listen 0.0.0.0:7443) and open UDP 7443."
-	@echo "  2. On the device, get its ID:"
-	@echo "       tunnel id"
-	@echo "  3. Here, ssh to it:"
-	@echo '       ssh -o "ProxyCommand=nc -X 5 -x localhost:1080 %h %p" pi@<device-id>.tunnel'
+	@echo "Next steps (in another terminal; paste as printed):"
+	@echo "  1. Try a device on this same machine, with a home of its own, publishing"
+	@echo "     this machine's sshd (port 22):"
+	@echo "       $(TUNNEL_ABS) --home $(DEVICE_HOME) publish -public 22"
+	@echo "     On another machine: tunnel publish --relay <this-host>:7443 -public 22"
+	@echo "     (this node listens on loopback only; for that: make run RELAY_LISTEN=0.0.0.0:7443"
+	@echo "     and open UDP 7443)."
+	@echo "  2. Once, set up ssh for *.tunnel (ProxyCommand and host keys vouched for by"
+	@echo "     the device, in ~/.ssh/tunnel.conf; 'ssh-config' alone only prints it):"
+	@echo "       $(TUNNEL_ABS) ssh-config --install"
+	@echo "  3. ssh to the device, by its ID or a name of your own:"
+	@echo '       ssh $$USER@$$($(TUNNEL_ABS) --home $(DEVICE_HOME) id).tunnel'
+	@echo '       $(TUNNEL_ABS) name add mypi $$($(TUNNEL_ABS) --home $(DEVICE_HOME) id) && ssh $$USER@mypi.tunnel'
+	@echo '     Without step 2: ssh -o "ProxyCommand=nc -X 5 -x localhost:1080 %h %p" $$USER@<device-id>.tunnel'
 	@echo
 	exec $(BIN) socksd $(if $(RELAY_LISTEN),--relay-listen $(RELAY_LISTEN))
 
