@@ -49,11 +49,9 @@ func Connect(ctx context.Context, cfg ConnectConfig, host string, port uint16) (
 		}
 		return nil, nil, fmt.Errorf("connect to %s:%d: %w", host, port, err)
 	}
-	id, isTunnel, err := resolver.ParseName(host)
-	if err != nil {
-		return fail(err)
-	}
-	if !isTunnel {
+	// Which device a name means is the node's dialer's to say (IDs, and
+	// the home's names); here only whether it is a .tunnel name at all.
+	if _, isTunnel, _ := resolver.ParseName(host); !isTunnel {
 		return nil, nil, fmt.Errorf("%s is not a .tunnel name (use --socks with a socksd that falls back, or connect directly)", host)
 	}
 	key, err := identity.LoadOrCreate(cfg.Home)
@@ -63,9 +61,14 @@ func Connect(ctx context.Context, cfg ConnectConfig, host string, port uint16) (
 	// The node outlives ctx, which bounds connecting only: the stream
 	// runs on it.
 	n, err := StartNode(context.WithoutCancel(ctx), NodeConfig{Key: key, Relays: cfg.Relays, Path: cfg.Path,
-		Credentials: HomeCredentials(cfg.Home), Log: cfg.Log})
+		Credentials: HomeCredentials(cfg.Home), Names: HomeNames(cfg.Home, cfg.Log), Log: cfg.Log})
 	if err != nil {
 		return nil, nil, err
+	}
+	id, _, err := n.Dialer.Device(host)
+	if err != nil {
+		n.Close()
+		return fail(err)
 	}
 	if s, err = n.Dialer.DialDevice(ctx, id, port); err != nil {
 		n.Close()
