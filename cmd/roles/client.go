@@ -20,7 +20,7 @@ import (
 // front: PAC file and CONNECT) on this machine, for its user.
 type ClientConfig struct {
 	Key  *identity.Key
-	Home string // fleet credentials and the status socket
+	Home string // fleet credentials, names and the status socket
 	// Listen is the SOCKS TCP address.
 	Listen string
 	// Relays are the rendezvous nodes; none: a node is embedded,
@@ -111,7 +111,8 @@ func StartClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		}
 		relays = []resolver.RelayAddr{c.Relay.Addr()}
 	}
-	nc := NodeConfig{Key: cfg.Key, Relays: relays, Path: cfg.Path, Credentials: HomeCredentials(cfg.Home), Log: cfg.Log}
+	nc := NodeConfig{Key: cfg.Key, Relays: relays, Path: cfg.Path, Credentials: HomeCredentials(cfg.Home),
+		Names: HomeNames(cfg.Home, cfg.Log), Log: cfg.Log}
 	fallback := "reject"
 	if cfg.FallbackDirect {
 		nc.Fallback, fallback = dialer.DirectFallback, "direct"

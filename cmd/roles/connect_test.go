@@ -15,6 +15,7 @@ import (
 
 	"github.com/tunnel-dev/tunnel/peer"
 	"github.com/tunnel-dev/tunnel/resolver"
+	"github.com/tunnel-dev/tunnel/resolver/names"
 	"github.com/tunnel-dev/tunnel/socks"
 )
 
@@ -37,8 +38,14 @@ func TestConnect(t *testing.T) {
 	if err := dev.Node.WaitRegistered(wctx); err != nil {
 		t.Fatal(err)
 	}
-	cliHome := t.TempDir()
-	cli, err := StartClient(ctx, ClientConfig{Key: newKey(t), Home: cliHome, Listen: "127.0.0.1:0", Relays: relays, Log: zerolog.Nop()})
+	// Both the socksd's home and the own node's name the device garage.
+	socksHome, ownHome := t.TempDir(), t.TempDir()
+	for _, home := range []string{socksHome, ownHome} {
+		if _, err := names.Add(home, "garage", dk.ID()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cli, err := StartClient(ctx, ClientConfig{Key: newKey(t), Home: socksHome, Listen: "127.0.0.1:0", Relays: relays, Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,10 +55,10 @@ func TestConnect(t *testing.T) {
 
 	for _, mode := range []ConnectConfig{
 		{SOCKS: cli.Addr().String(), Log: zerolog.Nop()},
-		{Home: t.TempDir(), Relays: relays, Log: zerolog.Nop()},
+		{Home: ownHome, Relays: relays, Log: zerolog.Nop()},
 		// The socksd running with the home goes before the relays given
 		// (a dead one here).
-		{Home: cliHome, PreferSocksd: true, Relays: []resolver.RelayAddr{deadRelay(t)}, Log: zerolog.Nop()},
+		{Home: socksHome, PreferSocksd: true, Relays: []resolver.RelayAddr{deadRelay(t)}, Log: zerolog.Nop()},
 	} {
 		name := "own node"
 		if mode.SOCKS != "" {
@@ -62,17 +69,19 @@ func TestConnect(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
 			defer ccancel()
-			s, done, err := Connect(cctx, mode, device, 22)
-			if err != nil {
-				t.Fatal(err)
-			}
-			s.Write([]byte("hi"))
-			s.CloseWrite()
-			got, _ := io.ReadAll(s)
-			s.Close()
-			done()
-			if string(got) != "hi" {
-				t.Fatalf("echo %q", got)
+			for _, host := range []string{device, "garage.tunnel", "Garage.TUNNEL"} {
+				s, done, err := Connect(cctx, mode, host, 22)
+				if err != nil {
+					t.Fatalf("%s: %v", host, err)
+				}
+				s.Write([]byte("hi"))
+				s.CloseWrite()
+				got, _ := io.ReadAll(s)
+				s.Close()
+				done()
+				if string(got) != "hi" {
+					t.Fatalf("%s: echo %q", host, got)
+				}
 			}
 			// Through a SOCKS server a refusal is its reply code, in words
 			// (socks.ReplyText); through its own node, the outcome, then
@@ -87,7 +96,7 @@ func TestConnect(t *testing.T) {
 				unreachable, refused = socks.ReplyText(socks.ReplyHostUnreachable), socks.ReplyText(socks.ReplyConnectionRefused)
 				malformed = unreachable
 			}
-			for host, want := range map[string]string{offline: unreachable, "abc.tunnel": malformed, "[::1].tunnel": malformed} {
+			for host, want := range map[string]string{offline: unreachable, "abc.tunnel": malformed, "[::1].tunnel": malformed, "shed.tunnel": malformed} {
 				_, _, err := Connect(cctx, mode, host, 22)
 				if err == nil || !strings.HasPrefix(err.Error(), prefix(host, 22)+want) {
 					t.Errorf("%s: %v, want %q first", host, err, prefix(host, 22)+want)
@@ -164,8 +173,14 @@ func TestConnectSOCKSAuth(t *testing.T) {
 	if _, err := socks.SetPassword(file, "alice", "right", socks.MinHashCost); err != nil {
 		t.Fatal(err)
 	}
-	cliHome := t.TempDir()
-	cli, err := StartClient(ctx, ClientConfig{Key: newKey(t), Home: cliHome, Listen: "127.0.0.1:0", Relays: relays,
+	// Both the socksd's home and the own node's name the device garage.
+	socksHome, ownHome := t.TempDir(), t.TempDir()
+	for _, home := range []string{socksHome, ownHome} {
+		if _, err := names.Add(home, "garage", dk.ID()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cli, err := StartClient(ctx, ClientConfig{Key: newKey(t), Home: socksHome, Listen: "127.0.0.1:0", Relays: relays,
 		Auth: file, Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"github.com/tunnel-dev/tunnel/peer/fleet"
 	"github.com/tunnel-dev/tunnel/peer/identity"
 	"github.com/tunnel-dev/tunnel/resolver"
+	"github.com/tunnel-dev/tunnel/resolver/names"
 	"github.com/tunnel-dev/tunnel/socks/dialer"
 	"github.com/tunnel-dev/tunnel/transport"
 )
@@ -30,6 +31,9 @@ type NodeConfig struct {
 	// Credentials returns the node's fleet credential for a fleet, in
 	// wire form (HomeCredentials). Nil: the node presents none.
 	Credentials func(fleet identity.ID) []byte
+	// Names resolves a name that is not an ID (HomeNames); nil: IDs only,
+	// as the public gateway must.
+	Names func(label string) (identity.ID, bool)
 	// Fallback, if set, dials hosts that are not .tunnel names.
 	Fallback func(ctx context.Context, host string, port uint16) (transport.HalfConn, error)
 	Log      zerolog.Logger
@@ -64,7 +68,7 @@ func StartNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	n := &Node{Transport: tn, cancel: cancel}
 	n.Resolver = resolver.NewClient(tn, resolver.Config{Relays: cfg.Relays, Publishes: cfg.Publishes, Log: cfg.Log})
-	n.Dialer = dialer.New(n.Resolver, dialer.Config{Credential: cfg.Credentials, Fallback: cfg.Fallback, Log: cfg.Log})
+	n.Dialer = dialer.New(n.Resolver, dialer.Config{Credential: cfg.Credentials, Names: cfg.Names, Fallback: cfg.Fallback, Log: cfg.Log})
 	n.wg.Go(func() { _ = n.Resolver.Run(ctx) })
 	return n, nil
 }
@@ -92,6 +96,13 @@ func HomeCredentials(home string) func(identity.ID) []byte {
 		}
 		return c.Wire()
 	}
+}
+
+// HomeNames is the source of device names of a node whose home is home:
+// its pet names and its fleets' imported names ('tunnel name'), re-read
+// when they change.
+func HomeNames(home string, log zerolog.Logger) func(string) (identity.ID, bool) {
+	return names.Open(home, log).Lookup
 }
 
 // CheckHostPort checks a HOST:PORT setting; flag names it in the error.

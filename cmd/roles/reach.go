@@ -59,7 +59,7 @@ func Reach(ctx context.Context, cfg ConnectConfig) (*Reacher, error) {
 	}
 	// The node outlives ctx, which bounds connecting only.
 	n, err := StartNode(context.WithoutCancel(ctx), NodeConfig{Key: key, Relays: cfg.Relays, Path: cfg.Path,
-		Credentials: HomeCredentials(cfg.Home), Log: cfg.Log})
+		Credentials: HomeCredentials(cfg.Home), Names: HomeNames(cfg.Home, cfg.Log), Log: cfg.Log})
 	if err != nil {
 		return nil, err
 	}

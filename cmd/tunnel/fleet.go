@@ -21,7 +21,8 @@ func fleetCommand() *cli.Command {
 tunnel fleet id
 tunnel fleet add [--expires DURATION] [--out FILE] MEMBER_ID
 tunnel fleet join FILE|-
-tunnel fleet list [--json]`,
+tunnel fleet list [--json]
+tunnel fleet names add|rm|list|export …`,
 		Description: `A fleet lets a device publish a port to a group of clients without listing
 each one: 'tunnel publish --fleet <fleet-id> -protected 22' lets in any
 client that holds a credential the fleet key signed for that client's own
@@ -54,10 +55,11 @@ issues one too (member.pub: the member's key, 'ssh-keygen -y -f node.key').`,
 			fleetAddCommand(),
 			fleetJoinCommand(),
 			fleetListCommand(),
+			fleetNamesCommand(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
-				return usagef("unknown fleet command %q: want create, id, add, join or list", c.Args().First())
+				return usagef("unknown fleet command %q: want create, id, add, join, list or names", c.Args().First())
 			}
 			return cli.ShowSubcommandHelp(c)
 		},

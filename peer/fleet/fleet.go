@@ -1,4 +1,5 @@
-// Package fleet issues, checks and stores fleet membership credentials.
+// Package fleet issues, checks and stores fleet membership credentials,
+// and the name lists a fleet key signs for its members.
 //
 // A fleet is an Ed25519 key held by its admin. Membership is an OpenSSH
 // user certificate that the fleet key signs for one member's node key, with
@@ -23,7 +24,9 @@
 //   - Files: "fleet.key" in the home is the admin's fleet key (an OpenSSH
 //     private key, 0600, only on the admin's machine, never overwritten);
 //     "fleets/<fleet-id>.cert" holds this node's credential for one fleet
-//     (0600 in a 0700 directory), written atomically.
+//     (0600 in a 0700 directory), written atomically; "fleet.names", beside
+//     fleet.key, is the fleet's name list as its admin last signed it
+//     (names.go has the format members import).
 package fleet
 
 import "github.com/tunnel-dev/tunnel/peer/identity"

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/tunnel-dev/tunnel/peer/identity"
 )
 
 func FuzzParse(f *testing.F) {
@@ -56,6 +58,39 @@ func FuzzParse(f *testing.F) {
 		}
 		if err == nil && (c == nil || !bytes.Equal(b, c.Wire())) {
 			t.Fatalf("Verify accepted what Parse did not: %q", b)
+		}
+	})
+}
+
+// A signed name list comes from whoever hands a member a file to import.
+func FuzzParseNames(f *testing.F) {
+	_, signed := signedList(f)
+	f.Add(signed)
+	f.Add(signed[:len(signed)/2])
+	f.Add(bytes.Replace(signed, []byte("name garage"), []byte("name garag3"), 1))
+	f.Add([]byte("tunnel-names v1 fleet x serial 1 issued 2026-01-01T00:00:00Z\nsig AAAA\n"))
+	f.Add([]byte{})
+	f.Add([]byte("\n\n\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		l, err := ParseNames(b)
+		if err != nil {
+			if !errors.Is(err, ErrBadNames) || l != nil {
+				t.Fatalf("ParseNames = %v, %v: want nil and ErrBadNames", l, err)
+			}
+			return
+		}
+		// What is accepted is canonical: its own encoding, sorted unique
+		// pet names, and it verifies as its own fleet's, only.
+		if !bytes.HasPrefix(b, l.body()) {
+			t.Fatalf("accepted a list whose body is not its canonical encoding:\n%q", b)
+		}
+		for i, e := range l.Entries {
+			if n, err := identity.ParsePetName(e.Name); err != nil || n != e.Name || i > 0 && l.Entries[i-1].Name >= e.Name {
+				t.Fatalf("accepted entry %q: %v", e.Name, err)
+			}
+		}
+		if _, err := VerifyNames(b, l.Fleet); err != nil {
+			t.Fatalf("VerifyNames of a list ParseNames took: %v", err)
 		}
 	})
 }
