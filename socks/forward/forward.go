@@ -49,6 +49,16 @@ type Config struct {
 	DialTimeout time.Duration
 }
 
+// ListenError is a port that could not be bound (in use, not permitted,
+// no such address): a problem with what the user asked for, found at start.
+type ListenError struct {
+	Addr string
+	Err  error
+}
+
+func (e *ListenError) Error() string { return "bind " + e.Addr + ": " + e.Err.Error() }
+func (e *ListenError) Unwrap() error { return e.Err }
+
 // Forwarder is one bound local port forwarding to one target.
 type Forwarder struct {
 	spec   Spec
@@ -86,7 +96,7 @@ func Listen(ctx context.Context, spec Spec, cfg Config) (*Forwarder, error) {
 		if errors.As(err, &se) {
 			err = se.Err // "bind: bind: …" says nothing more
 		}
-		return nil, fmt.Errorf("bind %s: %w", spec.Listen(), err)
+		return nil, &ListenError{Addr: spec.Listen(), Err: err}
 	}
 	return &Forwarder{spec: spec, cfg: cfg, ln: ln, report: limit.NewReporter(failureReportEvery, 1, 2)}, nil
 }
@@ -187,8 +197,8 @@ func (f *Forwarder) refused(kind string, c net.Conn, err error) {
 	}
 	ev := f.cfg.Log.Warn().Str("bind", f.Addr().String()).Str("target", f.spec.Target()).
 		Str("client", addrString(c.RemoteAddr()))
-	if kind == "dial" {
-		ev = ev.Str("why", dialer.Classify(err).Explain())
+	if o := dialer.Classify(err); kind == "dial" && o != dialer.Failed {
+		ev = ev.Str("why", o.Explain())
 	}
 	if suppressed > 0 {
 		ev = ev.Int("not_logged", suppressed)

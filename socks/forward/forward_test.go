@@ -341,8 +341,9 @@ func TestListenErrors(t *testing.T) {
 	s, _ = ParseSpec(busy.Addr().String() + ":garage:22")
 	_, err = Listen(t.Context(), s, Config{Dial: d})
 	want := "bind " + busy.Addr().String() + ": address already in use"
-	if err == nil || err.Error() != want {
-		t.Errorf("Listen on a port in use: %v, want %q", err, want)
+	var le *ListenError
+	if err == nil || err.Error() != want || !errors.As(err, &le) || !errors.Is(err, syscall.EADDRINUSE) {
+		t.Errorf("Listen on a port in use: %v, want a ListenError %q", err, want)
 	}
 	if _, err := Listen(t.Context(), s, Config{}); err == nil {
 		t.Error("Listen without Dial succeeded")

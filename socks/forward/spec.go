@@ -16,7 +16,7 @@ var (
 	// ErrSpec: the SPEC does not parse.
 	ErrSpec = errors.New("malformed bind spec")
 	// ErrRemote: the SPEC listens beyond loopback without AllowRemote.
-	ErrRemote = errors.New("bind listens beyond loopback")
+	ErrRemote = errors.New("not loopback")
 )
 
 // DefaultListenHost is where a SPEC without LISTENHOST listens, as ssh -L
@@ -86,8 +86,8 @@ func (s Spec) CheckListen(allowRemote bool) error {
 	if where == "" {
 		where = "every interface"
 	}
-	return fmt.Errorf("%w: bind %s listens on %s: whoever reaches it would use this node's key and fleet credentials; "+
-		"listen on 127.0.0.1 (the default), or pass --allow-remote if that is meant", ErrRemote, s, where)
+	return fmt.Errorf("bind %s: %w: whoever reaches %s would use this node's key and fleet credentials; "+
+		"listen on 127.0.0.1 (the default), or pass --allow-remote if that is meant", s, ErrRemote, where)
 }
 
 // ParseSpec reads `[LISTENHOST:]LOCALPORT:HOST:PORT`:
@@ -106,7 +106,7 @@ func ParseSpec(spec string) (Spec, error) {
 		if len(q) > 64 {
 			q = strings.ToValidUTF8(q[:64], "") + "…"
 		}
-		return Spec{}, fmt.Errorf("%w %q: %s (want [LISTENHOST:]LOCALPORT:HOST:PORT)", ErrSpec, q, fmt.Sprintf(format, args...))
+		return Spec{}, fmt.Errorf("%w %q: %s; a SPEC is [LISTENHOST:]LOCALPORT:HOST:PORT", ErrSpec, q, fmt.Sprintf(format, args...))
 	}
 	if len(spec) > maxSpecLen {
 		return bad("longer than %d bytes", maxSpecLen)
@@ -138,7 +138,7 @@ func ParseSpec(spec string) (Spec, error) {
 	case !bracketed && len(parts) > 4:
 		return bad("too many ':' (an IPv6 LISTENHOST goes in brackets: [::1]:8022:HOST:PORT)")
 	default:
-		return bad("%d fields, want 3 or 4 separated by ':'", len(parts)+btoi(bracketed))
+		return bad("%d fields, not 3 or 4 separated by ':'", len(parts)+btoi(bracketed))
 	}
 	var err error
 	if s.ListenHost, err = parseListenHost(listenHost, bracketed); err != nil {
