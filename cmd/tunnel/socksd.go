@@ -10,7 +10,7 @@ func socksdCommand() *cli.Command {
 	cmd := &cli.Command{
 		Name:  "socksd",
 		Usage: "run the local SOCKS5 gateway to <id>.tunnel names",
-		UsageText: `tunnel socksd [--listen 127.0.0.1:1080] [--auth FILE] [--allow-local-users] [--relay ADDR] ...
+		UsageText: `tunnel socksd [--listen 127.0.0.1:1080] [--auth FILE] [--allow-local-users] [--relay ADDR] [--bind SPEC [--allow-remote]] ...
 tunnel socksd passwd [--auth FILE] USER`,
 		Description: `Serves SOCKS5 (RFC 1928) for <device-id>.tunnel:PORT:
    ssh -o "ProxyCommand=nc -X 5 -x localhost:1080 %h %p" pi@<device-id>.tunnel
