@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 
 	"github.com/rs/zerolog"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/tunnel-dev/tunnel/resolver"
 	"github.com/tunnel-dev/tunnel/socks"
 	"github.com/tunnel-dev/tunnel/socks/dialer"
+	"github.com/tunnel-dev/tunnel/socks/forward"
 	"github.com/tunnel-dev/tunnel/transport"
 )
 
@@ -41,7 +43,14 @@ type ClientConfig struct {
 	// otherwise, on Linux and without Auth, only those of the user socksd
 	// runs as, and root's.
 	AllowLocalUsers bool
-	Log             zerolog.Logger
+	// Binds are local forwards (--bind): each accepted connection becomes
+	// a stream to its target, dialed as SOCKS clients' are. Their ports
+	// are bound before socksd is up.
+	Binds []forward.Spec
+	// AllowRemote lets a bind listen beyond loopback; whoever reaches it
+	// uses this node's key and fleet credentials, with no password.
+	AllowRemote bool
+	Log         zerolog.Logger
 }
 
 // Check reports what is wrong with c, before anything starts; it reads
@@ -70,6 +79,11 @@ func (c ClientConfig) check() (*socks.Passwords, error) {
 			return nil, fmt.Errorf("--auth: %w", err)
 		}
 	}
+	for _, b := range c.Binds {
+		if err := b.CheckListen(c.AllowRemote); err != nil {
+			return nil, err
+		}
+	}
 	if len(c.Relays) == 0 {
 		if err := CheckHostPort("--relay-listen", c.RelayListen); err != nil {
 			return nil, err
@@ -83,6 +97,7 @@ type Client struct {
 	Node  *Node
 	Relay *Relay // the embedded rendezvous node, if any
 	ln    net.Listener
+	binds []*forward.Forwarder
 	done  chan struct{}
 	err   error
 }
@@ -103,9 +118,25 @@ func StartClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		return nil, fmt.Errorf("listen for SOCKS clients on %s: %w", cfg.Listen, err)
 	}
 	c := &Client{ln: ln, done: make(chan struct{})}
+	// Every bind's port is taken before anything starts, so a port in use
+	// fails socksd at start with nothing left running. Their streams are
+	// dialed by the node started below, before any is served.
+	dial := func(ctx context.Context, host string, port uint16) (transport.HalfConn, error) {
+		return c.Node.Dialer.Dial(ctx, host, port)
+	}
+	for _, spec := range cfg.Binds {
+		f, err := forward.Listen(ctx, spec, forward.Config{Dial: dial, Log: cfg.Log, AllowRemote: cfg.AllowRemote})
+		if err != nil {
+			c.closeBinds()
+			ln.Close()
+			return nil, err
+		}
+		c.binds = append(c.binds, f)
+	}
 	relays := cfg.Relays
 	if len(relays) == 0 {
 		if c.Relay, err = StartRelay(ctx, RelayConfig{Key: cfg.Key, Listen: cfg.RelayListen, Log: cfg.Log}); err != nil {
+			c.closeBinds()
 			ln.Close()
 			return nil, err
 		}
@@ -118,6 +149,7 @@ func StartClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		nc.Fallback, fallback = dialer.DirectFallback, "direct"
 	}
 	if c.Node, err = StartNode(ctx, nc); err != nil {
+		c.closeBinds()
 		ln.Close()
 		if c.Relay != nil {
 			c.Relay.Stop()
@@ -146,8 +178,22 @@ func StartClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	front := &socks.HTTPFront{Dial: c.Node.Dialer.Dial, Log: cfg.Log, Listen: ln.Addr().String(), Auth: auth, Admit: admit}
 	srv := &socks.Server{Dial: c.Node.Dialer.Dial, Log: cfg.Log, Other: front.ServeConn, Auth: auth, Admit: admit,
 		PreAuth: preAuth}
+	// A listener that fails stops the whole of socksd, not just itself.
+	sctx, cancel := context.WithCancel(ctx)
+	var binds sync.WaitGroup
+	bindErrs := make([]error, len(c.binds))
+	for i, f := range c.binds {
+		cfg.Log.Info().Str("bind", f.Addr().String()).Str("target", f.Spec().Target()).Msg("bind listening")
+		binds.Go(func() {
+			bindErrs[i] = f.Serve(sctx)
+			cancel()
+		})
+	}
 	go func() {
-		c.err = srv.Serve(ctx, ln)
+		c.err = srv.Serve(sctx, ln)
+		cancel()
+		binds.Wait()
+		c.err = errors.Join(append([]error{c.err}, bindErrs...)...)
 		stopStatus()
 		c.Node.Close()
 		if c.Relay != nil {
@@ -157,6 +203,16 @@ func StartClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	}()
 	return c, nil
 }
+
+// closeBinds releases the ports of binds never served.
+func (c *Client) closeBinds() {
+	for _, f := range c.binds {
+		f.Close()
+	}
+}
+
+// Binds are the local forwards, bound.
+func (c *Client) Binds() []*forward.Forwarder { return c.binds }
 
 // Addr is the SOCKS address.
 func (c *Client) Addr() net.Addr { return c.ln.Addr() }

@@ -10,7 +10,7 @@ func socksdCommand() *cli.Command {
 	cmd := &cli.Command{
 		Name:  "socksd",
 		Usage: "run the local SOCKS5 gateway to <id>.tunnel names",
-		UsageText: `tunnel socksd [--listen 127.0.0.1:1080] [--auth FILE] [--allow-local-users] [--relay ADDR] ...
+		UsageText: `tunnel socksd [--listen 127.0.0.1:1080] [--auth FILE] [--allow-local-users] [--relay ADDR] [--bind SPEC [--allow-remote]] ...
 tunnel socksd passwd [--auth FILE] USER`,
 		Description: `Serves SOCKS5 (RFC 1928) for <device-id>.tunnel:PORT:
    ssh -o "ProxyCommand=nc -X 5 -x localhost:1080 %h %p" pi@<device-id>.tunnel
@@ -43,6 +43,8 @@ are rate-limited per client address; the PAC file needs no password.`,
 				Usage: "non-.tunnel hosts: reject, or direct (dial them; loopback listeners only)"},
 			&cli.StringFlag{Name: "auth", EnvVars: []string{"TUNNEL_SOCKS_AUTH"},
 				Usage: "require a username and password listed in `FILE` (htpasswd bcrypt entries, mode 0600; 'tunnel socksd passwd USER' makes them), read at start; then password, not local user, decides"},
+			&cli.StringSliceFlag{Name: "bind", Usage: "also forward a local port to a device, `[LISTENHOST:]LOCALPORT:HOST:PORT` as ssh -L (repeatable; see 'tunnel bind --help')"},
+			&cli.BoolFlag{Name: "allow-remote", Usage: "let a --bind listen beyond loopback (whoever reaches it uses this node's key and fleet credentials)"},
 			&cli.BoolFlag{Name: "allow-local-users", EnvVars: []string{"TUNNEL_ALLOW_LOCAL_USERS"},
 				Usage: "serve the loopback clients of every local user, not only this user's and root's (checked on Linux only: elsewhere every local user is served)"},
 		},
@@ -70,6 +72,10 @@ are rate-limited per client address; the PAC file needs no password.`,
 					return err
 				}
 			}
+			if cfg.Binds, err = bindSpecs(c.StringSlice("bind")); err != nil {
+				return err
+			}
+			cfg.AllowRemote = c.Bool("allow-remote")
 			if err := cfg.Check(); err != nil {
 				return usageError{err}
 			}
@@ -81,7 +87,7 @@ are rate-limited per client address; the PAC file needs no password.`,
 			}
 			client, err := roles.StartClient(c.Context, cfg)
 			if err != nil {
-				return err
+				return bindUsage(err)
 			}
 			return client.Wait()
 		},
