@@ -3,7 +3,8 @@ package e2e
 // Names you choose, end to end, on the shared fixture: the running socksd's
 // home gets a pet name and joins a fleet whose admin signs names; both kinds
 // of name then reach the device's sshd and web server through that socksd
-// (nc -X 5, SOCKS and HTTP CONNECT with curl) and through `tunnel connect`,
+// (nc -X 5, SOCKS and HTTP CONNECT with curl), through `tunnel connect` and
+// through `tunnel bind`,
 // without restarting socksd. A tampered names.signed is refused.
 
 import (
@@ -51,6 +52,12 @@ func reachByName(t *testing.T, e *sharedEnv, host string) {
 	}
 	if s := strings.TrimSpace(string(r.Stderr)); s != "" {
 		t.Errorf("tunnel connect not quiet on success:\n%s", tail(s, 30, 4<<10))
+	}
+	// tunnel bind, through the running socksd, to the name without
+	// .tunnel as a user types it.
+	_, port := startBind(t, e.socksHome, "0:"+strings.TrimSuffix(host, ".tunnel")+":22")
+	if r := sshPort(e.sshd, port, 30*time.Second, nil, "echo "+word+"-bind"); r.Code != 0 || strings.TrimSpace(string(r.Stdout)) != word+"-bind" {
+		t.Fatalf("ssh -p %d through tunnel bind to %s: %s", port, host, r)
 	}
 	url := "http://" + host + ":8080/names"
 	for _, proxy := range [][]string{{"--socks5-hostname", e.socksAddr}, {"-p", "-x", "http://" + e.socksAddr}} {
