@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks (and, as root, installs) what `make test` needs beyond Go:
 # openssh-server (/usr/sbin/sshd), openssh-client (ssh, ssh-keygen),
-# netcat-openbsd (nc with -X for SOCKS), curl, iproute2/iptables/conntrack
+# netcat-openbsd (nc with -X for SOCKS), curl, wget (an http_proxy client), iproute2/iptables/conntrack
 # (NATs in network namespaces), chromium (headless, for the browser tests),
 # redis-server (the multi-node tests), and a C compiler for -race.
 # Debian/Ubuntu only.
@@ -26,6 +26,7 @@ check() {
 	{ command -v ssh >/dev/null 2>&1 && command -v ssh-keygen >/dev/null 2>&1; } || missing+=(openssh-client)
 	have_openbsd_nc || missing+=(netcat-openbsd)
 	command -v curl >/dev/null 2>&1 || missing+=(curl)
+	command -v wget >/dev/null 2>&1 || missing+=(wget)
 	# Network namespaces with NATs for the direct-path tests.
 	command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 	{ command -v iptables >/dev/null 2>&1 && command -v iptables-restore >/dev/null 2>&1; } || missing+=(iptables)
@@ -41,7 +42,7 @@ check() {
 	# useradd/passwd (passwd package) are on every Debian base image.
 }
 
-pkgs=(openssh-server openssh-client netcat-openbsd curl iproute2 iptables conntrack chromium redis-server)
+pkgs=(openssh-server openssh-client netcat-openbsd curl wget iproute2 iptables conntrack chromium redis-server)
 
 check
 for p in gcc libc6-dev; do
@@ -49,7 +50,7 @@ for p in gcc libc6-dev; do
 done
 install_line="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${pkgs[*]}"
 if [ ${#missing[@]} -eq 0 ]; then
-	echo "deps: ok (sshd, ssh, OpenBSD nc, curl, ip, iptables, conntrack, chromium, redis-server, C compiler for -race)"
+	echo "deps: ok (sshd, ssh, OpenBSD nc, curl, wget, ip, iptables, conntrack, chromium, redis-server, C compiler for -race)"
 	exit 0
 fi
 

@@ -1,7 +1,8 @@
 // Package socks is the local SOCKS5 front door of the tunnel daemon: a
-// CONNECT-only server (RFC 1928) that hands every request to a DialFunc
-// and splices the client to whatever it returns, an HTTP front on the same
-// port (PAC file and CONNECT, http.go), and the client side (client.go)
+// CONNECT-only server (RFC 1928; SOCKS4 and 4a answered too, socks4.go)
+// that hands every request to a DialFunc and splices the client to
+// whatever it returns, an HTTP front on the same port (PAC file, CONNECT
+// and plain forward-proxy requests, http.go and forward.go), and the client side (client.go)
 // that `tunnel connect --socks`, the bench and the tests speak. The server
 // knows nothing about devices: the dialer (socks/dialer) does, and its
 // errors become reply codes through ReplyCode, from the one classification

@@ -39,7 +39,8 @@ func (c *halfClosed) Read(b []byte) (int, error) {
 // FuzzHTTPFront sends the HTTP front what a stranger on the SOCKS port
 // might, with a Dial that refuses everything. It must answer or close
 // (within a deadline, never hanging), dial only for a CONNECT to a
-// host:port, answer each request as README says, and never put in the PAC
+// host:port or an http:// URL in absolute form, answer each request as
+// README says, and never put in the PAC
 // file a SOCKS address that could break out of its JavaScript string.
 func FuzzHTTPFront(f *testing.F) {
 	for _, s := range []string{
@@ -49,6 +50,8 @@ func FuzzHTTPFront(f *testing.F) {
 		"GET /proxy.pac HTTP/1.1\r\nHost: a\";x:1\r\n\r\n",
 		"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
 		"CONNECT [::1]:0 HTTP/1.1\r\n\r\n",
+		"GET http://yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy.tunnel/a?b HTTP/1.1\r\nProxy-Connection: keep-alive\r\n\r\n",
+		"POST http://x.tunnel:8080/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -97,11 +100,24 @@ func FuzzHTTPFront(f *testing.F) {
 		if err != nil || br.Buffered() != 0 {
 			t.Fatalf("request %q answered %q: body %v, %d bytes after it", in, out, err, br.Buffered())
 		}
+		// An absolute-form request is forwarded: dialed when its URL is an
+		// http:// one with a host and a port (80 if none), else 400.
+		fwd := req.Method != http.MethodConnect && req.URL.Scheme != ""
+		fport := req.URL.Port()
+		if fport == "" {
+			fport = "80"
+		}
+		fn, fperr := strconv.ParseUint(fport, 10, 16)
+		fwdOK := fwd && strings.EqualFold(req.URL.Scheme, "http") && req.URL.Hostname() != "" && fperr == nil && fn != 0
 		host, port, herr := net.SplitHostPort(req.Host)
 		n, perr := strconv.ParseUint(port, 10, 16)
-		isPAC := (req.Method == http.MethodGet || req.Method == http.MethodHead) &&
+		isPAC := !fwd && (req.Method == http.MethodGet || req.Method == http.MethodHead) &&
 			(req.URL.Path == "/proxy.pac" || req.URL.Path == "/wpad.dat")
 		switch {
+		case fwdOK:
+			if len(dials) != 1 || dials[0] != net.JoinHostPort(req.URL.Hostname(), fport) || resp.StatusCode != http.StatusForbidden {
+				t.Fatalf("forward %q: dialed %v, status %d", req.URL, dials, resp.StatusCode)
+			}
 		case req.Method == http.MethodConnect && herr == nil && perr == nil && n != 0 && host != "":
 			if len(dials) != 1 || dials[0] != net.JoinHostPort(host, port) || resp.StatusCode != http.StatusForbidden {
 				t.Fatalf("CONNECT %q: dialed %v, status %d", req.Host, dials, resp.StatusCode)

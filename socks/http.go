@@ -20,11 +20,13 @@ import (
 
 // HTTPFront serves, on the SOCKS port, what browsers and HTTP-only tools
 // need: the PAC file at /proxy.pac (also /wpad.dat), which sends only
-// .tunnel hosts to this SOCKS server, and HTTP CONNECT for tools that speak
-// only HTTP proxies (git, npm, many IDEs). CONNECT uses the same Dial, and
-// so the same rules, as SOCKS: it is never an open proxy; and the same
-// door: with Auth, a CONNECT needs Proxy-Authorization Basic with a user
-// and password of the file (else 407); without, Admit decides (else 403).
+// .tunnel hosts to this SOCKS server, HTTP CONNECT for tools that speak
+// only HTTP proxies (git, npm, many IDEs), and plain forward-proxy
+// requests in absolute form (http_proxy: wget, apt, pip; forward.go).
+// CONNECT and forwarding use the same Dial, and so the same rules, as
+// SOCKS: it is never an open proxy; and the same door: with Auth, they
+// need Proxy-Authorization Basic with a user and password of the file
+// (else 407); without, Admit decides (else 403).
 // The PAC file and the help page are served to anyone: they hold nothing
 // but this proxy's address, which whoever fetches them already knows, and
 // browsers fetch PAC files without credentials.
@@ -111,6 +113,17 @@ func (h *HTTPFront) ServeConn(ctx context.Context, c net.Conn, admitted func()) 
 		}
 		stopWatch()
 		h.connect(ctx, c, br, req, start, log)
+	case isForward(req):
+		user, ok := h.authorize(ctx, c, req, deadline, log)
+		if !ok {
+			return
+		}
+		admitted()
+		if user != "" {
+			log = log.With().Str("user", user).Logger()
+		}
+		stopWatch()
+		h.forward(ctx, c, lr, br, req, start, log)
 	case (req.Method == http.MethodGet || req.Method == http.MethodHead) &&
 		(req.URL.Path == "/proxy.pac" || req.URL.Path == "/wpad.dat"):
 		body := PAC(h.pacAddr(req))
@@ -119,7 +132,7 @@ func (h *HTTPFront) ServeConn(ctx context.Context, c net.Conn, admitted func()) 
 	default:
 		body := "This is a SOCKS5 proxy for <device-id>.tunnel names.\n" +
 			"Browsers: use the proxy auto-config URL http://" + h.pacAddr(req) + "/proxy.pac\n" +
-			"HTTP-only tools: use it as an HTTP proxy (CONNECT) for .tunnel hosts.\n"
+			"HTTP-only tools: use it as an HTTP proxy (CONNECT or http_proxy) for .tunnel hosts.\n"
 		// A HEAD is answered without the body (RFC 9110 §9.3.2): a
 		// client would read it as the start of the next response.
 		writeResponse(c, http.StatusBadRequest, "text/plain; charset=utf-8", body, req.Method == http.MethodHead)
@@ -127,7 +140,7 @@ func (h *HTTPFront) ServeConn(ctx context.Context, c net.Conn, admitted func()) 
 	}
 }
 
-// authorize applies the door to a CONNECT: with Auth, its
+// authorize applies the door to a CONNECT or a forward: with Auth, its
 // Proxy-Authorization; else Admit. A refused client is answered (407, 429,
 // 503 or 403) and the refusal was logged by Auth or Admit, throttled.
 func (h *HTTPFront) authorize(ctx context.Context, c net.Conn, req *http.Request, deadline time.Time, log zerolog.Logger) (user string, ok bool) {

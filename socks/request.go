@@ -1,7 +1,8 @@
 package socks
 
-// Everything on the wire lives in this file. The format, frame by frame
-// (RFC 1928; integers are big-endian):
+// Everything of SOCKS5 on the wire lives in this file (SOCKS4 and 4a in
+// request4.go). The format, frame by frame (RFC 1928; integers are
+// big-endian):
 //
 // Greeting, client → server, first on the connection:
 //

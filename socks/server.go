@@ -23,14 +23,16 @@ import (
 type DialFunc func(ctx context.Context, host string, port uint16) (transport.HalfConn, error)
 
 // Server is a CONNECT-only SOCKS5 server. Without Auth it asks no
-// password (method 0x00); with Auth it requires one (method 0x02).
+// password (method 0x00); with Auth it requires one (method 0x02). It
+// answers SOCKS4 and SOCKS4a too (socks4.go), so that a client speaking
+// them never waits for a timeout.
 type Server struct {
 	Dial             DialFunc       // required
 	Log              zerolog.Logger // the zero value logs nothing
 	HandshakeTimeout time.Duration  // time allowed for greeting, password and request; default 10s
 	DialTimeout      time.Duration  // ctx deadline given to Dial; default 30s
 	// Other, if set, gets the connections whose first byte is not SOCKS
-	// version 5 (HTTP starts with a letter): socksd serves its PAC file
+	// version 5 or 4 (HTTP starts with a letter): socksd serves its PAC file
 	// and HTTP CONNECT there. The first byte is still readable from c.
 	// Other calls admitted once the client is authorized, to give back
 	// its PreAuth slot (HTTPFront.ServeConn is one).
@@ -156,19 +158,21 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 
 	deadline := start.Add(s.handshakeTimeout())
 	_ = c.SetDeadline(deadline)
-	if s.Other != nil {
-		var first [1]byte
-		if _, err := io.ReadFull(c, first[:]); err != nil {
-			s.Log.Debug().Str("client", remote(c)).Err(err).Msg("socks handshake failed")
-			return
-		}
-		c = &prefixConn{Conn: c, prefix: first[:]}
-		client = transport.Conn(c)
-		if first[0] != socksVersion {
-			stopWatch()
-			s.Other(ctx, c, admitted)
-			return
-		}
+	var first [1]byte
+	if _, err := io.ReadFull(c, first[:]); err != nil {
+		s.Log.Debug().Str("client", remote(c)).Err(err).Msg("socks handshake failed")
+		return
+	}
+	c = &prefixConn{Conn: c, prefix: first[:]}
+	client = transport.Conn(c)
+	switch {
+	case first[0] == socks4Version:
+		s.serveSOCKS4(ctx, c, client, admitted, stopWatch, start)
+		return
+	case first[0] != socksVersion && s.Other != nil:
+		stopWatch()
+		s.Other(ctx, c, admitted)
+		return
 	}
 	req, user, err := s.handshake(ctx, c, deadline)
 	if s.Auth == nil && s.Admit != nil && (err == nil || errors.Is(err, ErrAddressNotSupported)) {
@@ -184,7 +188,7 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 		// an answer it can show.
 		code := ReplyCode(err)
 		_, _ = c.Write(appendReply(nil, code))
-		s.logRequest(start, c, req, user, code, err, 0, 0)
+		s.logRequest(s.Log, start, c, req, user, code, err, 0, 0)
 		return
 	case err != nil:
 		// Scanners, HTTP clients on the wrong port, clients that gave up,
@@ -196,33 +200,38 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 		err := fmt.Errorf("%w: %#02x", ErrCommandNotSupported, req.Cmd)
 		code := ReplyCode(err)
 		_, _ = c.Write(appendReply(nil, code))
-		s.logRequest(start, c, req, user, code, err, 0, 0)
+		s.logRequest(s.Log, start, c, req, user, code, err, 0, 0)
 		return
 	}
 	admitted()
+	s.connect(ctx, s.Log, c, client, stopWatch, req, user, start, func(code byte) []byte { return appendReply(nil, code) })
+}
 
+// connect dials req for an admitted client, answers it with the reply
+// encode makes of the SOCKS5 code, and splices.
+func (s *Server) connect(ctx context.Context, log zerolog.Logger, c net.Conn, client transport.HalfConn, stopWatch func(), req Request, user string, start time.Time, encode func(code byte) []byte) {
 	// Nothing touches c during the dial, so the handshake deadline passing
 	// meanwhile does no harm; both deadlines are set afresh below.
 	upstream, err := s.dial(ctx, req)
 	code := ReplyCode(err)
 	// A client that does not read its reply must not hold us here.
 	_ = c.SetWriteDeadline(time.Now().Add(s.handshakeTimeout()))
-	_, werr := c.Write(appendReply(nil, code))
+	_, werr := c.Write(encode(code))
 	if err != nil {
-		s.logRequest(start, c, req, user, code, err, 0, 0)
+		s.logRequest(log, start, c, req, user, code, err, 0, 0)
 		return
 	}
 	if werr != nil {
 		upstream.Abort()
 		upstream.Close()
-		s.logRequest(start, c, req, user, code, fmt.Errorf("writing reply: %w", werr), 0, 0)
+		s.logRequest(log, start, c, req, user, code, fmt.Errorf("writing reply: %w", werr), 0, 0)
 		return
 	}
 	// An established session may idle for as long as it likes.
 	_ = c.SetDeadline(time.Time{})
 	stopWatch()
 	up, down, err := transport.Splice(ctx, client, upstream)
-	s.logRequest(start, c, req, user, code, err, up, down)
+	s.logRequest(log, start, c, req, user, code, err, up, down)
 }
 
 // handshake reads the greeting, selects a method, checks the username and
@@ -298,10 +307,10 @@ func (s *Server) dial(ctx context.Context, req Request) (transport.HalfConn, err
 // logRequest writes the one line each request gets when it ends. Refusals
 // the client or the network caused are routine (Info); a general failure
 // may be ours (Warn).
-func (s *Server) logRequest(start time.Time, c net.Conn, req Request, user string, code byte, err error, up, down int64) {
-	ev := s.Log.Info()
+func (s *Server) logRequest(log zerolog.Logger, start time.Time, c net.Conn, req Request, user string, code byte, err error, up, down int64) {
+	ev := log.Info()
 	if code == ReplyGeneralFailure {
-		ev = s.Log.Warn()
+		ev = log.Warn()
 	}
 	if ev == nil {
 		return

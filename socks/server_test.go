@@ -461,10 +461,11 @@ func TestNoAcceptableMethod(t *testing.T) {
 	}
 }
 
+// (SOCKS4 is answered: socks4_test.go.)
 func TestWrongVersionClosesSilently(t *testing.T) {
 	addr := serve(t, &Server{Dial: failDial})
 	for _, hello := range [][]byte{
-		{4, 1, 0, 80, 127, 0, 0, 1, 0},              // SOCKS4 CONNECT
+		{3, 1, 0, 80, 127, 0, 0, 1, 0},              // no SOCKS version
 		[]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), // HTTP on the wrong port
 		{5, 1, 0, 4, 1, 0, 1, 127, 0, 0, 1, 0, 80},  // request with version 4
 	} {

@@ -68,6 +68,9 @@ type Node struct {
 
 	// Bytes of inner traffic, for status and metrics.
 	RelayedIn, RelayedOut atomic.Uint64
+
+	// epoch is what receive times are counted from (clock).
+	epoch time.Time
 }
 
 // goneQueue bounds the gone notices waiting to be read (Gone): more than
@@ -78,7 +81,7 @@ const goneQueue = 64
 func NewNode(key *identity.Key, listen string) (*Node, error) {
 	n := &Node{key: key, addrs: make(map[Endpoint]*net.UDPAddr),
 		paths: make(map[Endpoint]*path), byAddr: make(map[netip.AddrPort]*path), conns: make(map[*quic.Conn]*tracked),
-		gone: make(chan Endpoint, goneQueue), probes: rate.NewLimiter(probeRate, probeBurst)}
+		gone: make(chan Endpoint, goneQueue), probes: rate.NewLimiter(probeRate, probeBurst), epoch: time.Now()}
 	n.endpoint, n.nonce = NewEndpoint(key.ID())
 	n.routes.Store(noRoutes)
 	sock, err := ListenSocket(listen, n.receive)
@@ -249,16 +252,23 @@ var directHeader = [1]byte{frameDirect}
 // node's rendezvous sessions, which tells the two apart.
 func (n *Node) Gone() <-chan Endpoint { return n.gone }
 
-// receive takes a run of frames from the socket.
+// clock is the node's monotonic time in nanoseconds since its epoch;
+// never 0, which stands for "never" in the receive stamps.
+func (n *Node) clock() int64 { return max(int64(time.Since(n.epoch)), 1) }
+
+// receive takes a run of frames from the socket. The clock is read once
+// per run, not per frame: the stamps it feeds are for people, and a run
+// arrives in one go.
 func (n *Node) receive(run []byte, seg int, from netip.AddrPort) {
+	now := n.clock()
 	for len(run) > 0 {
 		f := run[:min(seg, len(run))]
 		run = run[len(f):]
-		n.receiveFrame(f, from)
+		n.receiveFrame(f, from, now)
 	}
 }
 
-func (n *Node) receiveFrame(b []byte, from netip.AddrPort) {
+func (n *Node) receiveFrame(b []byte, from netip.AddrPort, now int64) {
 	switch b[0] {
 	case frameDiscoPing, frameDiscoPong:
 		n.receiveDisco(b, from)
@@ -274,6 +284,7 @@ func (n *Node) receiveFrame(b []byte, from netip.AddrPort) {
 		m := copy(*bp, b[1:])
 		p.DirectIn.Add(uint64(m))
 		p.DirectInPkts.Add(1)
+		p.lastDirectRx.Store(now)
 		n.innerPC.deliver(bp, m, p.addr)
 		return
 	}
@@ -294,6 +305,12 @@ func (n *Node) receiveFrame(b []byte, from netip.AddrPort) {
 	bp := packetBufs.Get().(*[]byte)
 	m := copy(*bp, b[frameHeaderLen:])
 	n.RelayedIn.Add(uint64(m))
+	n.pathMu.RLock()
+	p := n.paths[src]
+	n.pathMu.RUnlock()
+	if p != nil {
+		p.lastRelayRx.Store(now)
+	}
 	n.innerPC.deliver(bp, m, n.addr(src))
 }
 

@@ -79,6 +79,11 @@ type path struct {
 	// are what pongs report, the Out counts what they are compared with.
 	DirectIn, DirectOut         atomic.Uint64 // payload bytes
 	DirectInPkts, DirectOutPkts atomic.Uint64 // frames
+
+	// When a packet of the peer's last arrived on each path, by the
+	// node's clock (0: never). Status shows the one of the path in use,
+	// so that a path that says direct but carries nothing is visible.
+	lastDirectRx, lastRelayRx atomic.Int64
 }
 
 // discoKey is one connection's disco secret, and what its peer may do
@@ -377,6 +382,9 @@ type PeerInfo struct {
 	Streams  int64
 	BytesOut uint64
 	BytesIn  uint64
+	// SinceRx is how long ago a packet of the peer last arrived on the
+	// path in use (Direct or Relay); -1 if none ever did.
+	SinceRx time.Duration
 }
 
 // tracked is one live end-to-end connection of a node.
@@ -756,15 +764,22 @@ func (n *Node) Peers() []PeerInfo {
 	n.pathMu.RUnlock()
 	rt := n.routes.Load()
 	now := time.Now()
+	clock := n.clock()
 	out := make([]PeerInfo, 0, len(ts))
 	for _, t := range ts {
 		st := t.conn.ConnectionStats()
 		info := PeerInfo{ID: t.id, Endpoint: t.path.ep, RTT: st.SmoothedRTT, Streams: t.streams.Load(),
 			BytesOut: st.BytesSent, BytesIn: st.BytesReceived}
+		last := &t.path.lastRelayRx
 		if a, ok := t.path.current(now); ok && n.Mode() != PathRelay {
 			info.Direct = a
+			last = &t.path.lastDirectRx
 		} else {
 			info.Relay, _ = rt.relayFor(t.path.ep)
+		}
+		info.SinceRx = -1
+		if at := last.Load(); at != 0 {
+			info.SinceRx = max(time.Duration(clock-at), 0)
 		}
 		out = append(out, info)
 	}

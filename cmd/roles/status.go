@@ -45,6 +45,10 @@ type PeerStatus struct {
 	Streams  int64   `json:"streams"`
 	BytesOut uint64  `json:"bytes_out"`
 	BytesIn  uint64  `json:"bytes_in"`
+	// LastRxms is how long ago a packet of the peer last arrived on the
+	// path in use, in milliseconds; -1 if none ever did. A path that says
+	// direct but carries nothing shows here.
+	LastRxms float64 `json:"last_rx_ms"`
 }
 
 // statusRoles are the roles that answer status, in the order
@@ -69,7 +73,10 @@ func StatusOf(role string, n *Node) Status {
 	}
 	for _, p := range tn.Peers() {
 		sp := PeerStatus{ID: p.ID.String(), Endpoint: p.Endpoint.String(), RTTms: float64(p.RTT.Microseconds()) / 1000,
-			Streams: p.Streams, BytesOut: p.BytesOut, BytesIn: p.BytesIn}
+			Streams: p.Streams, BytesOut: p.BytesOut, BytesIn: p.BytesIn, LastRxms: -1}
+		if p.SinceRx >= 0 {
+			sp.LastRxms = float64(p.SinceRx.Microseconds()) / 1000
+		}
 		if p.Direct.IsValid() {
 			sp.Path, sp.Via = "direct", p.Direct.String()
 		} else {
@@ -134,16 +141,29 @@ func WriteStatus(w io.Writer, docs []Status) error {
 			continue
 		}
 		sort.Slice(d.Peers, func(a, b int) bool { return d.Peers[a].ID < d.Peers[b].ID })
-		fmt.Fprintln(tw, "  PEER\tPATH\tRTT\tSTREAMS\tSENT\tRECEIVED")
+		fmt.Fprintln(tw, "  PEER\tPATH\tRTT\tLAST RX\tSTREAMS\tSENT\tRECEIVED")
 		for _, p := range d.Peers {
 			path := "direct " + p.Via
 			if p.Path != "direct" {
 				path = "relayed via " + p.Via
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%.1f ms\t%d\t%s\t%s\n", p.ID, path, p.RTTms, p.Streams, bytesText(p.BytesOut), bytesText(p.BytesIn))
+			fmt.Fprintf(tw, "  %s\t%s\t%.1f ms\t%s\t%d\t%s\t%s\n", p.ID, path, p.RTTms, agoText(p.LastRxms), p.Streams, bytesText(p.BytesOut), bytesText(p.BytesIn))
 		}
 	}
 	return tw.Flush()
+}
+
+// agoText says how long ago, given in milliseconds (-1: never).
+func agoText(ms float64) string {
+	switch {
+	case ms < 0:
+		return "never"
+	case ms < 60_000:
+		return fmt.Sprintf("%.1f s ago", ms/1000)
+	case ms < 3_600_000:
+		return fmt.Sprintf("%.0f min ago", ms/60_000)
+	}
+	return fmt.Sprintf("%.1f h ago", ms/3_600_000)
 }
 
 func orDash(s string) string {

@@ -199,3 +199,28 @@ func echo(t *testing.T) string {
 	}()
 	return ln.Addr().String()
 }
+
+// Each peer's line says how long ago a packet last arrived on its path,
+// under a LAST RX column.
+func TestWriteStatusLastRx(t *testing.T) {
+	doc := Status{Role: "socksd", ID: "me", Relay: "127.0.0.1:4242", Registered: true, PathMode: "auto",
+		Peers: []PeerStatus{
+			{ID: "a", Path: "direct", Via: "192.0.2.1:5000", LastRxms: 300},
+			{ID: "b", Path: "relayed", Via: "127.0.0.1:4242", LastRxms: -1},
+			{ID: "c", Path: "relayed", Via: "127.0.0.1:4242", LastRxms: 125_000},
+		}}
+	var out bytes.Buffer
+	if err := WriteStatus(&out, []Status{doc}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(out.String(), "\n")
+	if len(lines) < 5 || !strings.Contains(lines[1], "LAST RX") {
+		t.Fatalf("no LAST RX column:\n%s", out.String())
+	}
+	col := strings.Index(lines[1], "LAST RX")
+	for i, want := range []string{"0.3 s ago", "never", "2 min ago"} {
+		if l := lines[2+i]; len(l) < col || !strings.HasPrefix(l[col:], want) {
+			t.Errorf("peer line %q: want %q under LAST RX (column %d)", l, want, col)
+		}
+	}
+}
