@@ -2,7 +2,7 @@
 // CONNECT-only server (RFC 1928; SOCKS4 and 4a answered too, socks4.go)
 // that hands every request to a DialFunc and splices the client to
 // whatever it returns, an HTTP front on the same port (PAC file, CONNECT
-// and plain forward-proxy requests, http.go and forward.go), and the client side (client.go)
+// and plain forward-proxy requests, http.go and httpproxy.go), and the client side (client.go)
 // that `tunnel connect --socks`, the bench and the tests speak. The server
 // knows nothing about devices: the dialer (socks/dialer) does, and its
 // errors become reply codes through ReplyCode, from the one classification

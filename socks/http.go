@@ -22,7 +22,7 @@ import (
 // need: the PAC file at /proxy.pac (also /wpad.dat), which sends only
 // .tunnel hosts to this SOCKS server, HTTP CONNECT for tools that speak
 // only HTTP proxies (git, npm, many IDEs), and plain forward-proxy
-// requests in absolute form (http_proxy: wget, apt, pip; forward.go).
+// requests in absolute form (http_proxy: wget, apt, pip; httpproxy.go).
 // CONNECT and forwarding use the same Dial, and so the same rules, as
 // SOCKS: it is never an open proxy; and the same door: with Auth, they
 // need Proxy-Authorization Basic with a user and password of the file
