@@ -60,7 +60,8 @@ func reachByName(t *testing.T, e *sharedEnv, host string) {
 		t.Fatalf("ssh -p %d through tunnel bind to %s: %s", port, host, r)
 	}
 	url := "http://" + host + ":8080/names"
-	for _, proxy := range [][]string{{"--socks5-hostname", e.socksAddr}, {"-p", "-x", "http://" + e.socksAddr}} {
+	// SOCKS5, HTTP CONNECT (-p), and a plain forward-proxy GET (-x alone).
+	for _, proxy := range [][]string{{"--socks5-hostname", e.socksAddr}, {"-p", "-x", "http://" + e.socksAddr}, {"-x", "http://" + e.socksAddr}} {
 		args := append([]string{"-sS", "--max-time", "30"}, proxy...)
 		r := runCmd(40*time.Second, nil, nil, "curl", append(args, url)...)
 		if r.Code != 0 || string(r.Stdout) != httpBody(host+":8080") {
