@@ -758,16 +758,32 @@ func (n *Node) Peers() []PeerInfo {
 	now := time.Now()
 	out := make([]PeerInfo, 0, len(ts))
 	for _, t := range ts {
-		st := t.conn.ConnectionStats()
-		info := PeerInfo{ID: t.id, Endpoint: t.path.ep, RTT: st.SmoothedRTT, Streams: t.streams.Load(),
-			BytesOut: st.BytesSent, BytesIn: st.BytesReceived}
-		if a, ok := t.path.current(now); ok && n.Mode() != PathRelay {
-			info.Direct = a
-		} else {
-			info.Relay, _ = rt.relayFor(t.path.ep)
-		}
-		out = append(out, info)
+		out = append(out, n.info(t, rt, now))
 	}
 	slices.SortFunc(out, func(a, b PeerInfo) int { return slices.Compare(a.ID[:], b.ID[:]) })
 	return out
+}
+
+// PeerInfo describes one end-to-end connection of the node, as Peers
+// does; false if c is not one (any more).
+func (n *Node) PeerInfo(c *quic.Conn) (PeerInfo, bool) {
+	n.pathMu.RLock()
+	t := n.conns[c]
+	n.pathMu.RUnlock()
+	if t == nil {
+		return PeerInfo{}, false
+	}
+	return n.info(t, n.routes.Load(), time.Now()), true
+}
+
+func (n *Node) info(t *tracked, rt *routes, now time.Time) PeerInfo {
+	st := t.conn.ConnectionStats()
+	info := PeerInfo{ID: t.id, Endpoint: t.path.ep, RTT: st.SmoothedRTT, Streams: t.streams.Load(),
+		BytesOut: st.BytesSent, BytesIn: st.BytesReceived}
+	if a, ok := t.path.current(now); ok && n.Mode() != PathRelay {
+		info.Direct = a
+	} else {
+		info.Relay, _ = rt.relayFor(t.path.ep)
+	}
+	return info
 }
