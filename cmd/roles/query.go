@@ -49,7 +49,7 @@ func (r *Reacher) HostKeys(ctx context.Context, host string, port uint16) ([]ssh
 	}
 	keys, err := r.node.Dialer.HostKeys(ctx, host, port)
 	if err != nil {
-		return nil, queryError(fmt.Sprintf("host keys of %s:%d", host, port), err)
+		return nil, queryError(err)
 	}
 	return keys, nil
 }
@@ -72,7 +72,7 @@ func (r *Reacher) Ping(ctx context.Context, host string) (dialer.Pong, error) {
 	}
 	p, err := r.node.Dialer.Ping(ctx, host)
 	if err != nil {
-		return dialer.Pong{}, queryError("ping "+host, err)
+		return dialer.Pong{}, queryError(err)
 	}
 	return p, nil
 }
@@ -104,12 +104,13 @@ func (r *Reacher) ask(ctx context.Context, line, host string) (controlReply, err
 	return rep, nil
 }
 
-// queryError says what a failed query's outcome means, then the details.
-func queryError(what string, err error) error {
+// queryError says what a failed query's outcome means, unless the error
+// says it already (the dialer's name what was asked of which device).
+func queryError(err error) error {
 	if why := dialer.Classify(err).Explain(); !strings.Contains(err.Error(), why) {
-		err = fmt.Errorf("%s: %w", why, err)
+		return fmt.Errorf("%s: %w", why, err)
 	}
-	return fmt.Errorf("%s: %w", what, err)
+	return err
 }
 
 func (s *controlServer) hostKeys(ctx context.Context, c net.Conn, host string, port uint16) {
@@ -119,7 +120,7 @@ func (s *controlServer) hostKeys(ctx context.Context, c net.Conn, host string, p
 	cancel()
 	var rep controlReply
 	if err != nil {
-		rep.Error = queryError(fmt.Sprintf("host keys of %s:%d", host, port), err).Error()
+		rep.Error = queryError(err).Error()
 	}
 	for _, k := range keys {
 		rep.Keys = append(rep.Keys, k.Marshal())
@@ -134,7 +135,7 @@ func (s *controlServer) ping(ctx context.Context, c net.Conn, host string) {
 	cancel()
 	var rep controlReply
 	if err != nil {
-		rep.Error = queryError("ping "+host, err).Error()
+		rep.Error = queryError(err).Error()
 	} else {
 		rep.Pong = &p
 	}

@@ -98,7 +98,7 @@ func (d *Dialer) query(ctx context.Context, host, what string, ask func(*peerCon
 	for attempt := 0; ; attempt++ {
 		pc, err := d.acquire(ctx, id)
 		if err != nil {
-			return err
+			return fmt.Errorf("%s of %s: %w", what, id.Short(), err)
 		}
 		node := d.res.Node()
 		node.CountStreams(pc.conn, 1)
