@@ -24,6 +24,7 @@ import (
 type lineCounter struct {
 	mu    sync.Mutex
 	n     int
+	debug int // of n, at debug level
 	lines []string
 }
 
@@ -31,7 +32,8 @@ func (c *lineCounter) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.n += bytes.Count(p, []byte{'\n'})
-	if len(c.lines) < 50 {
+	c.debug += bytes.Count(p, []byte(`"level":"debug"`))
+	if len(c.lines) < 50 && !bytes.Contains(p, []byte(`"level":"debug"`)) {
 		c.lines = append(c.lines, string(p))
 	}
 	return len(p), nil
@@ -41,6 +43,13 @@ func (c *lineCounter) count() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.n
+}
+
+// aboveDebug counts the lines above debug level.
+func (c *lineCounter) aboveDebug() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n - c.debug
 }
 
 // agentNet is a relay, a device running an Agent, and a way to dial it

@@ -39,6 +39,8 @@ type Agent struct {
 	Limits Limits
 	// Refused counts the connections and streams the Limits refused.
 	Refused Refusals
+
+	keys *keyScanner // host-key scans, from Serve on
 }
 
 // Serve accepts connections until ctx ends, then closes them and returns
@@ -53,6 +55,7 @@ func (a *Agent) Serve(ctx context.Context) error {
 		ports[p.Remote] = p
 	}
 	adm := newAdmission(a.Limits)
+	a.keys = newKeyScanner()
 	err = transport.ServeConns(ctx, ln, func(ctx context.Context, conn *quic.Conn) { a.serveConn(ctx, conn, ports, adm) })
 	if err != nil {
 		return fmt.Errorf("accept client: %w", err)
@@ -191,9 +194,21 @@ func (a *Agent) serveStream(ctx context.Context, conn *quic.Conn, c *client, str
 		}
 		return
 	}
+	if in.Header.Kind == stream.KindPing {
+		// Any client that got a connection may ask: it proves only that
+		// the device is there, which the connection did already. It
+		// authorizes nothing, and is counted as any stream of its client.
+		err := in.Reply(nil)
+		log.Debug().Err(err).Str("kind", "ping").Msg("stream")
+		return
+	}
 	port := in.Header.Port
 	ev := func(lvl zerolog.Level, outcome string) *zerolog.Event {
-		return log.WithLevel(lvl).Uint16("port", port).Str("outcome", outcome)
+		e := log.WithLevel(lvl).Uint16("port", port).Str("outcome", outcome)
+		if in.Header.Kind != stream.KindConnect {
+			e = e.Str("kind", in.Header.Kind.String())
+		}
+		return e
 	}
 	p, ok := ports[port]
 	if !ok {
@@ -227,32 +242,17 @@ func (a *Agent) serveStream(ctx context.Context, conn *quic.Conn, c *client, str
 		return
 	}
 	a.authorized(adm, conn, c)
-	dialTimeout := a.DialTimeout
-	if dialTimeout == 0 {
-		dialTimeout = defaultDialTimeout
+	dial := func(ctx context.Context) (net.Conn, error) { return a.dialLocal(ctx, p, peerID) }
+	if in.Header.Kind == stream.KindHostKeys {
+		a.answerHostKeys(ctx, in, p, dial, ev)
+		return
 	}
-	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
-	var nd net.Dialer
-	local, err := nd.DialContext(dctx, "tcp", p.Target)
-	cancel()
+	local, err := dial(ctx)
 	if err != nil {
-		code := stream.StatusRefused
-		if isTimeout(err) {
-			code = stream.StatusTimeout
-		}
+		code := dialStatus(err)
 		ev(zerolog.WarnLevel, code.String()).Str("target", p.Target).Err(err).Msg("stream")
 		in.Refuse(code, "local service: "+errText(err))
 		return
-	}
-	if p.ProxyProtocol {
-		_ = local.SetWriteDeadline(time.Now().Add(dialTimeout))
-		if _, err := local.Write(AppendProxyHeader(nil, peerID, p.Access)); err != nil {
-			local.Close()
-			ev(zerolog.WarnLevel, stream.StatusRefused.String()).Str("target", p.Target).Err(err).Msg("stream")
-			in.Refuse(stream.StatusRefused, "local service: "+errText(err))
-			return
-		}
-		_ = local.SetWriteDeadline(time.Time{})
 	}
 	s, err := in.Accept()
 	if err != nil {
@@ -268,6 +268,72 @@ func (a *Agent) serveStream(ctx context.Context, conn *quic.Conn, c *client, str
 		e = ev(zerolog.InfoLevel, "aborted").Str("error", errText(err))
 	}
 	e.Str("target", p.Target).Int64("up", up).Int64("down", down).Dur("dur", time.Since(start)).Msg("stream")
+}
+
+// dialLocal dials p's local service within the agent's DialTimeout, and
+// sends the PROXY header if p wants one.
+func (a *Agent) dialLocal(ctx context.Context, p Port, client identity.ID) (net.Conn, error) {
+	dialTimeout := a.DialTimeout
+	if dialTimeout == 0 {
+		dialTimeout = defaultDialTimeout
+	}
+	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	var nd net.Dialer
+	local, err := nd.DialContext(dctx, "tcp", p.Target)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	if p.ProxyProtocol {
+		_ = local.SetWriteDeadline(time.Now().Add(dialTimeout))
+		if _, err := local.Write(AppendProxyHeader(nil, client, p.Access)); err != nil {
+			local.Close()
+			return nil, fmt.Errorf("send PROXY header: %w", err)
+		}
+		_ = local.SetWriteDeadline(time.Time{})
+	}
+	return local, nil
+}
+
+// dialStatus is the answer to a local dial that failed.
+func dialStatus(err error) stream.StatusCode {
+	if isTimeout(err) {
+		return stream.StatusTimeout
+	}
+	return stream.StatusRefused
+}
+
+// answerHostKeys answers a host-keys request that p allowed with the host
+// keys of p's service.
+func (a *Agent) answerHostKeys(ctx context.Context, in *stream.Incoming, p Port, dial dialFunc, ev func(zerolog.Level, string) *zerolog.Event) {
+	keys, err := a.keys.HostKeys(ctx, p.Target, dial)
+	if err != nil {
+		code := stream.StatusNotSSH
+		if _, ok := errors.AsType[dialError](err); ok {
+			code = dialStatus(err)
+		} else if !errors.Is(err, errNotSSH) && ctx.Err() != nil {
+			return // the agent is stopping
+		}
+		reason := "local service: " + errText(err)
+		if code == stream.StatusNotSSH {
+			reason = "local service: " + err.Error()
+		}
+		ev(zerolog.WarnLevel, code.String()).Str("target", p.Target).Err(err).Msg("stream")
+		in.Refuse(code, reason)
+		return
+	}
+	if len(keys) > stream.MaxHostKeys {
+		keys = keys[:stream.MaxHostKeys]
+	}
+	body, err := stream.AppendHostKeys(nil, keys)
+	if err == nil {
+		err = in.Reply(body)
+	}
+	e := ev(zerolog.InfoLevel, "ok")
+	if err != nil {
+		e = ev(zerolog.InfoLevel, "client gone").Str("error", err.Error())
+	}
+	e.Str("target", p.Target).Int("keys", len(keys)).Msg("stream")
 }
 
 func isTimeout(err error) bool {

@@ -763,26 +763,42 @@ func (n *Node) Peers() []PeerInfo {
 	}
 	n.pathMu.RUnlock()
 	rt := n.routes.Load()
-	now := time.Now()
-	clock := n.clock()
+	now, clock := time.Now(), n.clock()
 	out := make([]PeerInfo, 0, len(ts))
 	for _, t := range ts {
-		st := t.conn.ConnectionStats()
-		info := PeerInfo{ID: t.id, Endpoint: t.path.ep, RTT: st.SmoothedRTT, Streams: t.streams.Load(),
-			BytesOut: st.BytesSent, BytesIn: st.BytesReceived}
-		last := &t.path.lastRelayRx
-		if a, ok := t.path.current(now); ok && n.Mode() != PathRelay {
-			info.Direct = a
-			last = &t.path.lastDirectRx
-		} else {
-			info.Relay, _ = rt.relayFor(t.path.ep)
-		}
-		info.SinceRx = -1
-		if at := last.Load(); at != 0 {
-			info.SinceRx = max(time.Duration(clock-at), 0)
-		}
-		out = append(out, info)
+		out = append(out, n.info(t, rt, now, clock))
 	}
 	slices.SortFunc(out, func(a, b PeerInfo) int { return slices.Compare(a.ID[:], b.ID[:]) })
 	return out
+}
+
+// PeerInfo describes one end-to-end connection of the node, as Peers
+// does; false if c is not one (any more).
+func (n *Node) PeerInfo(c *quic.Conn) (PeerInfo, bool) {
+	n.pathMu.RLock()
+	t := n.conns[c]
+	n.pathMu.RUnlock()
+	if t == nil {
+		return PeerInfo{}, false
+	}
+	return n.info(t, n.routes.Load(), time.Now(), n.clock()), true
+}
+
+// info is what Peers and PeerInfo say of t at now (clock: n.clock() then).
+func (n *Node) info(t *tracked, rt *routes, now time.Time, clock int64) PeerInfo {
+	st := t.conn.ConnectionStats()
+	info := PeerInfo{ID: t.id, Endpoint: t.path.ep, RTT: st.SmoothedRTT, Streams: t.streams.Load(),
+		BytesOut: st.BytesSent, BytesIn: st.BytesReceived}
+	last := &t.path.lastRelayRx
+	if a, ok := t.path.current(now); ok && n.Mode() != PathRelay {
+		info.Direct = a
+		last = &t.path.lastDirectRx
+	} else {
+		info.Relay, _ = rt.relayFor(t.path.ep)
+	}
+	info.SinceRx = -1
+	if at := last.Load(); at != 0 {
+		info.SinceRx = max(time.Duration(clock-at), 0)
+	}
+	return info
 }

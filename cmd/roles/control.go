@@ -13,12 +13,17 @@ package roles
 //	by one space:
 //	  status                 every role
 //	  dial HOST PORT         socksd only
+//	  hostkeys HOST PORT     socksd only
+//	  ping HOST              socksd only
 //
 //	Reply, daemon → client:
 //	  status: one JSON Status document, then the daemon closes.
 //	  dial:   one JSON line, controlReply; if its error is empty, the
 //	          stream to HOST:PORT follows, both ways, with half-closes
 //	          passed on, until either side closes.
+//	  hostkeys: one JSON line, controlReply, its keys the SSH host keys
+//	          of HOST:PORT in wire format (base64 in JSON); then close.
+//	  ping:   one JSON line, controlReply, its pong the answer; then close.
 //	  a request the role does not answer, or one that does not parse:
 //	          a controlReply with the error, then close.
 //
@@ -69,6 +74,9 @@ const (
 type controlReply struct {
 	// Error is what went wrong, in words for the user; empty on success.
 	Error string `json:"error,omitempty"`
+	// Keys answers hostkeys, Pong ping.
+	Keys [][]byte     `json:"keys,omitempty"`
+	Pong *dialer.Pong `json:"pong,omitempty"`
 }
 
 // controlServer answers one role's control socket.
@@ -157,6 +165,15 @@ func (s *controlServer) serve(ctx context.Context, c net.Conn) {
 			return
 		}
 		s.dial(ctx, c, f[1], uint16(port))
+	case f[0] == "hostkeys" && len(f) == 3 && s.dials:
+		port, err := strconv.ParseUint(f[2], 10, 16)
+		if err != nil || port == 0 {
+			s.reply(c, fmt.Errorf("hostkeys: port %q: want 1 to 65535", f[2]))
+			return
+		}
+		s.hostKeys(ctx, c, f[1], uint16(port))
+	case f[0] == "ping" && len(f) == 2 && s.dials:
+		s.ping(ctx, c, f[1])
 	default:
 		s.reply(c, fmt.Errorf("%s does not answer %q", s.role, trunc(line)))
 	}

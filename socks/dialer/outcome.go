@@ -51,6 +51,15 @@ const (
 	HostUnreachable
 	// Failed: anything else.
 	Failed
+	// Outcomes of a query (Dialer.HostKeys, Dialer.Ping), never of a
+	// dial: after Failed, so that what maps dial outcomes (SOCKS replies)
+	// does not list them.
+	//
+	// NotSSH: asked for host keys, the device found no SSH service
+	// behind the port.
+	NotSSH
+	// TooOld: the device runs a tunnel too old to answer the query.
+	TooOld
 )
 
 // String names the outcome for logs and metric labels.
@@ -83,6 +92,8 @@ var outcomeNames = [...]struct{ name, explain string }{
 	NetworkUnreachable:  {"network_unreachable", "network unreachable"},
 	HostUnreachable:     {"host_unreachable", "host unreachable"},
 	Failed:              {"failed", "failed"},
+	NotSSH:              {"not_ssh", "the service behind the port does not speak SSH"},
+	TooOld:              {"too_old", "the device runs an older tunnel that cannot answer this"},
 }
 
 // Classify maps the error of a dial to its Outcome. Errors may be wrapped.
@@ -109,6 +120,10 @@ func Classify(err error) Outcome {
 		return NotPublished
 	case errors.Is(err, stream.ErrRefused):
 		return Refused
+	case errors.Is(err, stream.ErrNotSSH):
+		return NotSSH
+	case errors.Is(err, stream.ErrDeviceTooOld):
+		return TooOld
 	case errors.Is(err, stream.ErrTimeout),
 		errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, os.ErrDeadlineExceeded):

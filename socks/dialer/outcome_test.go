@@ -38,6 +38,8 @@ func TestClassify(t *testing.T) {
 		{&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ENETUNREACH)}, dialer.NetworkUnreachable},
 		{&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.EHOSTUNREACH)}, dialer.HostUnreachable},
 		{&net.DNSError{Err: "no such host", IsNotFound: true}, dialer.HostUnreachable},
+		{fmt.Errorf("host keys: %w: local service: no SSH key exchange", stream.ErrNotSSH), dialer.NotSSH},
+		{fmt.Errorf("ping of x: %w", stream.ErrDeviceTooOld), dialer.TooOld},
 		{transport.ErrPeerMismatch, dialer.Failed},
 		{errors.New("something else"), dialer.Failed},
 	} {
@@ -46,7 +48,7 @@ func TestClassify(t *testing.T) {
 		}
 	}
 	names := map[string]bool{}
-	for o := dialer.OK; o <= dialer.Failed; o++ {
+	for o := dialer.OK; o <= dialer.TooOld; o++ {
 		if o.String() == "" || o.Explain() == "" || names[o.String()] {
 			t.Errorf("outcome %d: name %q, explanation %q (names must be distinct)", o, o.String(), o.Explain())
 		}

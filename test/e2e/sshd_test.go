@@ -30,7 +30,11 @@ type sshServer struct {
 
 // startSSHD creates the user if needed, generates fresh keys and starts sshd.
 // It checks a direct (untunneled) login before returning.
-func startSSHD() (*sshServer, error) {
+func startSSHD() (*sshServer, error) { return startSSHDKeys("ed25519") }
+
+// startSSHDKeys is startSSHD with fresh host keys of each of these types
+// (ssh-keygen -t).
+func startSSHDKeys(hostKeyTypes ...string) (*sshServer, error) {
 	dir, err := os.MkdirTemp("", "tunnel-e2e-sshd-")
 	if err != nil {
 		return nil, err
@@ -50,10 +54,16 @@ func startSSHD() (*sshServer, error) {
 		return fail(err)
 	}
 
-	hostKey := filepath.Join(dir, "ssh_host_ed25519_key")
 	userKey := filepath.Join(dir, "id_ed25519")
-	for _, k := range []string{hostKey, userKey} {
-		if r := runCmd(30*time.Second, nil, nil, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "tunnel-e2e", "-f", k); r.Code != 0 {
+	keygen := [][2]string{{"ed25519", userKey}}
+	var hostKeys strings.Builder
+	for _, typ := range hostKeyTypes {
+		k := filepath.Join(dir, "ssh_host_"+typ+"_key")
+		keygen = append(keygen, [2]string{typ, k})
+		fmt.Fprintf(&hostKeys, "HostKey %s\n", k)
+	}
+	for _, k := range keygen {
+		if r := runCmd(30*time.Second, nil, nil, "ssh-keygen", "-q", "-t", k[0], "-N", "", "-C", "tunnel-e2e", "-f", k[1]); r.Code != 0 {
 			return fail(fmt.Errorf("ssh-keygen: %s", r))
 		}
 	}
@@ -74,8 +84,7 @@ func startSSHD() (*sshServer, error) {
 	sshdConfig := fmt.Sprintf(`# throwaway sshd for the tunnel e2e tests
 Port %d
 ListenAddress 127.0.0.1
-HostKey %s
-PidFile %s
+%sPidFile %s
 UsePAM no
 PasswordAuthentication no
 KbdInteractiveAuthentication no
@@ -93,7 +102,7 @@ X11Forwarding no
 PrintMotd no
 PrintLastLog no
 LogLevel INFO
-`, port, hostKey, filepath.Join(dir, "sshd.pid"), sshUser)
+`, port, hostKeys.String(), filepath.Join(dir, "sshd.pid"), sshUser)
 	if err := os.WriteFile(conf, []byte(sshdConfig), 0o600); err != nil {
 		return fail(err)
 	}

@@ -84,6 +84,22 @@ func (in *Incoming) Accept() (transport.HalfConn, error) {
 	return transport.Stream(in.str), nil
 }
 
+// Reply answers StatusOK followed by body (a KindHostKeys reply, or
+// nothing for KindPing) and ends the stream: these kinds carry no payload.
+// A client that is gone makes it fail with an error wrapping
+// ErrClientGone; it never blocks past refuseTimeout.
+func (in *Incoming) Reply(body []byte) error {
+	_ = in.str.SetWriteDeadline(time.Now().Add(refuseTimeout))
+	_, err := in.str.Write(append(AppendStatus(nil, StatusOK, ""), body...))
+	in.str.CancelRead(transport.StreamAborted)
+	if err != nil {
+		in.str.CancelWrite(transport.StreamAborted)
+		return clientGone{err}
+	}
+	in.str.Close()
+	return nil
+}
+
 // clientGone is an error that means the client is gone: it reads as the
 // error that showed it, and is an ErrClientGone.
 type clientGone struct{ err error }

@@ -668,3 +668,175 @@ func isRemoteReset(err error) bool {
 	var se *quic.StreamError
 	return errors.As(err, &se) && se.Remote
 }
+
+// TestHalvesKinds runs host-keys and ping requests through both halves:
+// what the client asked reaches the device, the device's reply reaches the
+// client, and an older device's refusal reads as ErrDeviceTooOld.
+func TestHalvesKinds(t *testing.T) {
+	l := newLink(t)
+	type asked struct {
+		keys [][]byte
+		err  error
+	}
+	hostKeys := func(ctx context.Context, req Request) <-chan asked {
+		ch := make(chan asked, 1)
+		go func() {
+			keys, _, err := HostKeys(ctx, l.conn, req)
+			ch <- asked{keys, err}
+		}()
+		return ch
+	}
+	answer := func(t *testing.T, ch <-chan asked) asked {
+		t.Helper()
+		select {
+		case a := <-ch:
+			return a
+		case <-time.After(wait):
+			t.Fatal("the client did not return")
+			return asked{}
+		}
+	}
+
+	t.Run("host keys", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		keys := [][]byte{[]byte("ssh-ed25519 blob"), bytes.Repeat([]byte{7}, MaxHostKeyLen)}
+		ch := hostKeys(ctx, Request{Kind: KindConnect, Port: 22})
+		in := l.accept(t)
+		if in.Header.Kind != KindHostKeys || in.Header.Port != 22 {
+			t.Fatalf("device read %+v, want host keys of port 22", in.Header)
+		}
+		body, err := AppendHostKeys(nil, keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := in.Reply(body); err != nil {
+			t.Fatalf("device Reply: %v", err)
+		}
+		a := answer(t, ch)
+		if a.err != nil || len(a.keys) != 2 || !bytes.Equal(a.keys[0], keys[0]) || !bytes.Equal(a.keys[1], keys[1]) {
+			t.Fatalf("client got %d keys, %v; want the device's 2", len(a.keys), a.err)
+		}
+	})
+
+	t.Run("host keys challenged", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		fleet := newFleet(t)
+		cred := []byte("credential")
+		ch := hostKeys(ctx, Request{Port: 22, Credential: func(f identity.ID) []byte {
+			if f == fleet {
+				return cred
+			}
+			return nil
+		}})
+		in := l.accept(t)
+		got, err := in.Challenge(fleet)
+		if err != nil || !bytes.Equal(got, cred) {
+			t.Fatalf("device Challenge: %q, %v", got, err)
+		}
+		body, _ := AppendHostKeys(nil, [][]byte{[]byte("key")})
+		if err := in.Reply(body); err != nil {
+			t.Fatalf("device Reply: %v", err)
+		}
+		if a := answer(t, ch); a.err != nil || len(a.keys) != 1 {
+			t.Fatalf("client got %d keys, %v", len(a.keys), a.err)
+		}
+	})
+
+	t.Run("not ssh", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		ch := hostKeys(ctx, Request{Port: 80})
+		l.accept(t).Refuse(StatusNotSSH, "no SSH banner")
+		a := answer(t, ch)
+		if !errors.Is(a.err, ErrNotSSH) || !strings.Contains(a.err.Error(), "no SSH banner") {
+			t.Fatalf("client error %v, want ErrNotSSH with the device's reason", a.err)
+		}
+	})
+
+	t.Run("malformed reply", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		ch := hostKeys(ctx, Request{Port: 22})
+		in := l.accept(t)
+		if err := in.Reply([]byte{MaxHostKeys + 1}); err != nil {
+			t.Fatal(err)
+		}
+		if a := answer(t, ch); !errors.Is(a.err, ErrMalformedHostKeys) {
+			t.Fatalf("client error %v, want ErrMalformedHostKeys", a.err)
+		}
+	})
+
+	t.Run("device silent after OK", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		ch := hostKeys(ctx, Request{Port: 22})
+		in := l.accept(t)
+		if _, err := in.str.Write(AppendStatus(nil, StatusOK, "")); err != nil {
+			t.Fatal(err)
+		}
+		if a := answer(t, ch); !errors.Is(a.err, context.DeadlineExceeded) {
+			t.Fatalf("client error %v, want its context's deadline", a.err)
+		}
+	})
+
+	t.Run("ping", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		ch := make(chan error, 1)
+		go func() { ch <- Ping(ctx, l.conn) }()
+		in := l.accept(t)
+		if in.Header.Kind != KindPing || in.Header.Port != 0 {
+			t.Fatalf("device read %+v, want a ping", in.Header)
+		}
+		if err := in.Reply(nil); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-ch:
+			if err != nil {
+				t.Fatalf("Ping: %v", err)
+			}
+		case <-time.After(wait):
+			t.Fatal("Ping did not return")
+		}
+	})
+
+	// An older device reads only version 1: it answers the version-2
+	// Header StatusBadRequest, as its ReadHeader did.
+	t.Run("older device", func(t *testing.T) {
+		for _, kind := range []Kind{KindHostKeys, KindPing} {
+			t.Run(kind.String(), func(t *testing.T) {
+				ctx, cancel := context.WithTimeout(context.Background(), wait)
+				defer cancel()
+				ch := make(chan error, 1)
+				go func() {
+					if kind == KindPing {
+						ch <- Ping(ctx, l.conn)
+						return
+					}
+					_, _, err := HostKeys(ctx, l.conn, Request{Port: 22})
+					ch <- err
+				}()
+				str := l.next(t)
+				t.Cleanup(func() { abortStream(str) })
+				var b [6]byte
+				_ = str.SetReadDeadline(time.Now().Add(wait))
+				if _, err := io.ReadFull(str, b[:]); err != nil || b[0] != KindVersion {
+					t.Fatalf("device read % x, %v; want a version-2 header", b, err)
+				}
+				in := &Incoming{str: str}
+				in.Refuse(StatusBadRequest, "malformed stream header")
+				select {
+				case err := <-ch:
+					if !errors.Is(err, ErrDeviceTooOld) || !strings.Contains(err.Error(), "older tunnel") {
+						t.Fatalf("client error %v, want ErrDeviceTooOld", err)
+					}
+				case <-time.After(wait):
+					t.Fatal("the client did not return")
+				}
+			})
+		}
+	})
+}
