@@ -41,6 +41,9 @@ line on standard error and a non-zero exit.`,
 			if err != nil {
 				return err
 			}
+			if host, port, err = knownHostsName(host, port, c.Args().Len() == 2); err != nil {
+				return err
+			}
 			ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 			defer cancel()
 			r, err := reachQuiet(ctx, c)
@@ -60,6 +63,28 @@ line on standard error and a non-zero exit.`,
 			return err
 		},
 	}
+}
+
+// knownHostsName reads HOST as ssh gives %H: for a port other than 22 it
+// asks once with the bare name and once with the known_hosts form
+// "[NAME]:PORT" (OpenSSH 9 does both); the port inside wins, and must
+// agree with a PORT given beside it.
+func knownHostsName(host string, port uint16, portGiven bool) (string, uint16, error) {
+	if !strings.HasPrefix(host, "[") {
+		return host, port, nil
+	}
+	end := strings.LastIndex(host, "]:")
+	if end < 0 {
+		return "", 0, usagef("host %q: want NAME or [NAME]:PORT", host)
+	}
+	p, err := strconv.ParseUint(host[end+2:], 10, 16)
+	if err != nil || p == 0 {
+		return "", 0, usagef("host %q: port: want 1 to 65535", host)
+	}
+	if portGiven && uint16(p) != port {
+		return "", 0, usagef("host %q names port %d, but PORT is %d", host, p, port)
+	}
+	return host[1:end], uint16(p), nil
 }
 
 // knownHostsLine is one known_hosts line for key of host:port, as ssh
