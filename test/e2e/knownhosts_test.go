@@ -139,6 +139,32 @@ func TestKnownHosts(t *testing.T) {
 		}
 	})
 
+	// The done-means of issue 13: only the block `tunnel ssh-config`
+	// prints (here for the running socksd's home), StrictHostKeyChecking
+	// yes, no known_hosts file: the first connection succeeds, on port 22
+	// and on 2222 (where ssh asks KnownHostsCommand for [HOST]:2222).
+	t.Run("printed ssh-config block", func(t *testing.T) {
+		r := runTunnel(10*time.Second, nil, "--home", e.socksHome, "ssh-config")
+		if r.Code != 0 {
+			t.Fatalf("ssh-config: %s", r)
+		}
+		conf := filepath.Join(t.TempDir(), "ssh_config")
+		who := fmt.Sprintf("Host *\n  IdentityFile %s\n  IdentitiesOnly yes\n  BatchMode yes\n  LogLevel ERROR\n",
+			filepath.Join(sshA.dir, "id_ed25519"))
+		if err := os.WriteFile(conf, append(r.Stdout, who...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, port := range []string{"22", "2222"} {
+			r := runCmd(40*time.Second, nil, nil, "ssh", "-F", conf, "-o", "StrictHostKeyChecking=yes",
+				"-o", "UserKnownHostsFile=/dev/null", "-o", "GlobalKnownHostsFile=/dev/null", "-p", port,
+				sshUser+"@"+host, "echo block-ok")
+			if r.Code != 0 || strings.TrimSpace(string(r.Stdout)) != "block-ok" || len(r.Stderr) != 0 {
+				t.Fatalf("ssh -p %s with the printed block:\n%s\n%s", port, r.Stdout, r)
+			}
+			t.Logf("ssh -p %s, first connection, StrictHostKeyChecking yes: ok in %s", port, r.Elapsed.Round(time.Millisecond))
+		}
+	})
+
 	t.Run("swapped sshd is refused", func(t *testing.T) {
 		r := runTunnel(30*time.Second, nil, "--home", e.socksHome, "known-hosts", host)
 		if r.Code != 0 {

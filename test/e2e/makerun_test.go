@@ -173,7 +173,8 @@ func TestMakeRunNextSteps(t *testing.T) {
 		time.Sleep(500 * time.Millisecond) // the device registering
 	}
 	t.Logf("ssh by ID, as printed: ok in %s", r.Elapsed.Round(time.Millisecond))
-	if r = run(sshByName, "by-name-ok"); r.Code != 0 || strings.TrimSpace(string(r.Stdout)) != "by-name-ok" {
+	// `name add` says what it did, then ssh's output.
+	if r = run(sshByName, "by-name-ok"); r.Code != 0 || !strings.HasSuffix(string(r.Stdout), "\nby-name-ok\n") {
 		t.Fatalf("step 3, %s: %s", sshByName, r)
 	}
 	t.Logf("name add + ssh by name, as printed: ok in %s", r.Elapsed.Round(time.Millisecond))
