@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -33,6 +35,12 @@ non-zero, with the reason. Reaches devices as 'tunnel connect' does.`,
 			host, _, err := hostPortArgs(c, "ping", false)
 			if err != nil {
 				return err
+			}
+			// `tunnel ping garage`: .tunnel is optional, as in bind's SPEC.
+			if _, isTunnel, _ := resolver.ParseName(host); !isTunnel && !strings.ContainsAny(host, ":[]") {
+				if _, err := netip.ParseAddr(host); err != nil {
+					host = strings.TrimSuffix(host, ".") + resolver.Suffix
+				}
 			}
 			count := c.Int("count")
 			if count < 1 {

@@ -4,7 +4,7 @@ package e2e
 // home gets a pet name and joins a fleet whose admin signs names; both kinds
 // of name then reach the device's sshd and web server through that socksd
 // (nc -X 5, SOCKS and HTTP CONNECT with curl), through `tunnel connect` and
-// through `tunnel bind`,
+// through `tunnel bind`, and known-hosts and ping answer for them,
 // without restarting socksd. A tampered names.signed is refused.
 
 import (
@@ -58,6 +58,16 @@ func reachByName(t *testing.T, e *sharedEnv, host string) {
 	_, port := startBind(t, e.socksHome, "0:"+strings.TrimSuffix(host, ".tunnel")+":22")
 	if r := sshPort(e.sshd, port, 30*time.Second, nil, "echo "+word+"-bind"); r.Code != 0 || strings.TrimSpace(string(r.Stdout)) != word+"-bind" {
 		t.Fatalf("ssh -p %d through tunnel bind to %s: %s", port, host, r)
+	}
+	// known-hosts (as ssh's KnownHostsCommand gives it) and ping (as a
+	// user types it, .tunnel left out), through the running socksd.
+	r = runTunnel(30*time.Second, nil, "--home", e.socksHome, "known-hosts", host)
+	if r.Code != 0 || !strings.HasPrefix(string(r.Stdout), host+" ssh-") {
+		t.Fatalf("known-hosts %s: %s", host, r)
+	}
+	r = runTunnel(30*time.Second, nil, "--home", e.socksHome, "ping", "--count", "1", strings.TrimSuffix(host, ".tunnel"))
+	if r.Code != 0 || !strings.HasPrefix(string(r.Stdout), "pong from ") {
+		t.Fatalf("ping %s: %s", host, r)
 	}
 	url := "http://" + host + ":8080/names"
 	// SOCKS5, HTTP CONNECT (-p), and a plain forward-proxy GET (-x alone).
