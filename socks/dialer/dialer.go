@@ -217,16 +217,9 @@ func (d *Dialer) dial(pc *peerConn) {
 }
 
 func (d *Dialer) open(ctx context.Context, pc *peerConn, port uint16) (transport.HalfConn, error) {
-	gp := guardedPort{pc.id, port}
-	d.mu.Lock()
-	known := d.fleets[gp]
-	d.mu.Unlock()
-	s, guard, err := stream.Open(ctx, pc.conn, stream.Request{Port: port, Fleet: known, Credential: d.cfg.Credential})
-	if !guard.IsZero() && guard != known {
-		d.mu.Lock()
-		d.fleets[gp] = guard
-		d.mu.Unlock()
-	}
+	req := d.request(pc, port)
+	s, guard, err := stream.Open(ctx, pc.conn, req)
+	d.learn(pc, req, guard)
 	if err != nil {
 		return nil, err
 	}
@@ -251,6 +244,26 @@ func (d *Dialer) open(ctx context.Context, pc *peerConn, port uint16) (transport
 		node.CountStreams(pc.conn, -1)
 		d.release(pc)
 	}}, nil
+}
+
+// request is what a stream to port on pc asks, with the fleet known to
+// guard that port, if any, so that its credential saves a round trip.
+func (d *Dialer) request(pc *peerConn, port uint16) stream.Request {
+	d.mu.Lock()
+	known := d.fleets[guardedPort{pc.id, port}]
+	d.mu.Unlock()
+	return stream.Request{Port: port, Fleet: known, Credential: d.cfg.Credential}
+}
+
+// learn remembers guard, the fleet a device's challenge named for
+// req.Port, for the next request.
+func (d *Dialer) learn(pc *peerConn, req stream.Request, guard identity.ID) {
+	if guard.IsZero() || guard == req.Fleet {
+		return
+	}
+	d.mu.Lock()
+	d.fleets[guardedPort{pc.id, req.Port}] = guard
+	d.mu.Unlock()
 }
 
 // release counts one stream less on pc and starts its idle timer at zero.

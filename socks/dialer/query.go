@@ -55,16 +55,9 @@ func (d *Dialer) Ping(ctx context.Context, host string) (Pong, error) {
 func (d *Dialer) HostKeys(ctx context.Context, host string, port uint16) ([]ssh.PublicKey, error) {
 	var keys []ssh.PublicKey
 	err := d.query(ctx, host, fmt.Sprintf("host keys of port %d", port), func(pc *peerConn) error {
-		gp := guardedPort{pc.id, port}
-		d.mu.Lock()
-		known := d.fleets[gp]
-		d.mu.Unlock()
-		wire, guard, err := stream.HostKeys(ctx, pc.conn, stream.Request{Port: port, Fleet: known, Credential: d.cfg.Credential})
-		if !guard.IsZero() && guard != known {
-			d.mu.Lock()
-			d.fleets[gp] = guard
-			d.mu.Unlock()
-		}
+		req := d.request(pc, port)
+		wire, guard, err := stream.HostKeys(ctx, pc.conn, req)
+		d.learn(pc, req, guard)
 		if err != nil {
 			return err
 		}
