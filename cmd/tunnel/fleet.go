@@ -48,7 +48,6 @@ needs a new fleet ID and every member a new credential.
 Credentials are OpenSSH user certificates, so
    ssh-keygen -s fleet.key -I <label> -n <member-id> -V +30d member.pub
 issues one too (member.pub: the member's key, 'ssh-keygen -y -f node.key').`,
-		HideHelpCommand: true,
 		Subcommands: []*cli.Command{
 			fleetCreateCommand(),
 			fleetIDCommand(),
@@ -57,17 +56,8 @@ issues one too (member.pub: the member's key, 'ssh-keygen -y -f node.key').`,
 			fleetListCommand(),
 			fleetNamesCommand(),
 		},
-		Action: func(c *cli.Context) error {
-			if c.Args().Present() {
-				return usagef("unknown fleet command %q: want create, id, add, join, list or names", c.Args().First())
-			}
-			return cli.ShowSubcommandHelp(c)
-		},
 	}
-	for _, sub := range cmd.Subcommands {
-		sub.OnUsageError = onUsageError
-	}
-	return cmd
+	return commandGroup(cmd)
 }
 
 func fleetCreateCommand() *cli.Command {

@@ -24,24 +24,14 @@ with a higher serial. Members install it with 'tunnel name import
 names.signed': it is checked against the fleet key they joined, a changed
 line is refused, and an older version never replaces a newer one. A name a
 member adds themselves wins over the fleet's.`,
-		HideHelpCommand: true,
 		Subcommands: []*cli.Command{
 			fleetNamesAddCommand(),
 			fleetNamesRmCommand(),
 			fleetNamesListCommand(),
 			fleetNamesExportCommand(),
 		},
-		Action: func(c *cli.Context) error {
-			if c.Args().Present() {
-				return usagef("unknown fleet names command %q: want add, rm, list or export", c.Args().First())
-			}
-			return cli.ShowSubcommandHelp(c)
-		},
 	}
-	for _, sub := range cmd.Subcommands {
-		sub.OnUsageError = onUsageError
-	}
-	return cmd
+	return commandGroup(cmd)
 }
 
 func fleetNamesAddCommand() *cli.Command {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -91,6 +92,33 @@ Long flags take one dash or two: -public and --public are the same.`,
 }
 
 func onUsageError(_ *cli.Context, err error, _ bool) error { return usageError{err} }
+
+// commandGroup makes cmd a group of its Subcommands: run bare, it shows
+// their help; with an unknown word, a usage error naming them; and a bad
+// flag of any of them exits 2.
+func commandGroup(cmd *cli.Command) *cli.Command {
+	var names []string
+	for _, sub := range cmd.Subcommands {
+		sub.OnUsageError = onUsageError
+		names = append(names, sub.Name)
+	}
+	cmd.HideHelpCommand = true
+	cmd.Action = func(c *cli.Context) error {
+		if c.Args().Present() {
+			return usagef("unknown %s command %q: want %s", strings.TrimPrefix(c.Command.HelpName, c.App.Name+" "), c.Args().First(), orList(names))
+		}
+		return cli.ShowSubcommandHelp(c)
+	}
+	return cmd
+}
+
+// orList is "a, b or c".
+func orList(words []string) string {
+	if len(words) < 2 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
+}
 
 func defaultHome() string {
 	dir, err := os.UserConfigDir()

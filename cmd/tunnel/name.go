@@ -32,24 +32,14 @@ machine; the public gateway serves IDs only.
 names export'), for a fleet this node joined; a later import of that fleet
 replaces its names, an older one is refused. A name you add wins over a
 fleet's; between two fleets, the fleet whose ID sorts first wins.`,
-		HideHelpCommand: true,
 		Subcommands: []*cli.Command{
 			nameAddCommand(),
 			nameRmCommand(),
 			nameListCommand(),
 			nameImportCommand(),
 		},
-		Action: func(c *cli.Context) error {
-			if c.Args().Present() {
-				return usagef("unknown name command %q: want add, rm, list or import", c.Args().First())
-			}
-			return cli.ShowSubcommandHelp(c)
-		},
 	}
-	for _, sub := range cmd.Subcommands {
-		sub.OnUsageError = onUsageError
-	}
-	return cmd
+	return commandGroup(cmd)
 }
 
 // parseNameArgs reads NAME ID: a pet name, and a device ID with or
