@@ -180,6 +180,8 @@ func (s *controlServer) serve(ctx context.Context, c net.Conn) {
 }
 
 func (s *controlServer) dial(ctx context.Context, c net.Conn, host string, port uint16) {
+	// A refusal that took the whole dial still reaches the client.
+	_ = c.SetDeadline(time.Now().Add(controlDialTimeout + statusTimeout))
 	dctx, cancel := context.WithTimeout(ctx, controlDialTimeout)
 	st, err := s.n.Dialer.Dial(dctx, host, port)
 	cancel()
