@@ -25,7 +25,7 @@ BIN         := bin/tunnel
 # For `make run`: where socksd's embedded rendezvous node listens. Loopback
 # by default; use RELAY_LISTEN=0.0.0.0:7443 to let other machines publish.
 RELAY_LISTEN ?=
-E2E_TIMEOUT ?= 8m
+E2E_TIMEOUT ?= 14m
 # For `make bench`: extra flags of test/bench, e.g. BENCH_FLAGS='-rounds 5'.
 BENCH_FLAGS ?=
 # For `make soak`: how long the workload runs (a Go duration); the test's
