@@ -61,7 +61,9 @@ package transport
 // the txid) can steer traffic to another address.
 //
 // Path choice: inner packets to a peer go over the direct path whose last
-// pong is at most pathTrust old, otherwise over the relay. A confirmed
+// pong is at most pathTrust old, otherwise over the relay; between direct
+// paths that both answer, the better one by RTT and family (family.go:
+// IPv6 when about as fast as IPv4). A confirmed
 // path is pinged every pathHeartbeat (this also keeps NAT mappings open);
 // while none is confirmed, all candidates are pinged with backoff up to
 // probeInterval, forever, so a path that opens later (a firewall rule

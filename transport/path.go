@@ -154,7 +154,8 @@ func (p *path) receivedCounts() counts {
 
 // targets are the addresses a probe round may ping: the addresses the
 // peer's pings came from (they reached us, so they are the likeliest),
-// then its candidates, without those barred at now.
+// then its candidates, without those barred at now; IPv6 and IPv4
+// interleaved, so that every round tries both (family.go).
 func (p *path) targets(now time.Time) []netip.AddrPort {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -166,7 +167,7 @@ func (p *path) targets(now time.Time) []netip.AddrPort {
 			}
 		}
 	}
-	return out
+	return interleaveFamilies(out)
 }
 
 // round returns the targets of the next probe round: at most
@@ -290,9 +291,10 @@ func (p *path) pong(seq, txid uint64, rcvd counts, from netip.AddrPort, now time
 	switch {
 	case !fresh, from == p.best:
 		p.best, p.bestRTT = from, rtt
-	case rtt < p.bestRTT*8/10:
-		// A clearly faster path (the same LAN) wins; small differences
-		// do not make the path flap.
+	case betterPath(from, rtt, p.best, p.bestRTT):
+		// A clearly faster path (the same LAN), or an IPv6 one about as
+		// fast as IPv4 (family.go), wins; small differences do not make
+		// the path flap.
 		p.best, p.bestRTT = from, rtt
 	default:
 		return out
@@ -545,8 +547,13 @@ func (n *Node) runPath(c *quic.Conn, t *tracked) {
 // allows.
 func (n *Node) probe(p *path, now time.Time) {
 	to, done := p.round(now)
+	local := n.sock.LocalAddr().Addr()
 	pinged := 0
 	for _, a := range to {
+		if !sendsTo(local, a.Addr()) {
+			pinged++ // passed over, at no cost to the budget
+			continue
+		}
 		if !n.probes.AllowN(now, 1) {
 			break
 		}
