@@ -29,6 +29,8 @@ type natWorld struct {
 	deviceID  string
 	socksd    *proc
 	cliHome   string
+	// relayListen is the relay's --listen (empty: PubIP:natRelayPort).
+	relayListen string
 }
 
 const natRelayPort = 7443
@@ -38,7 +40,19 @@ func startNATWorld(t *testing.T, nat1, nat2 NATMode, socksArgs ...string) *natWo
 	needNetns(t)
 	requireSystem(t)
 	tp := NewTopology(t, nat1, nat2)
-	w := &natWorld{tp: tp}
+	relayAddr := fmt.Sprintf("%s:%d", tp.PubIP, natRelayPort)
+	return startWorld(t, tp, worldRelay{listen: relayAddr, dev: relayAddr, cli: relayAddr}, socksArgs...)
+}
+
+// worldRelay is where a world's relay listens and where the device and
+// the client reach it.
+type worldRelay struct{ listen, dev, cli string }
+
+// startWorld runs the product on tp: the relay in pub, the device with a
+// real sshd in dev, socksd in cli; it returns once both registered.
+func startWorld(t *testing.T, tp *Topology, relay worldRelay, socksArgs ...string) *natWorld {
+	t.Helper()
+	w := &natWorld{tp: tp, relayListen: relay.listen}
 	s, err := startSSHD()
 	if err != nil {
 		t.Fatal(err)
@@ -48,15 +62,14 @@ func startNATWorld(t *testing.T, nat1, nat2 NATMode, socksArgs ...string) *natWo
 	// The same sshd configuration, run inside the device's namespace (its
 	// own loopback, so the same port is free there).
 	tp.Start(t, tp.Dev, "sshd-dev", "/usr/sbin/sshd", "-D", "-e", "-f", filepath.Join(s.dir, "sshd_config"), "-o", "PidFile=none")
-	relayAddr := fmt.Sprintf("%s:%d", tp.PubIP, natRelayPort)
 	w.relayHome = t.TempDir()
 	w.relay = w.startRelay(t)
 	devHome := t.TempDir()
 	w.deviceID = tunnelID(t, devHome)
-	w.device = tp.Start(t, tp.Dev, "publish", tunnelBin, tunnelArgs(devHome, "publish", "--relay", relayAddr,
+	w.device = tp.Start(t, tp.Dev, "publish", tunnelBin, tunnelArgs(devHome, "publish", "--relay", relay.dev,
 		"-public", fmt.Sprintf("127.0.0.1:%d:22", s.port))...)
 	w.cliHome = t.TempDir()
-	args := append([]string{"socksd", "--relay", relayAddr, "--listen", "127.0.0.1:1080"}, socksArgs...)
+	args := append([]string{"socksd", "--relay", relay.cli, "--listen", "127.0.0.1:1080"}, socksArgs...)
 	w.socksd = tp.Start(t, tp.Cli, "socksd", tunnelBin, tunnelArgs(w.cliHome, args...)...)
 	if !w.device.waitLog("registered with relay", 1, 15*time.Second) {
 		t.Fatalf("device did not register:\n%s", w.device.log())
@@ -68,8 +81,11 @@ func startNATWorld(t *testing.T, nat1, nat2 NATMode, socksArgs ...string) *natWo
 }
 
 func (w *natWorld) startRelay(t *testing.T) *proc {
-	return w.tp.Start(t, w.tp.Pub, "relay", tunnelBin, tunnelArgs(w.relayHome, "relay", "--listen",
-		fmt.Sprintf("%s:%d", w.tp.PubIP, natRelayPort))...)
+	listen := w.relayListen
+	if listen == "" {
+		listen = fmt.Sprintf("%s:%d", w.tp.PubIP, natRelayPort)
+	}
+	return w.tp.Start(t, w.tp.Pub, "relay", tunnelBin, tunnelArgs(w.relayHome, "relay", "--listen", listen)...)
 }
 
 // ssh runs a command on the device from the client's namespace.
