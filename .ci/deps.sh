@@ -29,7 +29,8 @@ check() {
 	command -v wget >/dev/null 2>&1 || missing+=(wget)
 	# Network namespaces with NATs for the direct-path tests.
 	command -v ip >/dev/null 2>&1 || missing+=(iproute2)
-	{ command -v iptables >/dev/null 2>&1 && command -v iptables-restore >/dev/null 2>&1; } || missing+=(iptables)
+	# (ip6tables, for the IPv6 firewalls of test/e2e/ipv6_test.go, ships with iptables.)
+	{ command -v iptables >/dev/null 2>&1 && command -v iptables-restore >/dev/null 2>&1 && command -v ip6tables >/dev/null 2>&1; } || missing+=(iptables)
 	command -v conntrack >/dev/null 2>&1 || missing+=(conntrack)
 	# Headless Chromium for the browser tests (test/e2e/browser_test.go).
 	command -v chromium >/dev/null 2>&1 || missing+=(chromium)
