@@ -63,12 +63,19 @@ func (tp *Topology) AddIPv6(t *testing.T, dev, cli HomeStack) Topology6 {
 	start := time.Now()
 	t6 := Topology6{PubIP: "2001:db8::1"}
 	enable := func(ns string, ifs ...string) {
-		kv := map[string]string{"net/ipv6/conf/all/disable_ipv6": "0", "net/ipv6/conf/default/disable_ipv6": "0"}
+		// First no duplicate address detection, then IPv6: otherwise the
+		// link-local addresses stay tentative for a second, and so does
+		// neighbour discovery (the first packet to a new neighbour waits
+		// ~1 s, which a network in use would not make it wait).
+		dad := map[string]string{"net/ipv6/conf/all/accept_dad": "0", "net/ipv6/conf/default/accept_dad": "0"}
+		on := map[string]string{"net/ipv6/conf/all/disable_ipv6": "0", "net/ipv6/conf/default/disable_ipv6": "0"}
 		for _, i := range ifs {
-			kv["net/ipv6/conf/"+i+"/disable_ipv6"] = "0"
-			kv["net/ipv6/conf/"+i+"/accept_ra"] = "0" // routes are set here, not learnt
+			dad["net/ipv6/conf/"+i+"/accept_dad"] = "0"
+			dad["net/ipv6/conf/"+i+"/accept_ra"] = "0" // routes are set here, not learnt
+			on["net/ipv6/conf/"+i+"/disable_ipv6"] = "0"
 		}
-		tp.sysctl(t, ns, kv)
+		tp.sysctl(t, ns, dad)
+		tp.sysctl(t, ns, on)
 	}
 	enable(tp.Inet, bridgeIf)
 	enable(tp.Pub, wanIf)
@@ -161,6 +168,7 @@ func TestIPv6OnlyDirect(t *testing.T) {
 	}
 	relay := relay6(t6.PubIP)
 	w := startWorld(t, tp, worldRelay{listen: relay, dev: relay, cli: relay})
+	rxS, txS := tp.Counters(t)
 	start := time.Now()
 	w.firstCommand(t)
 	w.waitPath(t, "direct", 15*time.Second)
@@ -177,8 +185,8 @@ func TestIPv6OnlyDirect(t *testing.T) {
 	}
 	rx1, tx1 := tp.Counters(t)
 	carried := (rx1 - rx0) + (tx1 - tx0)
-	t.Logf("IPv6 only: first ssh to direct (via %s) in %v; the relay's interface carried %d bytes during a %d-byte transfer (%.2f%%)",
-		p.Via, toDirect.Round(10*time.Millisecond), carried, size, 100*float64(carried)/size)
+	t.Logf("IPv6 only: first ssh to direct (via %s) in %v; the relay's interface carried %d bytes during a %d-byte transfer (%.2f%%), %d from the first ssh on",
+		p.Via, toDirect.Round(10*time.Millisecond), carried, size, 100*float64(carried)/size, (rx1-rxS)+(tx1-txS))
 	if carried > size/10 {
 		t.Fatalf("relay carried %d bytes (%.1f%%) of a direct transfer, want < 10%%", carried, 100*float64(carried)/size)
 	}
@@ -218,5 +226,33 @@ func TestIPv6DualStackRelay(t *testing.T) {
 	}
 	if p, via := w.path(t); p != "relayed" {
 		t.Fatalf("path %q via %s between an IPv6-only device and an IPv4-only client, want relayed", p, via)
+	}
+}
+
+// Dual-stack homes, the device and the client each behind an IPv4 NAT and
+// an IPv6 firewall, the relay on [::]:7443 reached over IPv4: both families
+// are probed, and the path ends direct over IPv6 (happy eyeballs: the
+// families answer within a few milliseconds of each other).
+func TestIPv6DualStackPrefersIPv6(t *testing.T) {
+	needNetns(t)
+	requireSystem(t)
+	tp := NewTopology(t, NATCone, NATCone)
+	t6 := tp.AddIPv6(t, StackDual, StackDual)
+	relay := fmt.Sprintf("%s:%d", tp.PubIP, natRelayPort)
+	w := startWorld(t, tp, worldRelay{listen: fmt.Sprintf("[::]:%d", natRelayPort), dev: relay, cli: relay})
+	start := time.Now()
+	w.firstCommand(t)
+	w.waitPath(t, "direct", 15*time.Second)
+	want := "[" + t6.DevIP + "]:"
+	for {
+		p := w.peer(t)
+		if p.Path == "direct" && strings.HasPrefix(p.Via, want) {
+			t.Logf("dual stack: direct over IPv6 (%s) %v after the first ssh started", p.Via, time.Since(start).Round(10*time.Millisecond))
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("path %s via %s, want direct via %s…\nsocksd:\n%s", p.Path, p.Via, want, tail(w.socksd.log(), 30, 8<<10))
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
