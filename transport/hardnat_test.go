@@ -187,3 +187,27 @@ func TestHardStepBudget(t *testing.T) {
 		t.Fatalf("sprayed %d pings at an address out of scope", r.seq)
 	}
 }
+
+func FuzzParseNATReport(f *testing.F) {
+	f.Add(appendNATReport(nil, natRemaps, netip.MustParseAddrPort("203.0.113.7:40000")))
+	f.Add(appendNATReport(nil, natKeepsPort, netip.MustParseAddrPort("[2001:db8::1]:40000")))
+	f.Add(appendNATReport(nil, natUnknown, netip.AddrPort{}))
+	f.Add([]byte{msgNATReport, 1, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 1, 2, 3, 4, 0, 80})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		kind, addr, err := parseNATReport(b)
+		if err != nil {
+			if err != errBadNATReport {
+				t.Fatalf("parseNATReport(%x): %v", b, err)
+			}
+			return
+		}
+		if kind > natRemaps || (addr.IsValid() && (addr.Port() == 0 || addr.Addr().Is4In6())) {
+			t.Fatalf("parseNATReport(%x) = %v %v", b, kind, addr)
+		}
+		enc := appendNATReport(nil, kind, addr)
+		k2, a2, err := parseNATReport(enc)
+		if err != nil || k2 != kind || a2 != addr {
+			t.Fatalf("parseNATReport(%x) = %v %v; re-encoded as %x, parses to %v %v %v", b, kind, addr, enc, k2, a2, err)
+		}
+	})
+}
