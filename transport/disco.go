@@ -14,6 +14,9 @@ package transport
 //	  count    uint8    at most maxCandidates
 //	  count × { family uint8 (4 or 6) | addr [4 or 16]byte | port uint16 }
 //
+// (Datagram types 0x02 and 0x03, for NATs that map per destination, are
+// hardnat.go's.)
+//
 // A node's candidates are the address its relay saw it at (its public NAT
 // mapping) and the addresses of its own interfaces with its socket's port
 // (the same-LAN shortcut). Each side then sends pings (frame.go) from its

@@ -43,6 +43,7 @@ type Node struct {
 	mode     atomic.Int32 // PathMode
 	observed atomic.Pointer[netip.AddrPort]
 	probes   *rate.Limiter // the probe budget, one for the node
+	hard     *hardBudgets  // the hard-NAT budget (hardnat.go)
 	wg       sync.WaitGroup
 
 	// scopeView is the node's scope as of scopeAt (Node.scope).
@@ -81,7 +82,7 @@ const goneQueue = 64
 func NewNode(key *identity.Key, listen string) (*Node, error) {
 	n := &Node{key: key, addrs: make(map[Endpoint]*net.UDPAddr),
 		paths: make(map[Endpoint]*path), byAddr: make(map[netip.AddrPort]*path), conns: make(map[*quic.Conn]*tracked),
-		gone: make(chan Endpoint, goneQueue), probes: rate.NewLimiter(probeRate, probeBurst), epoch: time.Now()}
+		gone: make(chan Endpoint, goneQueue), probes: rate.NewLimiter(probeRate, probeBurst), hard: newHardBudgets(), epoch: time.Now()}
 	n.endpoint, n.nonce = NewEndpoint(key.ID())
 	n.routes.Store(noRoutes)
 	sock, err := ListenSocket(listen, n.receive)
@@ -221,7 +222,7 @@ func (n *Node) send(ep Endpoint, b []byte, seg int) {
 		n.pathMu.RUnlock()
 		if p != nil {
 			if a, ok := p.current(time.Now()); ok {
-				n.sock.WriteSegments(directHeader[:], b, seg, a)
+				n.sockTo(p, a).WriteSegments(directHeader[:], b, seg, a)
 				// Counted once written: a ping sent after this call trails
 				// these packets on the path (the liveness rule, disco.go).
 				p.DirectOut.Add(uint64(len(b)))
@@ -264,14 +265,17 @@ func (n *Node) receive(run []byte, seg int, from netip.AddrPort) {
 	for len(run) > 0 {
 		f := run[:min(seg, len(run))]
 		run = run[len(f):]
-		n.receiveFrame(f, from, now)
+		n.receiveFrame(f, from, now, nil)
 	}
 }
 
-func (n *Node) receiveFrame(b []byte, from netip.AddrPort, now int64) {
+// receiveFrame takes one frame that arrived on via: a probe socket of a
+// hard-NAT attempt (hardnat.go), which takes part in direct paths only, or
+// the node's socket when nil.
+func (n *Node) receiveFrame(b []byte, from netip.AddrPort, now int64, via *Socket) {
 	switch b[0] {
 	case frameDiscoPing, frameDiscoPong:
-		n.receiveDisco(b, from)
+		n.receiveDisco(b, from, via)
 		return
 	case frameDirect:
 		n.pathMu.RLock()
@@ -288,7 +292,7 @@ func (n *Node) receiveFrame(b []byte, from netip.AddrPort, now int64) {
 		n.innerPC.deliver(bp, m, p.addr)
 		return
 	}
-	if len(b) < frameHeaderLen || !n.routes.Load().accepts(from) {
+	if via != nil || len(b) < frameHeaderLen || !n.routes.Load().accepts(from) {
 		return
 	}
 	src := Endpoint(binary.BigEndian.Uint64(b[1:9]))

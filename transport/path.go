@@ -75,6 +75,9 @@ type path struct {
 	wake     chan struct{}
 	direct   chan struct{} // closed on the first confirmed direct path
 
+	// via: the peer addresses reached from a probe socket (hardnat.go).
+	via map[netip.AddrPort]*Socket
+
 	// What went over direct paths to and from the peer. The In counts
 	// are what pongs report, the Out counts what they are compared with.
 	DirectIn, DirectOut         atomic.Uint64 // payload bytes
@@ -481,11 +484,17 @@ func (n *Node) runPath(c *quic.Conn, t *tracked) {
 	ctx := c.Context()
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	hn := newHardNAT()
+	defer hn.close(p)
 	wg.Go(func() {
 		for {
 			b, err := c.ReceiveDatagram(ctx)
 			if err != nil {
 				return
+			}
+			if len(b) > 0 && b[0] != msgCandidates {
+				hn.received(b, p) // acted on only once authorized (runPath's loop)
+				continue
 			}
 			cands, err := parseCandidates(b)
 			if err != nil {
@@ -530,6 +539,7 @@ func (n *Node) runPath(c *quic.Conn, t *tracked) {
 		if cands := n.candidates(); !slices.Equal(cands, sentCands) || now.Sub(candsAt) > candidatesEvery {
 			if err := c.SendDatagram(appendCandidates(nil, cands)); err == nil {
 				sentCands, candsAt = cands, now
+				_ = c.SendDatagram(n.natReport())
 			}
 		}
 		best, ok := p.current(now)
@@ -538,6 +548,11 @@ func (n *Node) runPath(c *quic.Conn, t *tracked) {
 			n.probe(p, now)
 		} else {
 			n.ping(p, best, now) // a heartbeat: to the peer itself, outside the budget
+		}
+		if !ok {
+			if d := n.hardStep(ctx, c, p, hn, &wg, now); d > 0 {
+				wait = min(wait, d)
+			}
 		}
 		timer.Reset(wait)
 	}
@@ -608,11 +623,13 @@ func (n *Node) ping(p *path, to netip.AddrPort, now time.Time) {
 		return
 	}
 	m.src = n.endpoint
-	_ = n.sock.WriteTo(appendDisco(make([]byte, 0, discoLen), m, secret), to)
+	_ = n.sockTo(p, to).WriteTo(appendDisco(make([]byte, 0, discoLen), m, secret), to)
 }
 
-// receiveDisco handles a ping or pong that arrived on the socket.
-func (n *Node) receiveDisco(b []byte, from netip.AddrPort) {
+// receiveDisco handles a ping or pong that arrived on via (a probe socket,
+// or the node's socket when nil): answers go back on it, and so does
+// whatever the path later sends to from.
+func (n *Node) receiveDisco(b []byte, from netip.AddrPort, via *Socket) {
 	m, ok := parseDisco(b)
 	if !ok || m.dst != n.endpoint {
 		return
@@ -636,8 +653,12 @@ func (n *Node) receiveDisco(b []byte, from netip.AddrPort) {
 		n.pathMu.Lock()
 		n.byAddr[from] = p
 		n.pathMu.Unlock()
+		p.setVia(from, via)
+		if via == nil {
+			via = n.sock
+		}
 		reply := discoMsg{typ: frameDiscoPong, src: n.endpoint, dst: m.src, seq: m.seq, txid: m.txid, rcvd: p.receivedCounts()}
-		_ = n.sock.WriteTo(appendDisco(make([]byte, 0, discoLen), reply, secret), from)
+		_ = via.WriteTo(appendDisco(make([]byte, 0, discoLen), reply, secret), from)
 		if newAddr {
 			// The peer reached us from an address we may not have tried:
 			// answer its ping with ours so the path is proved both ways.
@@ -654,6 +675,7 @@ func (n *Node) receiveDisco(b []byte, from netip.AddrPort) {
 		n.pathMu.Lock()
 		n.byAddr[from] = p
 		n.pathMu.Unlock()
+		p.setVia(from, via)
 		if out.dead {
 			p.poke() // back to rounds to every target, now
 		}

@@ -66,6 +66,21 @@ func ListenSocket(addr string, frame FrameHandler) (*Socket, error) {
 	return s, nil
 }
 
+// listenProbeSocket opens one of the extra sockets of a hard-NAT attempt
+// (hardnat.go) on network's unspecified address and a new port. It takes
+// relay frames only: no outer QUIC transport runs on it, so other packets
+// are dropped, and it keeps the kernel's default buffers and no GRO, so
+// that many of them cost little.
+func listenProbeSocket(network string, frame FrameHandler) (*Socket, error) {
+	udp, err := net.ListenUDP(network, nil)
+	if err != nil {
+		return nil, fmt.Errorf("listen probe socket: %w", err)
+	}
+	s := &Socket{udp: udp, frame: frame, done: make(chan struct{})}
+	go s.read()
+	return s, nil
+}
+
 // quic-go complains when it cannot size the receive buffer of a conn that
 // is not a *net.UDPConn. All of ours are virtual conns fed from a real
 // socket whose buffers were sized above, so the warning says nothing true.
@@ -87,7 +102,9 @@ func (s *Socket) read() {
 		n, seg, from, err := readGRO(s.udp, buf, oob)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
-				s.outer.Close()
+				if s.outer != nil {
+					s.outer.Close()
+				}
 				return
 			}
 			continue // e.g. ICMP-induced errors on an unconnected socket
@@ -105,8 +122,8 @@ func (s *Socket) read() {
 			}
 			d := buf[off:end]
 			off = end
-			if len(d) > packetBufSize {
-				continue // larger than any packet we take; QUIC drops it anyway
+			if len(d) > packetBufSize || s.outer == nil {
+				continue // larger than any packet we take, or no QUIC here
 			}
 			if ua == nil {
 				ua = net.UDPAddrFromAddrPort(from)
@@ -247,7 +264,9 @@ func (s *Socket) Close() error {
 	s.once.Do(func() {
 		err = s.udp.Close()
 		<-s.done
-		s.outer.Close()
+		if s.outer != nil {
+			s.outer.Close()
+		}
 	})
 	return err
 }
