@@ -148,7 +148,9 @@ func (d *Dialer) DialDevice(ctx context.Context, id identity.ID, port uint16) (t
 		// gone), or whose device no longer answers on it (stale.go), is
 		// replaced once with a fresh lookup.
 		if attempt == 0 && ctx.Err() == nil && (pc.conn.Context().Err() != nil || errors.Is(err, errPeerSilent)) {
-			d.forget(pc)
+			if !errors.Is(err, errPeerSilent) {
+				d.forget(pc) // a retired one keeps its established streams
+			}
 			continue
 		}
 		return nil, fmt.Errorf("open stream to %s:%d: %w", id.Short(), port, err)

@@ -103,7 +103,9 @@ func (d *Dialer) query(ctx context.Context, host, what string, ask func(context.
 			return nil
 		}
 		if attempt == 0 && ctx.Err() == nil && (pc.conn.Context().Err() != nil || errors.Is(err, errPeerSilent)) {
-			d.forget(pc)
+			if !errors.Is(err, errPeerSilent) {
+				d.forget(pc) // a retired one keeps its established streams
+			}
 			continue
 		}
 		return fmt.Errorf("%s of %s: %w", what, id.Short(), err)

@@ -227,3 +227,33 @@ func TestTimeJumpChecksConnections(t *testing.T) {
 		t.Errorf("the live device answered %d pings, want 1", n)
 	}
 }
+
+// TestStaleConnectionKeepsStreams: a connection retired for not answering
+// is not closed under a stream that is still open on it (the path may
+// only be lossy); it is closed once that stream ends.
+func TestStaleConnectionKeepsStreams(t *testing.T) {
+	w := startWorld(t, []peer.Port{{Remote: 22, Target: closedPort(t)}}, nil)
+	dev := startStaleDevice(t, w.relay.Addr())
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	held, err := w.dialer.DialDevice(ctx, dev.id, 22)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev.goDeaf()
+	dialOnce(t, w, dev.id)
+	conns := dev.accepted()
+	if len(conns) != 2 {
+		t.Fatalf("the device accepted %d connections, want 2", len(conns))
+	}
+	time.Sleep(200 * time.Millisecond)
+	if conns[0].Context().Err() != nil {
+		t.Fatal("the retired connection was closed under an open stream")
+	}
+	held.Close()
+	select {
+	case <-conns[0].Context().Done():
+	case <-time.After(5 * time.Second):
+		t.Error("the retired connection was not closed once its last stream ended")
+	}
+}
