@@ -89,7 +89,8 @@ type peerConn struct {
 	err     error
 	streams int
 	idle    *time.Timer
-	check   *peerCheck // the liveness check running, if any (stale.go)
+	check   *peerCheck    // the liveness check running, if any (stale.go)
+	gone    chan struct{} // closed when the connection is retired (stale.go)
 }
 
 // New returns a Dialer that reaches devices through res, whose Run must be
@@ -171,7 +172,7 @@ func (d *Dialer) acquire(ctx context.Context, id identity.ID) (*peerConn, error)
 		ok = false
 	}
 	if !ok {
-		pc = &peerConn{id: id, ready: make(chan struct{})}
+		pc = &peerConn{id: id, ready: make(chan struct{}), gone: make(chan struct{})}
 		d.peers[id] = pc
 		d.wg.Go(func() { d.dial(pc) })
 	}

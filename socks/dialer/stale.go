@@ -33,7 +33,8 @@ import (
 //
 // A jump in time (the node's monitor, transport.Node.OnTimeJump) checks
 // every connection the same way at once, so that the first stream after
-// a freeze finds a fresh one.
+// a freeze finds a fresh one; opens already waiting on a connection found
+// dead give up at that moment, not at their own deadline.
 
 // Timings of stale-connection checks.
 const (
@@ -80,16 +81,18 @@ func (d *Dialer) watched(ctx context.Context, pc *peerConn, op func(context.Cont
 	select {
 	case err := <-done:
 		return err
+	case <-pc.gone: // another check (a time jump's) found it dead
 	case <-t.C:
-	}
-	check := d.check(pc)
-	select {
-	case err := <-done:
-		return err
-	case <-check.done:
-	}
-	if check.alive {
-		return <-done
+		check := d.check(pc)
+		select {
+		case err := <-done:
+			return err
+		case <-check.done:
+			if check.alive {
+				return <-done
+			}
+		case <-pc.gone:
+		}
 	}
 	cancel()
 	if err := <-done; err == nil {
@@ -106,7 +109,7 @@ func (d *Dialer) check(pc *peerConn) *peerCheck {
 		return pc.check
 	}
 	c := &peerCheck{done: make(chan struct{})}
-	if d.closed {
+	if d.closed || isClosed(pc.gone) {
 		close(c.done) // not alive: Close is closing it anyway
 		return c
 	}
@@ -148,6 +151,9 @@ func (d *Dialer) retire(pc *peerConn) {
 	if d.peers[pc.id] == pc {
 		delete(d.peers, pc.id)
 	}
+	if !isClosed(pc.gone) {
+		close(pc.gone) // the opens waiting on it give up now
+	}
 	idle := pc.streams == 0
 	if !idle && !d.closed {
 		d.retired[pc] = struct{}{}
@@ -155,6 +161,15 @@ func (d *Dialer) retire(pc *peerConn) {
 	d.mu.Unlock()
 	if idle {
 		pc.conn.CloseWithError(0, "device did not answer")
+	}
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 
