@@ -49,13 +49,14 @@ type Client struct {
 	routes    map[transport.Endpoint][]*peerRoute // connections routed via another node, oldest first
 	peers     map[*peerRoute]struct{}             // connections DialPeer made, alive
 	wg        sync.WaitGroup                      // via sessions and gone checks
+	jump      chan struct{}                       // closed at the next time jump (timejump.go)
 
 	registrations atomic.Uint64
 }
 
 // NewClient returns a Client for node. It starts nothing: Run does.
 func NewClient(node *transport.Node, cfg Config) *Client {
-	return &Client{node: node, cfg: cfg, ready: make(chan struct{}),
+	return &Client{node: node, cfg: cfg, ready: make(chan struct{}), jump: make(chan struct{}),
 		vias: make(map[string]*viaSession), routes: make(map[transport.Endpoint][]*peerRoute),
 		peers: make(map[*peerRoute]struct{})}
 }
@@ -108,6 +109,7 @@ func (c *Client) Run(ctx context.Context) error {
 	c.runCtx = ctx
 	c.mu.Unlock()
 	c.wg.Go(func() { c.watchGone(ctx) })
+	defer c.node.OnTimeJump(c.timeJumped)()
 
 	bo := newBackoff()
 	var lastErr string
@@ -178,7 +180,7 @@ func (c *Client) homeSession(ctx context.Context) error {
 	c.node.SetObserved(observed)
 	c.cfg.Log.Info().Str("relay", ra.String()).Str("observed", observed.String()).
 		Str("endpoint", c.node.Endpoint().String()).Msg("registered with relay")
-	heartbeat(ctx, conn, c.cfg.Log)
+	heartbeat(ctx, conn, c.cfg.Log, c.jumped)
 	c.mu.Lock()
 	c.conn = nil
 	c.ready = make(chan struct{})

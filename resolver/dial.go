@@ -240,7 +240,7 @@ func (c *Client) viaSession(ctx context.Context, ra RelayAddr, vs *viaSession, f
 	} else {
 		c.cfg.Log.Info().Str("relay", ra.String()).Msg("registered again with a device's home node")
 	}
-	heartbeat(ctx, conn, c.cfg.Log)
+	heartbeat(ctx, conn, c.cfg.Log, c.jumped)
 	c.mu.Lock()
 	vs.up = false
 	c.publishRoutes()

@@ -61,20 +61,26 @@ func register(ctx context.Context, conn *quic.Conn, node *transport.Node, publis
 }
 
 // heartbeat pings the relay until the connection or ctx ends, and ends
-// the connection when a ping goes unanswered.
-func heartbeat(ctx context.Context, conn *quic.Conn, log zerolog.Logger) {
+// the connection when a ping goes unanswered. A time jump (jumped's
+// channel closes) pings at once, with a short timeout: after a freeze or
+// a sleep the relay has likely dropped the session, and the node should
+// register again now rather than at the next failed ping.
+func heartbeat(ctx context.Context, conn *quic.Conn, log zerolog.Logger, jumped func() <-chan struct{}) {
 	t := time.NewTicker(transport.RelayPing)
 	defer t.Stop()
 	body := make([]byte, wire.PingLen)
 	for {
+		timeout := pingTimeout
 		select {
 		case <-conn.Context().Done():
 			return
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-jumped():
+			timeout = jumpPingTimeout
 		}
-		pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+		pctx, cancel := context.WithTimeout(ctx, timeout)
 		status, _, err := request(pctx, conn, wire.ReqPing, body)
 		cancel()
 		if ctx.Err() != nil {

@@ -11,8 +11,11 @@ const (
 	// lookupWait bounds how long a lookup waits for a relay connection
 	// that is down, so that a dead relay gives a fast, clear error.
 	lookupWait = 3 * time.Second
-	// pingTimeout is how long a relay may take to answer a ping.
-	pingTimeout = 5 * time.Second
+	// pingTimeout is how long a relay may take to answer a ping;
+	// jumpPingTimeout, the ping right after a time jump, when the session
+	// is likely gone and the node waits for nothing else.
+	pingTimeout     = 5 * time.Second
+	jumpPingTimeout = time.Second
 	// dialRelayTimeout bounds dialing a rendezvous node.
 	dialRelayTimeout = transport.HandshakeTimeout + time.Second
 

@@ -44,6 +44,7 @@ type Node struct {
 	observed atomic.Pointer[netip.AddrPort]
 	probes   *rate.Limiter // the probe budget, one for the node
 	hard     *hardBudgets  // the hard-NAT budget (hardnat.go)
+	jumps    *jumpMonitor  // time jumps (timejump.go)
 	wg       sync.WaitGroup
 
 	// scopeView is the node's scope as of scopeAt (Node.scope).
@@ -96,6 +97,7 @@ func NewNode(key *identity.Key, listen string) (*Node, error) {
 	}
 	n.outer = &quic.Transport{Conn: sock.PacketConn()}
 	n.inner = &quic.Transport{Conn: n.innerPC}
+	n.jumps = newJumpMonitor(jumpTick, jumpLate, time.Now)
 	return n, nil
 }
 
@@ -187,6 +189,7 @@ func (n *Node) ListenPeers() (*PeerListener, error) {
 // Close closes both transports and the socket, and waits for the path
 // goroutines of the connections that closed with them.
 func (n *Node) Close() error {
+	n.jumps.close()
 	err := errors.Join(n.inner.Close(), n.outer.Close())
 	n.innerPC.Close()
 	n.wg.Wait()

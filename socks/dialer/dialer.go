@@ -69,8 +69,12 @@ type Dialer struct {
 	mu     sync.Mutex
 	peers  map[identity.ID]*peerConn
 	fleets map[guardedPort]identity.ID // learned from devices' challenges
-	closed bool
-	wg     sync.WaitGroup
+	// retired: connections taken out of use (stale.go) that streams still
+	// hold, for Close.
+	retired   map[*peerConn]struct{}
+	stopJumps func()
+	closed    bool
+	wg        sync.WaitGroup
 }
 
 type guardedPort struct {
@@ -85,13 +89,17 @@ type peerConn struct {
 	err     error
 	streams int
 	idle    *time.Timer
+	check   *peerCheck    // the liveness check running, if any (stale.go)
+	gone    chan struct{} // closed when the connection is retired (stale.go)
 }
 
 // New returns a Dialer that reaches devices through res, whose Run must be
 // running while the Dialer is used.
 func New(res *resolver.Client, cfg Config) *Dialer {
-	return &Dialer{res: res, cfg: cfg, peers: make(map[identity.ID]*peerConn),
-		fleets: make(map[guardedPort]identity.ID)}
+	d := &Dialer{res: res, cfg: cfg, peers: make(map[identity.ID]*peerConn),
+		fleets: make(map[guardedPort]identity.ID), retired: make(map[*peerConn]struct{})}
+	d.stopJumps = res.Node().OnTimeJump(d.timeJumped)
+	return d
 }
 
 // Dial opens a stream to host:port: a device port for a .tunnel name, the
@@ -138,9 +146,12 @@ func (d *Dialer) DialDevice(ctx context.Context, id identity.ID, port uint16) (t
 		}
 		d.release(pc)
 		// A connection that died under us (device restarted, relay said
-		// gone) is replaced once with a fresh lookup.
-		if attempt == 0 && pc.conn.Context().Err() != nil && ctx.Err() == nil {
-			d.forget(pc)
+		// gone), or whose device no longer answers on it (stale.go), is
+		// replaced once with a fresh lookup.
+		if attempt == 0 && ctx.Err() == nil && (pc.conn.Context().Err() != nil || errors.Is(err, errPeerSilent)) {
+			if !errors.Is(err, errPeerSilent) {
+				d.forget(pc) // a retired one keeps its established streams
+			}
 			continue
 		}
 		return nil, fmt.Errorf("open stream to %s:%d: %w", id.Short(), port, err)
@@ -161,7 +172,7 @@ func (d *Dialer) acquire(ctx context.Context, id identity.ID) (*peerConn, error)
 		ok = false
 	}
 	if !ok {
-		pc = &peerConn{id: id, ready: make(chan struct{})}
+		pc = &peerConn{id: id, ready: make(chan struct{}), gone: make(chan struct{})}
 		d.peers[id] = pc
 		d.wg.Go(func() { d.dial(pc) })
 	}
@@ -218,7 +229,12 @@ func (d *Dialer) dial(pc *peerConn) {
 
 func (d *Dialer) open(ctx context.Context, pc *peerConn, port uint16) (transport.HalfConn, error) {
 	req := d.request(pc, port)
-	s, guard, err := stream.Open(ctx, pc.conn, req)
+	var s transport.HalfConn
+	var guard identity.ID
+	err := d.watched(ctx, pc, func(ctx context.Context) (err error) {
+		s, guard, err = stream.Open(ctx, pc.conn, req)
+		return err
+	})
 	d.learn(pc, req, guard)
 	if err != nil {
 		return nil, err
@@ -274,6 +290,11 @@ func (d *Dialer) release(pc *peerConn) {
 	if pc.streams > 0 || pc.conn == nil || d.closed {
 		return
 	}
+	if _, ok := d.retired[pc]; ok {
+		delete(d.retired, pc)
+		go pc.conn.CloseWithError(0, "device did not answer")
+		return
+	}
 	idle := d.cfg.IdleTimeout
 	if idle == 0 {
 		idle = defaultIdle
@@ -298,6 +319,7 @@ func (d *Dialer) forget(pc *peerConn) {
 	if d.peers[pc.id] == pc {
 		delete(d.peers, pc.id)
 	}
+	delete(d.retired, pc)
 	if pc.idle != nil {
 		pc.idle.Stop()
 	}
@@ -322,7 +344,12 @@ func (d *Dialer) Close() error {
 		}
 		delete(d.peers, id)
 	}
+	for pc := range d.retired {
+		conns = append(conns, pc.conn)
+	}
+	clear(d.retired)
 	d.mu.Unlock()
+	d.stopJumps()
 	for _, c := range conns {
 		c.CloseWithError(0, "closing")
 	}

@@ -2,6 +2,7 @@ package dialer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -29,7 +30,7 @@ type Pong struct {
 // streams to it use (dialing it if there is none).
 func (d *Dialer) Ping(ctx context.Context, host string) (Pong, error) {
 	var p Pong
-	err := d.query(ctx, host, "ping", func(pc *peerConn) error {
+	err := d.query(ctx, host, "ping", func(ctx context.Context, pc *peerConn) error {
 		start := time.Now()
 		if err := stream.Ping(ctx, pc.conn); err != nil {
 			return err
@@ -54,7 +55,7 @@ func (d *Dialer) Ping(ctx context.Context, host string) (Pong, error) {
 // stream.ErrDeviceTooOld among them.
 func (d *Dialer) HostKeys(ctx context.Context, host string, port uint16) ([]ssh.PublicKey, error) {
 	var keys []ssh.PublicKey
-	err := d.query(ctx, host, fmt.Sprintf("host keys of port %d", port), func(pc *peerConn) error {
+	err := d.query(ctx, host, fmt.Sprintf("host keys of port %d", port), func(ctx context.Context, pc *peerConn) error {
 		req := d.request(pc, port)
 		wire, guard, err := stream.HostKeys(ctx, pc.conn, req)
 		d.learn(pc, req, guard)
@@ -78,9 +79,9 @@ func (d *Dialer) HostKeys(ctx context.Context, host string, port uint16) ([]ssh.
 }
 
 // query runs ask on a live connection to the device named host, as
-// DialDevice opens a stream: once more on a fresh connection if the one it
-// used had died.
-func (d *Dialer) query(ctx context.Context, host, what string, ask func(*peerConn) error) error {
+// DialDevice opens a stream: watched for a stale connection (stale.go),
+// and once more on a fresh connection if the one it used had died.
+func (d *Dialer) query(ctx context.Context, host, what string, ask func(context.Context, *peerConn) error) error {
 	id, isTunnel, err := d.Device(host)
 	if err != nil {
 		return err
@@ -95,14 +96,16 @@ func (d *Dialer) query(ctx context.Context, host, what string, ask func(*peerCon
 		}
 		node := d.res.Node()
 		node.CountStreams(pc.conn, 1)
-		err = ask(pc)
+		err = d.watched(ctx, pc, func(ctx context.Context) error { return ask(ctx, pc) })
 		node.CountStreams(pc.conn, -1)
 		d.release(pc)
 		if err == nil {
 			return nil
 		}
-		if attempt == 0 && pc.conn.Context().Err() != nil && ctx.Err() == nil {
-			d.forget(pc)
+		if attempt == 0 && ctx.Err() == nil && (pc.conn.Context().Err() != nil || errors.Is(err, errPeerSilent)) {
+			if !errors.Is(err, errPeerSilent) {
+				d.forget(pc) // a retired one keeps its established streams
+			}
 			continue
 		}
 		return fmt.Errorf("%s of %s: %w", what, id.Short(), err)
