@@ -36,13 +36,19 @@ func TestTimeJumpMonitor(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("a 5s jump of the clock was not reported")
 	}
+	// Subscribers are called one after the other, in no set order: the
+	// second may come just after the first.
+	deadline := time.Now().Add(2 * time.Second)
+	for other.Load() < 1 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if other.Load() != 1 {
 		t.Fatalf("the second subscriber was called %d times, want 1", other.Load())
 	}
 
 	cancel()
 	offset.Add(int64(5 * time.Second))
-	deadline := time.Now().Add(2 * time.Second)
+	deadline = time.Now().Add(2 * time.Second)
 	for other.Load() < 2 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
