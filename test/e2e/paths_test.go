@@ -26,6 +26,7 @@ type natWorld struct {
 	relay     *proc
 	relayHome string
 	device    *proc
+	devHome   string
 	deviceID  string
 	socksd    *proc
 	cliHome   string
@@ -37,7 +38,14 @@ func startNATWorld(t *testing.T, nat1, nat2 NATMode, socksArgs ...string) *natWo
 	t.Helper()
 	needNetns(t)
 	requireSystem(t)
-	tp := NewTopology(t, nat1, nat2)
+	return startNATWorldOn(t, NewTopology(t, nat1, nat2), socksArgs...)
+}
+
+// startNATWorldOn is startNATWorld on a topology the caller built (and
+// perhaps extended, as AddRoamNAT does).
+func startNATWorldOn(t *testing.T, tp *Topology, socksArgs ...string) *natWorld {
+	t.Helper()
+	requireSystem(t)
 	w := &natWorld{tp: tp}
 	s, err := startSSHD()
 	if err != nil {
@@ -51,9 +59,9 @@ func startNATWorld(t *testing.T, nat1, nat2 NATMode, socksArgs ...string) *natWo
 	relayAddr := fmt.Sprintf("%s:%d", tp.PubIP, natRelayPort)
 	w.relayHome = t.TempDir()
 	w.relay = w.startRelay(t)
-	devHome := t.TempDir()
-	w.deviceID = tunnelID(t, devHome)
-	w.device = tp.Start(t, tp.Dev, "publish", tunnelBin, tunnelArgs(devHome, "publish", "--relay", relayAddr,
+	w.devHome = t.TempDir()
+	w.deviceID = tunnelID(t, w.devHome)
+	w.device = tp.Start(t, tp.Dev, "publish", tunnelBin, tunnelArgs(w.devHome, "publish", "--relay", relayAddr,
 		"-public", fmt.Sprintf("127.0.0.1:%d:22", s.port))...)
 	w.cliHome = t.TempDir()
 	args := append([]string{"socksd", "--relay", relayAddr, "--listen", "127.0.0.1:1080"}, socksArgs...)
