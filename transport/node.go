@@ -45,6 +45,10 @@ type Node struct {
 	probes   *rate.Limiter // the probe budget, one for the node
 	wg       sync.WaitGroup
 
+	// The host's network changes (netmon.go).
+	net        netWatch
+	netChanges atomic.Uint64
+
 	// scopeView is the node's scope as of scopeAt (Node.scope).
 	scopeMu   sync.Mutex
 	scopeAt   time.Time
@@ -95,6 +99,7 @@ func NewNode(key *identity.Key, listen string) (*Node, error) {
 	}
 	n.outer = &quic.Transport{Conn: sock.PacketConn()}
 	n.inner = &quic.Transport{Conn: n.innerPC}
+	n.startNetMonitor()
 	return n, nil
 }
 
@@ -186,6 +191,7 @@ func (n *Node) ListenPeers() (*PeerListener, error) {
 // Close closes both transports and the socket, and waits for the path
 // goroutines of the connections that closed with them.
 func (n *Node) Close() error {
+	n.stopNetMonitor()
 	err := errors.Join(n.inner.Close(), n.outer.Close())
 	n.innerPC.Close()
 	n.wg.Wait()
