@@ -162,7 +162,7 @@ func (c *Client) homeSession(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer conn.CloseWithError(0, "")
+	defer func() { conn.CloseWithError(0, "") }() // the last session: moveHome may replace conn
 	c.mu.Lock()
 	c.homeRoute = transport.RelayRoute{Addr: ap, Name: ra.String()}
 	c.publishRoutes()
@@ -180,7 +180,21 @@ func (c *Client) homeSession(ctx context.Context) error {
 	c.node.SetObserved(observed)
 	c.cfg.Log.Info().Str("relay", ra.String()).Str("observed", observed.String()).
 		Str("endpoint", c.node.Endpoint().String()).Msg("registered with relay")
-	heartbeat(ctx, conn, c.cfg.Log, c.jumped)
+	for c.heartbeatUntilMoved(ctx, conn, c.cfg.Log) {
+		next, err := c.moveHome(ctx)
+		if err != nil {
+			// The new network may not carry traffic yet: leave this
+			// session too, and let Run dial again after its backoff.
+			conn.CloseWithError(0, "network changed")
+			c.mu.Lock()
+			c.conn = nil
+			c.ready = make(chan struct{})
+			c.mu.Unlock()
+			return fmt.Errorf("%w: %w", errNetworkChanged, err)
+		}
+		conn.CloseWithError(0, "network changed")
+		conn = next
+	}
 	c.mu.Lock()
 	c.conn = nil
 	c.ready = make(chan struct{})

@@ -202,6 +202,9 @@ func (c *Client) runVia(ctx context.Context, ra RelayAddr, vs *viaSession) {
 		if time.Since(start) > stableSession {
 			bo.Reset()
 		}
+		if errors.Is(err, errNetworkChanged) {
+			continue // register again from the new network at once
+		}
 		wait := bo.NextBackOff()
 		c.cfg.Log.Debug().Err(err).Str("relay", ra.String()).Dur("retry_in", wait).Msg("session with a device's home node lost")
 		t := time.NewTimer(wait)
@@ -240,11 +243,14 @@ func (c *Client) viaSession(ctx context.Context, ra RelayAddr, vs *viaSession, f
 	} else {
 		c.cfg.Log.Info().Str("relay", ra.String()).Msg("registered again with a device's home node")
 	}
-	heartbeat(ctx, conn, c.cfg.Log, c.jumped)
+	moved := c.heartbeatUntilMoved(ctx, conn, c.cfg.Log)
 	c.mu.Lock()
 	vs.up = false
 	c.publishRoutes()
 	c.mu.Unlock()
+	if moved {
+		return true, errNetworkChanged
+	}
 	return true, context.Cause(conn.Context())
 }
 

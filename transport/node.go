@@ -47,6 +47,10 @@ type Node struct {
 	jumps    *jumpMonitor  // time jumps (timejump.go)
 	wg       sync.WaitGroup
 
+	// The host's network changes (netmon.go).
+	net        netWatch
+	netChanges atomic.Uint64
+
 	// scopeView is the node's scope as of scopeAt (Node.scope).
 	scopeMu   sync.Mutex
 	scopeAt   time.Time
@@ -98,6 +102,7 @@ func NewNode(key *identity.Key, listen string) (*Node, error) {
 	n.outer = &quic.Transport{Conn: sock.PacketConn()}
 	n.inner = &quic.Transport{Conn: n.innerPC}
 	n.jumps = newJumpMonitor(jumpTick, jumpLate, time.Now)
+	n.startNetMonitor()
 	return n, nil
 }
 
@@ -190,6 +195,7 @@ func (n *Node) ListenPeers() (*PeerListener, error) {
 // goroutines of the connections that closed with them.
 func (n *Node) Close() error {
 	n.jumps.close()
+	n.stopNetMonitor()
 	err := errors.Join(n.inner.Close(), n.outer.Close())
 	n.innerPC.Close()
 	n.wg.Wait()

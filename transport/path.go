@@ -71,7 +71,8 @@ type path struct {
 	pending  map[uint64]sentPing
 	base     window // the liveness rule's window (judge)
 	barred   map[netip.AddrPort]bar
-	rotate   int // where the next probe round starts in targets
+	rotate   int  // where the next probe round starts in targets
+	restarts bool // probing starts over at the next wake (restart)
 	wake     chan struct{}
 	direct   chan struct{} // closed on the first confirmed direct path
 
@@ -136,6 +137,26 @@ func (p *path) current(now time.Time) (netip.AddrPort, bool) {
 		return p.best, true
 	}
 	return netip.AddrPort{}, false
+}
+
+// restart drops the direct path in use, so that packets take the relay
+// until a pong proves a path again, and has probing start over from its
+// first, fastest round: the network under the path changed (netmon.go).
+func (p *path) restart() {
+	p.mu.Lock()
+	p.best, p.bestAt, p.bestRTT = netip.AddrPort{}, time.Time{}, 0
+	p.restarts = true
+	p.mu.Unlock()
+	p.poke()
+}
+
+// takeRestart reports whether restart was called since the last call.
+func (p *path) takeRestart() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := p.restarts
+	p.restarts = false
+	return r
 }
 
 func (p *path) poke() {
@@ -505,9 +526,17 @@ func (n *Node) runPath(c *quic.Conn, t *tracked) {
 			cands = n.scope(time.Now()).admitted(cands)
 			p.mu.Lock()
 			changed := !slices.Equal(p.remote, cands)
+			// The peer no longer offers the address our direct path
+			// runs to: it moved (netmon.go), and its new NAT will not
+			// let that path through. Probe again now rather than wait
+			// for the pongs to stop.
+			left := p.best.IsValid() && slices.Contains(p.remote, p.best) && !slices.Contains(cands, p.best)
 			p.remote = cands
 			p.mu.Unlock()
-			if changed {
+			switch {
+			case left:
+				p.restart()
+			case changed:
 				p.poke()
 			}
 		}
@@ -532,6 +561,9 @@ func (n *Node) runPath(c *quic.Conn, t *tracked) {
 			return
 		case <-timer.C:
 		case <-p.wake:
+		}
+		if p.takeRestart() {
+			pr = prober{}
 		}
 		now := time.Now()
 		// Tell the peer our candidates when they change, and now and then
@@ -745,7 +777,15 @@ func (n *Node) scope(now time.Time) scope {
 // SetObserved records the address the relay saw this node at.
 func (n *Node) SetObserved(a netip.AddrPort) {
 	a = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
-	n.observed.Store(&a)
+	if old := n.observed.Swap(&a); old == nil || *old != a {
+		// A new public address (after a network change): peers hear of
+		// it now, not at the next probe round.
+		n.pathMu.RLock()
+		for _, p := range n.paths {
+			p.poke()
+		}
+		n.pathMu.RUnlock()
+	}
 }
 
 // Observed is the address the relay last saw this node at, if any.

@@ -204,3 +204,63 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A node whose network changed registers again, proving its key, on a new
+// connection from a new address (resolver's netchange.go): the relay
+// forwards to the new address from then on, the old connection's pings do
+// not take the route back, and its end does not unregister the node.
+func TestServerReregisterNewAddress(t *testing.T) {
+	p := NewMemoryPresence()
+	key, relay := testServer(t, p)
+	relayAddr := relay.Socket().LocalAddr()
+	dev := dialServer(t, key, relay)
+	body := wire.RegisterBody(dev.node.Endpoint(), dev.node.EndpointNonce(), true)
+	if status, _ := dev.ask(t, wire.ReqRegister, body); status != wire.StatusOK {
+		t.Fatalf("register: %s", wire.StatusText(status))
+	}
+	// The same key on another socket: the node after the move.
+	moved, err := transport.NewNode(dev.node.Key(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer moved.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn2, err := moved.DialRelay(ctx, relayAddr, key.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn2.CloseWithError(0, "")
+	status, reply := (&rawNode{moved, conn2}).ask(t, wire.ReqRegister, body)
+	if status != wire.StatusOK {
+		t.Fatalf("register from the new address: %s", wire.StatusText(status))
+	}
+	if obs, err := wire.ParseObserved(reply); err != nil || obs != moved.LocalAddr() {
+		t.Fatalf("observed %v (%v), want the new address %v", obs, err, moved.LocalAddr())
+	}
+	if status, _ := dev.ask(t, wire.ReqPing, make([]byte, wire.PingLen)); status != wire.StatusOK {
+		t.Fatalf("ping on the old connection: %s", wire.StatusText(status))
+	}
+	dev.conn.CloseWithError(0, "") // the old connection ends
+	time.Sleep(300 * time.Millisecond)
+	if relay.Attached() != 1 || p.Len() != 1 {
+		t.Fatalf("after the old connection ended: attached %d, presence %d; want 1, 1", relay.Attached(), p.Len())
+	}
+
+	// Frames to the Endpoint reach the new socket, none the old one: a
+	// third node's handshake packets, relayed.
+	for _, n := range []*transport.Node{dev.node, moved} {
+		n.SetRoutes(transport.RelayRoute{Addr: relayAddr}, nil)
+	}
+	cli := dialServer(t, key, relay)
+	if status, _ := cli.ask(t, wire.ReqRegister, wire.RegisterBody(cli.node.Endpoint(), cli.node.EndpointNonce(), false)); status != wire.StatusOK {
+		t.Fatalf("register the client: %s", wire.StatusText(status))
+	}
+	cli.node.SetRoutes(transport.RelayRoute{Addr: relayAddr}, nil)
+	dctx, dcancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+	defer dcancel()
+	_, _ = cli.node.DialPeer(dctx, dev.node.Key().ID(), dev.node.Endpoint()) // no listener: it times out
+	if moved.RelayedIn.Load() == 0 || dev.node.RelayedIn.Load() != 0 {
+		t.Fatalf("relayed bytes in: new socket %d, old socket %d; want some, none", moved.RelayedIn.Load(), dev.node.RelayedIn.Load())
+	}
+}

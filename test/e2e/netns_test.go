@@ -98,6 +98,9 @@ type Topology struct {
 
 	NAT1Mode, NAT2Mode NATMode
 
+	// Set by AddRoamNAT: the third home router cli can move to.
+	NAT3, NAT3IP, CliIP3 string
+
 	id string // PID-XXXX, the common part of the names
 
 	mu      sync.Mutex
@@ -374,12 +377,7 @@ func NewTopology(t *testing.T, nat1, nat2 NATMode) *Topology {
 	for _, ns := range tp.namespaces() {
 		tp.mustHost(t, netnsTools.ip, "netns", "add", ns)
 		made = append(made, ns)
-		// (Without IPv6 in the kernel there is nothing to turn off.)
-		tp.sysctl(t, ns, map[string]string{
-			"net/ipv6/conf/all/disable_ipv6?":     "1",
-			"net/ipv6/conf/default/disable_ipv6?": "1",
-		})
-		tp.mustHost(t, netnsTools.ip, "-n", ns, "link", "set", "lo", "up")
+		tp.setupNetns(t, ns)
 	}
 
 	// The internet: a bridge with pub, nat1 and nat2 on it.
@@ -388,51 +386,12 @@ func NewTopology(t *testing.T, nat1, nat2 NATMode) *Topology {
 	for _, w := range []struct{ port, ns, ip string }{
 		{"pub", tp.Pub, tp.PubIP}, {"nat1", tp.NAT1, tp.NAT1IP}, {"nat2", tp.NAT2, tp.NAT2IP},
 	} {
-		// Created directly in their namespaces: no name ever exists on the host.
-		tp.mustHost(t, netnsTools.ip, "link", "add", w.port, "netns", tp.Inet, "type", "veth", "peer", "name", wanIf, "netns", w.ns)
-		tp.mustHost(t, netnsTools.ip, "-n", tp.Inet, "link", "set", w.port, "master", bridgeIf, "up")
-		tp.mustHost(t, netnsTools.ip, "-n", w.ns, "addr", "add", w.ip+"/24", "dev", wanIf)
-		tp.mustHost(t, netnsTools.ip, "-n", w.ns, "link", "set", wanIf, "up")
+		tp.plugInternet(t, w.port, w.ns, w.ip)
 	}
 
 	// The homes.
-	for _, h := range []struct {
-		nat, host, prefix string
-		mode              NATMode
-	}{
-		{tp.NAT1, tp.Dev, "10.1.0", nat1}, {tp.NAT2, tp.Cli, "10.2.0", nat2},
-	} {
-		tp.mustHost(t, netnsTools.ip, "link", "add", lanIf, "netns", h.nat, "type", "veth", "peer", "name", hostIf, "netns", h.host)
-		tp.mustHost(t, netnsTools.ip, "-n", h.nat, "addr", "add", h.prefix+".1/24", "dev", lanIf)
-		tp.mustHost(t, netnsTools.ip, "-n", h.nat, "link", "set", lanIf, "up")
-		tp.mustHost(t, netnsTools.ip, "-n", h.host, "addr", "add", h.prefix+".2/24", "dev", hostIf)
-		tp.mustHost(t, netnsTools.ip, "-n", h.host, "link", "set", hostIf, "up")
-		tp.mustHost(t, netnsTools.ip, "-n", h.host, "route", "add", "default", "via", h.prefix+".1")
-
-		tp.sysctl(t, h.nat, map[string]string{"net/ipv4/ip_forward": "1"})
-		masq := "-A POSTROUTING -o " + wanIf + " -j MASQUERADE"
-		if h.mode == NATSymmetric {
-			masq += " --random-fully"
-		}
-		rules := strings.Join([]string{
-			"*nat",
-			masq,
-			"COMMIT",
-			"*filter",
-			// A home router: nothing unsolicited from the internet gets in,
-			// neither to the router nor to the home.
-			"-A INPUT -i " + wanIf + " -m conntrack --ctstate NEW,INVALID -j DROP",
-			"-A FORWARD -i " + wanIf + " -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
-			"-A FORWARD -i " + wanIf + " -j DROP",
-			"COMMIT",
-		}, "\n") + "\n"
-		r := runCmd(20*time.Second, nil, strings.NewReader(rules), netnsTools.ip, "netns", "exec", h.nat, netnsTools.iptablesRestore, "-w")
-		if r.Code != 0 {
-			t.Fatalf("iptables-restore in %s (%s):\n%s\n%s", h.nat, netnsTools.iptablesVersion, rules, r)
-		}
-		// After the rules: they load conntrack, which owns these sysctls.
-		tp.SetUDPTimeout(t, h.nat, natUDPTimeout)
-	}
+	tp.homeRouter(t, tp.NAT1, tp.Dev, hostIf, "10.1.0", nat1, true)
+	tp.homeRouter(t, tp.NAT2, tp.Cli, hostIf, "10.2.0", nat2, true)
 	t.Logf("topology %s-* (nat1 %s, nat2 %s) up in %s; %s", netnsPrefix+id, nat1, nat2,
 		time.Since(start).Round(time.Millisecond), netnsTools.iptablesVersion)
 	return tp
@@ -440,6 +399,119 @@ func NewTopology(t *testing.T, nat1, nat2 NATMode) *Topology {
 
 func (tp *Topology) namespaces() []string {
 	return []string{tp.Inet, tp.Pub, tp.NAT1, tp.NAT2, tp.Dev, tp.Cli}
+}
+
+// setupNetns readies a namespace just added: IPv6 off, loopback up.
+func (tp *Topology) setupNetns(t *testing.T, ns string) {
+	t.Helper()
+	// (Without IPv6 in the kernel there is nothing to turn off.)
+	tp.sysctl(t, ns, map[string]string{
+		"net/ipv6/conf/all/disable_ipv6?":     "1",
+		"net/ipv6/conf/default/disable_ipv6?": "1",
+	})
+	tp.mustHost(t, netnsTools.ip, "-n", ns, "link", "set", "lo", "up")
+}
+
+// plugInternet connects ns to the internet bridge on its wan interface at
+// ip; port is the link's name on the bridge.
+func (tp *Topology) plugInternet(t *testing.T, port, ns, ip string) {
+	t.Helper()
+	// Created directly in their namespaces: no name ever exists on the host.
+	tp.mustHost(t, netnsTools.ip, "link", "add", port, "netns", tp.Inet, "type", "veth", "peer", "name", wanIf, "netns", ns)
+	tp.mustHost(t, netnsTools.ip, "-n", tp.Inet, "link", "set", port, "master", bridgeIf, "up")
+	tp.mustHost(t, netnsTools.ip, "-n", ns, "addr", "add", ip+"/24", "dev", wanIf)
+	tp.mustHost(t, netnsTools.ip, "-n", ns, "link", "set", wanIf, "up")
+}
+
+// homeRouter makes nat (already on the internet) the home router of host,
+// on a link hostLink in host and lan in nat: prefix.1 is the router,
+// prefix.2 the host. With attach the host gets its address and default
+// route at once; without, the link is there, down and unaddressed, for
+// MoveClient to switch to later.
+func (tp *Topology) homeRouter(t *testing.T, nat, host, hostLink, prefix string, mode NATMode, attach bool) {
+	t.Helper()
+	tp.mustHost(t, netnsTools.ip, "link", "add", lanIf, "netns", nat, "type", "veth", "peer", "name", hostLink, "netns", host)
+	tp.mustHost(t, netnsTools.ip, "-n", nat, "addr", "add", prefix+".1/24", "dev", lanIf)
+	tp.mustHost(t, netnsTools.ip, "-n", nat, "link", "set", lanIf, "up")
+	if attach {
+		tp.mustHost(t, netnsTools.ip, "-n", host, "addr", "add", prefix+".2/24", "dev", hostLink)
+		tp.mustHost(t, netnsTools.ip, "-n", host, "link", "set", hostLink, "up")
+		tp.mustHost(t, netnsTools.ip, "-n", host, "route", "add", "default", "via", prefix+".1")
+	}
+
+	tp.sysctl(t, nat, map[string]string{"net/ipv4/ip_forward": "1"})
+	masq := "-A POSTROUTING -o " + wanIf + " -j MASQUERADE"
+	if mode == NATSymmetric {
+		masq += " --random-fully"
+	}
+	rules := strings.Join([]string{
+		"*nat",
+		masq,
+		"COMMIT",
+		"*filter",
+		// A home router: nothing unsolicited from the internet gets in,
+		// neither to the router nor to the home.
+		"-A INPUT -i " + wanIf + " -m conntrack --ctstate NEW,INVALID -j DROP",
+		"-A FORWARD -i " + wanIf + " -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+		"-A FORWARD -i " + wanIf + " -j DROP",
+		"COMMIT",
+	}, "\n") + "\n"
+	r := runCmd(20*time.Second, nil, strings.NewReader(rules), netnsTools.ip, "netns", "exec", nat, netnsTools.iptablesRestore, "-w")
+	if r.Code != 0 {
+		t.Fatalf("iptables-restore in %s (%s):\n%s\n%s", nat, netnsTools.iptablesVersion, rules, r)
+	}
+	// After the rules: they load conntrack, which owns these sysctls.
+	tp.SetUDPTimeout(t, nat, natUDPTimeout)
+}
+
+// Roaming: a third home router the client can move to mid-test, as a
+// laptop leaves one Wi-Fi for another (or a VPN takes the default route).
+//
+//	namespace  address                     role
+//	nat3       203.0.113.13 (wan)          the other network's router, 10.3.0.1 (lan)
+//	cli        10.3.0.2 (eth1)             once moved; eth1 is down until then
+const (
+	roamIf     = "eth1"
+	roamPrefix = "10.3.0"
+)
+
+// AddRoamNAT adds nat3, in the given mode, and cli's link to it (down).
+// It is deleted when t ends. Call it before starting processes, so that
+// they stop before it goes.
+func (tp *Topology) AddRoamNAT(t *testing.T, mode NATMode) {
+	t.Helper()
+	if mode != NATCone && mode != NATSymmetric {
+		t.Fatalf("AddRoamNAT: NAT mode %q, want %q or %q", mode, NATCone, NATSymmetric)
+	}
+	if tp.NAT3 != "" {
+		t.Fatal("AddRoamNAT called twice")
+	}
+	tp.NAT3, tp.NAT3IP, tp.CliIP3 = netnsPrefix+tp.id+"-nat3", "203.0.113.13", roamPrefix+".2"
+	tp.mustHost(t, netnsTools.ip, "netns", "add", tp.NAT3)
+	t.Cleanup(func() {
+		if err := deleteNetns(netnsTools.ip, tp.NAT3); err != nil {
+			t.Errorf("deleting %s: %v", tp.NAT3, err)
+		}
+	})
+	tp.setupNetns(t, tp.NAT3)
+	tp.plugInternet(t, "nat3", tp.NAT3, tp.NAT3IP)
+	tp.homeRouter(t, tp.NAT3, tp.Cli, roamIf, roamPrefix, mode, false)
+}
+
+// MoveClient moves cli from nat2's network to nat3's (AddRoamNAT first):
+// its address on eth0 goes, eth1 comes up with 10.3.0.2 and the default
+// route via nat3 — what leaving one Wi-Fi for another does to a laptop.
+// Processes in cli keep running and keep their sockets.
+func (tp *Topology) MoveClient(t *testing.T) {
+	t.Helper()
+	if tp.NAT3 == "" {
+		t.Fatal("MoveClient without AddRoamNAT")
+	}
+	tp.mustHost(t, netnsTools.ip, "-n", tp.Cli, "addr", "flush", "dev", hostIf)
+	tp.mustHost(t, netnsTools.ip, "-n", tp.Cli, "link", "set", hostIf, "down")
+	tp.mustHost(t, netnsTools.ip, "-n", tp.Cli, "addr", "add", tp.CliIP3+"/24", "dev", roamIf)
+	tp.mustHost(t, netnsTools.ip, "-n", tp.Cli, "link", "set", roamIf, "up")
+	tp.mustHost(t, netnsTools.ip, "-n", tp.Cli, "route", "replace", "default", "via", roamPrefix+".1")
 }
 
 // mustHost runs a setup command on the host and fails the test if it fails.

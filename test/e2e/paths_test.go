@@ -26,6 +26,7 @@ type natWorld struct {
 	relay     *proc
 	relayHome string
 	device    *proc
+	devHome   string
 	deviceID  string
 	socksd    *proc
 	cliHome   string
@@ -39,7 +40,14 @@ func startNATWorld(t *testing.T, nat1, nat2 NATMode, socksArgs ...string) *natWo
 	t.Helper()
 	needNetns(t)
 	requireSystem(t)
-	tp := NewTopology(t, nat1, nat2)
+	return startNATWorldOn(t, NewTopology(t, nat1, nat2), socksArgs...)
+}
+
+// startNATWorldOn is startNATWorld on a topology the caller built (and
+// perhaps extended, as AddRoamNAT does): the relay in pub, on its usual
+// port.
+func startNATWorldOn(t *testing.T, tp *Topology, socksArgs ...string) *natWorld {
+	t.Helper()
 	relayAddr := fmt.Sprintf("%s:%d", tp.PubIP, natRelayPort)
 	return startWorld(t, tp, worldRelay{listen: relayAddr, dev: relayAddr, cli: relayAddr}, socksArgs...)
 }
@@ -64,9 +72,9 @@ func startWorld(t *testing.T, tp *Topology, relay worldRelay, socksArgs ...strin
 	tp.Start(t, tp.Dev, "sshd-dev", "/usr/sbin/sshd", "-D", "-e", "-f", filepath.Join(s.dir, "sshd_config"), "-o", "PidFile=none")
 	w.relayHome = t.TempDir()
 	w.relay = w.startRelay(t)
-	devHome := t.TempDir()
-	w.deviceID = tunnelID(t, devHome)
-	w.device = tp.Start(t, tp.Dev, "publish", tunnelBin, tunnelArgs(devHome, "publish", "--relay", relay.dev,
+	w.devHome = t.TempDir()
+	w.deviceID = tunnelID(t, w.devHome)
+	w.device = tp.Start(t, tp.Dev, "publish", tunnelBin, tunnelArgs(w.devHome, "publish", "--relay", relay.dev,
 		"-public", fmt.Sprintf("127.0.0.1:%d:22", s.port))...)
 	w.cliHome = t.TempDir()
 	args := append([]string{"socksd", "--relay", relay.cli, "--listen", "127.0.0.1:1080"}, socksArgs...)
