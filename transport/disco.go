@@ -19,7 +19,9 @@ package transport
 //
 // A node's candidates are the address its relay saw it at (its public NAT
 // mapping) and the addresses of its own interfaces with its socket's port
-// (the same-LAN shortcut). Each side then sends pings (frame.go) from its
+// (the same-LAN shortcut); loopback ones, and only those, for a node whose
+// relay is on loopback, unless that relay serves other machines too
+// (localrelay.go). Each side then sends pings (frame.go) from its
 // one UDP socket — the one whose NAT mapping the relay saw — to every
 // candidate of the other. Outbound pings open each side's NAT for the
 // other's pings (hole punching); the first pong proves a path both ways.

@@ -56,6 +56,10 @@ type Node struct {
 	scopeAt   time.Time
 	scopeView scope
 
+	// localRelay is where the relay of this process listens, if it runs
+	// one (localrelay.go).
+	localRelay atomic.Pointer[netip.AddrPort]
+
 	// testCandidates, when set, replaces the candidates the node offers:
 	// tests put a forwarder between two nodes with it.
 	testCandidates func() []netip.AddrPort

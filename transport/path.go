@@ -734,20 +734,33 @@ func (n *Node) candidates() []netip.AddrPort {
 		add(local)
 		return out
 	}
-	// A node whose relay is on loopback can only meet peers on this
-	// machine: offer loopback, and nothing that would send probes onto a
-	// network for nothing.
-	loopbackOnly := n.loopbackScoped()
 	addrs, err := net.InterfaceAddrs()
 	if err != nil {
 		return out
 	}
-	for _, p := range interfacePrefixes(addrs) {
+	lo := n.loopbackScoped()
+	for _, a := range interfaceCandidates(addrs, local.Port(), lo, !lo || n.relayServesBeyondLoopback()) {
+		add(a)
+	}
+	return out
+}
+
+// interfaceCandidates are the interface addresses (as net.InterfaceAddrs
+// gives them) a node offers with its socket's port: loopback ones if
+// loopback, the others if beyond. A node whose relay is on loopback meets
+// peers on this machine, so it offers loopback; unless its relay also
+// serves other machines (localrelay.go), nothing else, which would send
+// its peers' probes onto a network for nothing. Link-local addresses are
+// never offered (scope.admits).
+func interfaceCandidates(ifaddrs []net.Addr, port uint16, loopback, beyond bool) []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, p := range interfacePrefixes(ifaddrs) {
 		a := p.Addr()
-		if a.IsLinkLocalUnicast() || a.IsMulticast() || a.IsUnspecified() || a.IsLoopback() != loopbackOnly {
+		if a.IsLinkLocalUnicast() || a.IsMulticast() || a.IsUnspecified() ||
+			a.IsLoopback() && !loopback || !a.IsLoopback() && !beyond {
 			continue
 		}
-		add(netip.AddrPortFrom(a, local.Port()))
+		out = append(out, netip.AddrPortFrom(a, port))
 	}
 	return out
 }

@@ -144,6 +144,9 @@ func StartClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	}
 	nc := NodeConfig{Key: cfg.Key, Relays: relays, Path: cfg.Path, Credentials: HomeCredentials(cfg.Home),
 		Names: HomeNames(cfg.Home, cfg.Log), Log: cfg.Log}
+	if c.Relay != nil {
+		nc.LocalRelay = c.Relay.Listen()
+	}
 	fallback := "reject"
 	if cfg.FallbackDirect {
 		nc.Fallback, fallback = dialer.DirectFallback, "direct"

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 
@@ -25,6 +26,10 @@ type NodeConfig struct {
 	// Listen is the node's UDP address; ":0" if empty.
 	Listen string
 	Relays []resolver.RelayAddr
+	// LocalRelay is where the rendezvous node running in this process
+	// (socksd's embedded one) listens, if any: the node then knows
+	// whether that relay serves other machines (transport.SetLocalRelay).
+	LocalRelay netip.AddrPort
 	// Publishes registers the node as a device others may look up.
 	Publishes bool
 	Path      transport.PathMode
@@ -65,6 +70,9 @@ func StartNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 		return nil, err
 	}
 	tn.SetMode(cfg.Path)
+	if cfg.LocalRelay.IsValid() {
+		tn.SetLocalRelay(cfg.LocalRelay)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	n := &Node{Transport: tn, cancel: cancel}
 	n.Resolver = resolver.NewClient(tn, resolver.Config{Relays: cfg.Relays, Publishes: cfg.Publishes, Log: cfg.Log})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 
@@ -141,6 +142,9 @@ func (r *Relay) Addr() resolver.RelayAddr {
 	}
 	return resolver.RelayAddr{ID: r.key.ID(), HostPort: net.JoinHostPort(host, fmt.Sprint(ap.Port()))}
 }
+
+// Listen is the address the node listens on.
+func (r *Relay) Listen() netip.AddrPort { return r.relay.Socket().LocalAddr() }
 
 // Attached is the number of nodes registered here.
 func (r *Relay) Attached() int { return r.relay.Attached() }

@@ -32,6 +32,16 @@ type natWorld struct {
 	cliHome   string
 	// relayListen is the relay's --listen (empty: PubIP:natRelayPort).
 	relayListen string
+	// cliNS is the namespace socksd and ssh run in (empty: tp.Cli).
+	cliNS string
+}
+
+// cli is the namespace socksd and ssh run in.
+func (w *natWorld) cli() string {
+	if w.cliNS != "" {
+		return w.cliNS
+	}
+	return w.tp.Cli
 }
 
 const natRelayPort = 7443
@@ -98,14 +108,14 @@ func (w *natWorld) startRelay(t *testing.T) *proc {
 
 // ssh runs a command on the device from the client's namespace.
 func (w *natWorld) ssh(timeout time.Duration, remote string) result {
-	return w.tp.Run(timeout, w.tp.Cli, "ssh", "-F", w.sshd.clientConf, "-o", "ProxyCommand=nc -X 5 -x 127.0.0.1:1080 %h %p",
+	return w.tp.Run(timeout, w.cli(), "ssh", "-F", w.sshd.clientConf, "-o", "ProxyCommand=nc -X 5 -x 127.0.0.1:1080 %h %p",
 		sshUser+"@"+w.deviceID+".tunnel", remote)
 }
 
 // sshStream starts a long-running ssh command and returns its stdout lines.
 func (w *natWorld) sshStream(t *testing.T, ctx context.Context, remote string) (<-chan string, func() error) {
 	t.Helper()
-	cmd := w.tp.Exec(ctx, w.tp.Cli, "ssh", "-F", w.sshd.clientConf, "-o", "ProxyCommand=nc -X 5 -x 127.0.0.1:1080 %h %p",
+	cmd := w.tp.Exec(ctx, w.cli(), "ssh", "-F", w.sshd.clientConf, "-o", "ProxyCommand=nc -X 5 -x 127.0.0.1:1080 %h %p",
 		sshUser+"@"+w.deviceID+".tunnel", remote)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
