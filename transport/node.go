@@ -46,6 +46,12 @@ type Node struct {
 	hard     *hardBudgets  // the hard-NAT budget (hardnat.go)
 	wg       sync.WaitGroup
 
+	// The router's mapping (mapping.go).
+	mapped  atomic.Pointer[netip.AddrPort]
+	mapMu   sync.Mutex
+	mapStop context.CancelFunc // set by MapPort
+	closed  bool               // Close ran: MapPort starts nothing
+
 	// scopeView is the node's scope as of scopeAt (Node.scope).
 	scopeMu   sync.Mutex
 	scopeAt   time.Time
@@ -187,6 +193,7 @@ func (n *Node) ListenPeers() (*PeerListener, error) {
 // Close closes both transports and the socket, and waits for the path
 // goroutines of the connections that closed with them.
 func (n *Node) Close() error {
+	n.stopMapping()
 	err := errors.Join(n.inner.Close(), n.outer.Close())
 	n.innerPC.Close()
 	n.wg.Wait()
