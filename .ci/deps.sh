@@ -3,7 +3,9 @@
 # openssh-server (/usr/sbin/sshd), openssh-client (ssh, ssh-keygen),
 # netcat-openbsd (nc with -X for SOCKS), curl, wget (an http_proxy client), iproute2/iptables/conntrack
 # (NATs in network namespaces), chromium (headless, for the browser tests),
-# redis-server (the multi-node tests), and a C compiler for -race.
+# redis-server (the multi-node tests), miniupnpd-nftables and nftables (a
+# router granting port mappings, test/e2e/portmap_test.go), and a C
+# compiler for -race.
 # Debian/Ubuntu only.
 set -euo pipefail
 
@@ -32,6 +34,9 @@ check() {
 	# (ip6tables, for the IPv6 firewalls of test/e2e/ipv6_test.go, ships with iptables.)
 	{ command -v iptables >/dev/null 2>&1 && command -v iptables-restore >/dev/null 2>&1 && command -v ip6tables >/dev/null 2>&1; } || missing+=(iptables)
 	command -v conntrack >/dev/null 2>&1 || missing+=(conntrack)
+	# A home router that grants NAT-PMP/PCP mappings, and the nft its rules need.
+	[ -x /usr/sbin/miniupnpd ] || missing+=(miniupnpd-nftables)
+	command -v nft >/dev/null 2>&1 || missing+=(nftables)
 	# Headless Chromium for the browser tests (test/e2e/browser_test.go).
 	command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 	# Redis for the multi-node tests (test/e2e/multinode_test.go).
@@ -43,7 +48,7 @@ check() {
 	# useradd/passwd (passwd package) are on every Debian base image.
 }
 
-pkgs=(openssh-server openssh-client netcat-openbsd curl wget iproute2 iptables conntrack chromium redis-server)
+pkgs=(openssh-server openssh-client netcat-openbsd curl wget iproute2 iptables conntrack miniupnpd-nftables nftables chromium redis-server)
 
 check
 for p in gcc libc6-dev; do
@@ -51,7 +56,7 @@ for p in gcc libc6-dev; do
 done
 install_line="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${pkgs[*]}"
 if [ ${#missing[@]} -eq 0 ]; then
-	echo "deps: ok (sshd, ssh, OpenBSD nc, curl, wget, ip, iptables, conntrack, chromium, redis-server, C compiler for -race)"
+	echo "deps: ok (sshd, ssh, OpenBSD nc, curl, wget, ip, iptables, conntrack, miniupnpd, nft, chromium, redis-server, C compiler for -race)"
 	exit 0
 fi
 

@@ -50,6 +50,11 @@ type Node struct {
 	// The host's network changes (netmon.go).
 	net        netWatch
 	netChanges atomic.Uint64
+	// The router's mapping (mapping.go).
+	mapped  atomic.Pointer[netip.AddrPort]
+	mapMu   sync.Mutex
+	mapStop context.CancelFunc // set by MapPort
+	closed  bool               // Close ran: MapPort starts nothing
 
 	// scopeView is the node's scope as of scopeAt (Node.scope).
 	scopeMu   sync.Mutex
@@ -200,6 +205,7 @@ func (n *Node) ListenPeers() (*PeerListener, error) {
 func (n *Node) Close() error {
 	n.jumps.close()
 	n.stopNetMonitor()
+	n.stopMapping()
 	err := errors.Join(n.inner.Close(), n.outer.Close())
 	n.innerPC.Close()
 	n.wg.Wait()

@@ -715,7 +715,8 @@ func (n *Node) receiveDisco(b []byte, from netip.AddrPort, via *Socket) {
 }
 
 // candidates are this node's addresses a peer may reach it at: the public
-// mapping its relay saw, and its interfaces' addresses with its port.
+// mapping its relay saw, the one its router granted, and its interfaces'
+// addresses with its port.
 func (n *Node) candidates() []netip.AddrPort {
 	if n.testCandidates != nil {
 		return n.testCandidates()
@@ -723,6 +724,9 @@ func (n *Node) candidates() []netip.AddrPort {
 	var out []netip.AddrPort
 	if o := n.observed.Load(); o != nil {
 		out = append(out, *o)
+	}
+	if m := n.mapped.Load(); m != nil && !slices.Contains(out, *m) {
+		out = append(out, *m) // the router's mapping (mapping.go)
 	}
 	local := n.sock.LocalAddr()
 	add := func(a netip.AddrPort) {

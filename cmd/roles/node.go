@@ -73,6 +73,9 @@ func StartNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 	if cfg.LocalRelay.IsValid() {
 		tn.SetLocalRelay(cfg.LocalRelay)
 	}
+	if cfg.Path != transport.PathRelay {
+		tn.MapPort() // the router's mapping, a candidate for direct paths
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	n := &Node{Transport: tn, cancel: cancel}
 	n.Resolver = resolver.NewClient(tn, resolver.Config{Relays: cfg.Relays, Publishes: cfg.Publishes, Log: cfg.Log})
