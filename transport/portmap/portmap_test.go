@@ -58,7 +58,7 @@ func TestPCPMapRenewDelete(t *testing.T) {
 	if a := recv(t, mapped, time.Second, "end notice"); a.IsValid() {
 		t.Fatalf("OnMapped(%v) at the end, want the zero value", a)
 	}
-	if l, ok := r.mapping(40000); !ok || l != 0 {
+	if l, ok := r.deleted(t, 40000); !ok || l != 0 {
 		t.Fatalf("mapping after Run: lifetime %d (known %v), want deleted", l, ok)
 	}
 	r.mu.Lock()
@@ -102,7 +102,7 @@ func TestNATPMPFallback(t *testing.T) {
 	if err := recv(t, done, 2*time.Second, "end of Run"); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if l, ok := r.mapping(40001); !ok || l != 0 {
+	if l, ok := r.deleted(t, 40001); !ok || l != 0 {
 		t.Fatalf("mapping after Run: lifetime %d, want deleted", l)
 	}
 	r.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"sync"
 	"testing"
+	"time"
 )
 
 // responder is a PCP and NAT-PMP server on loopback, written from the
@@ -159,4 +160,19 @@ func (r *responder) mapping(internal uint16) (uint32, bool) {
 	defer r.mu.Unlock()
 	l, ok := r.mapped[internal]
 	return l, ok
+}
+
+// deleted waits (a second at most) for the mapping of port to be deleted
+// and returns it as mapping does: Run may return on an answer to an
+// earlier request (a renewal's, late) before its deletion has arrived.
+func (r *responder) deleted(t *testing.T, port uint16) (uint32, bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Second)
+	for {
+		l, ok := r.mapping(port)
+		if (ok && l == 0) || time.Now().After(deadline) {
+			return l, ok
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
