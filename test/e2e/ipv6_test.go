@@ -250,7 +250,10 @@ func TestIPv6DualStackPrefersIPv6(t *testing.T) {
 			t.Logf("dual stack: direct over IPv6 (%s) %v after the first ssh started", p.Via, time.Since(start).Round(10*time.Millisecond))
 			break
 		}
-		if time.Since(start) > 10*time.Second {
+		// Under load the first pongs of the two families may differ by
+		// more than the 10 ms margin; the next full probe rounds (every
+		// 10 s) weigh them again.
+		if time.Since(start) > 35*time.Second {
 			t.Fatalf("path %s via %s, want direct via %s…\nsocksd:\n%s", p.Path, p.Via, want, tail(w.socksd.log(), 30, 8<<10))
 		}
 		time.Sleep(100 * time.Millisecond)

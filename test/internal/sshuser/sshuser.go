@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -63,6 +64,7 @@ func run(name string, args ...string) (string, error) {
 type Key struct {
 	AuthKeys string // the authorized_keys file
 	Marker   string // the comment tagging our line
+	uid, gid int    // the user's, who must own the file (StrictModes)
 }
 
 // Install appends pub to u's authorized_keys (owned by u, 0600, in a 0700
@@ -87,26 +89,76 @@ func Install(u *user.User, pub, tag string) (*Key, error) {
 		AuthKeys: filepath.Join(sshDir, "authorized_keys"),
 		Marker:   fmt.Sprintf("%s-pid%d-%s", tag, os.Getpid(), hex.EncodeToString(nonce[:])),
 	}
-	old, _ := os.ReadFile(k.AuthKeys)
-	var keep []string
-	for _, line := range strings.Split(string(old), "\n") {
-		if line == "" || stale(line, tag) {
-			continue
-		}
-		keep = append(keep, line)
-	}
 	fields := strings.Fields(pub)
 	if len(fields) < 2 {
 		return nil, fmt.Errorf("odd public key %q", pub)
 	}
-	keep = append(keep, fields[0]+" "+fields[1]+" "+k.Marker)
-	if err := os.WriteFile(k.AuthKeys, []byte(strings.Join(keep, "\n")+"\n"), 0o600); err != nil {
+	k.uid, k.gid = uid, gid
+	err := k.edit(func(line string) bool { return !stale(line, tag) }, fields[0]+" "+fields[1]+" "+k.Marker)
+	if err != nil {
 		return nil, err
 	}
-	if err := os.Chmod(k.AuthKeys, 0o600); err != nil {
-		return nil, err
+	return k, nil
+}
+
+// editMu serializes edits of authorized_keys within this process (tests
+// running in parallel each install and remove a key); a lock file does
+// the same between processes.
+var editMu sync.Mutex
+
+// edit rewrites authorized_keys keeping the lines keep accepts, then
+// adding add (if not empty). The new file replaces the old one whole
+// (written beside it, then renamed), owned by the user and 0600, so that
+// an sshd reading it meanwhile sees the old keys or the new, never an
+// empty file.
+func (k *Key) edit(keep func(line string) bool, add string) error {
+	editMu.Lock()
+	defer editMu.Unlock()
+	lock, err := os.OpenFile(k.AuthKeys+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return err
 	}
-	return k, os.Chown(k.AuthKeys, uid, gid)
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return err
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	old, err := os.ReadFile(k.AuthKeys)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	var out []string
+	for _, line := range strings.Split(string(old), "\n") {
+		if line != "" && keep(line) {
+			out = append(out, line)
+		}
+	}
+	if add != "" {
+		out = append(out, add)
+	}
+	text := ""
+	if len(out) > 0 {
+		text = strings.Join(out, "\n") + "\n"
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(k.AuthKeys), ".authorized_keys.*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.WriteString(text)
+	if err == nil {
+		err = tmp.Chmod(0o600)
+	}
+	if err == nil {
+		err = tmp.Chown(k.uid, k.gid)
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), k.AuthKeys)
 }
 
 // stale reports whether an authorized_keys line was left by a run with
@@ -134,20 +186,5 @@ func (k *Key) Remove() {
 	if k == nil {
 		return
 	}
-	old, err := os.ReadFile(k.AuthKeys)
-	if err != nil {
-		return
-	}
-	var keep []string
-	for _, line := range strings.Split(string(old), "\n") {
-		if line == "" || strings.Contains(line, k.Marker) {
-			continue
-		}
-		keep = append(keep, line)
-	}
-	out := ""
-	if len(keep) > 0 {
-		out = strings.Join(keep, "\n") + "\n"
-	}
-	_ = os.WriteFile(k.AuthKeys, []byte(out), 0o600)
+	_ = k.edit(func(line string) bool { return !strings.Contains(line, k.Marker) }, "")
 }
