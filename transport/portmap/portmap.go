@@ -1,27 +1,26 @@
 // Package portmap asks the home router for a public UDP port mapping of a
 // node's socket and keeps it: PCP (RFC 6887) first, NAT-PMP (RFC 6886)
-// when the router speaks only that, UPnP-IGD (ssdp.go, igd.go) when neither
-// answers. A peer that sends to the mapped
-// address reaches the node even when the router's NAT maps per destination
-// (symmetric), which no hole punching gets through from a symmetric peer.
+// when the router speaks only that, UPnP-IGD (ssdp.go, igd.go) when
+// neither answers. A peer that sends to the mapped address reaches the
+// node even when the router's NAT maps per destination (symmetric), which
+// no hole punching gets through from a symmetric peer.
 //
 // The cost is bounded, for a router that never answers as much as for one
 // that does: discovery is at most tries requests per protocol (250 ms,
-// 500 ms, 1 s apart), so at most six packets and 3.5 s, after which Run
-// tries UPnP-IGD: at most tries SSDP searches (the same waits, another
-// 1.75 s: nine packets and 5.25 s in all) on the link toward the gateway,
-// after which Run returns ErrNoService and sends nothing more; an
-// answer's description and control calls are HTTP to the gateway (or the
-// answerer on its link) only, each bounded in time and size. A mapping
-// is renewed at
-// half its lifetime (two hours asked for), and deleted when Run's context
-// ends. Only the gateway can answer PCP and NAT-PMP: the socket is
-// connected to it.
+// 500 ms, 1 s apart), so at most six packets and 3.5 s for PCP and
+// NAT-PMP, then as many SSDP searches on the link toward the gateway,
+// one hop (nine packets and 5.25 s in all), after which Run returns
+// ErrNoService and sends nothing more. An SSDP answer's description and
+// control calls are HTTP to the gateway, or the answerer on its link,
+// only, each bounded in time and size. A mapping is renewed at half its
+// lifetime (two hours asked for), and deleted when Run's context ends.
+// Only the gateway can answer PCP and NAT-PMP: the socket is connected to
+// it.
 //
-// What is left out: the gateway's epoch (a router that rebooted and lost the mapping gets it
-// back at the next renewal, within half a lifetime), and IPv6 (PCP could
-// open an IPv6 pinhole; direct IPv6 paths punch through stateful firewalls
-// without it).
+// What is left out: the gateway's epoch (a router that rebooted and lost
+// the mapping gets it back at the next renewal, within half a lifetime),
+// and IPv6 (PCP could open an IPv6 pinhole; direct IPv6 paths punch
+// through stateful firewalls without it).
 package portmap
 
 import (
@@ -57,7 +56,7 @@ const (
 )
 
 var (
-	// ErrNoService: no PCP or NAT-PMP server answered.
+	// ErrNoService: no PCP, NAT-PMP or UPnP-IGD server answered.
 	ErrNoService = errors.New("no PCP, NAT-PMP or UPnP-IGD server answered")
 	// ErrExpired: the mapping lapsed because its renewals got no answer.
 	ErrExpired = errors.New("port mapping expired unrenewed")
