@@ -35,6 +35,7 @@ type igdResponder struct {
 	taken     bool   // every AddPortMapping conflicts (error 718)
 	public    string
 	huge      bool // the description is 64 MiB of chunked padding
+	stall     bool // the description never comes (until the client hangs up)
 
 	written int64 // bytes of the description written (huge)
 
@@ -107,6 +108,10 @@ func (r *igdResponder) serveHTTP(w http.ResponseWriter, req *http.Request) {
 		r.fetches++
 		r.mu.Unlock()
 		w.Header().Set("Content-Type", "text/xml")
+		if r.stall {
+			<-req.Context().Done()
+			return
+		}
 		if r.huge {
 			pad := bytes.Repeat([]byte("<device></device>"), 4096)
 			for range (64 << 20) / len(pad) {

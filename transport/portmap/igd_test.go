@@ -201,3 +201,49 @@ func TestParseDescriptionPPP(t *testing.T) {
 		t.Fatal("a description without a connection service parsed")
 	}
 }
+
+// The end of the context ends the SSDP search at once.
+func TestUPnPCancelDuringSearch(t *testing.T) {
+	r := newIGDResponder(t, func(r *igdResponder) { r.silent = true })
+	ctx, cancel := context.WithCancel(context.Background())
+	_, done := runIGD(t, ctx, r, 40019, 0)
+	time.Sleep(150 * time.Millisecond)
+	start := time.Now()
+	cancel()
+	if err := recv(t, done, time.Second, "end of Run"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v, want context.Canceled", err)
+	}
+	if d := time.Since(start); d > 200*time.Millisecond {
+		t.Fatalf("Run took %v to end", d)
+	}
+	if n, _, _, _ := r.state(); n != 1 {
+		t.Fatalf("%d searches, want 1 before the end", n)
+	}
+}
+
+// A gateway whose HTTP server never answers costs reqTimeout at most, and
+// less if the context ends first.
+func TestUPnPStalledDescription(t *testing.T) {
+	r := newIGDResponder(t, func(r *igdResponder) { r.stall = true })
+	start := time.Now()
+	_, done := runIGD(t, context.Background(), r, 40020, 0)
+	err := recv(t, done, 2*reqTimeout, "end of Run")
+	if !errors.Is(err, context.DeadlineExceeded) && !strings.Contains(err.Error(), "timeout") {
+		t.Fatalf("Run: %v, want a timeout", err)
+	}
+	if d := time.Since(start); d < reqTimeout || d > reqTimeout+time.Second {
+		t.Fatalf("gave up after %v, want %v", d, reqTimeout)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	_, done = runIGD(t, ctx, r, 40021, 0)
+	time.Sleep(300 * time.Millisecond)
+	start = time.Now()
+	cancel()
+	if err := recv(t, done, time.Second, "end of Run"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v, want context.Canceled", err)
+	}
+	if d := time.Since(start); d > 200*time.Millisecond {
+		t.Fatalf("Run took %v to end", d)
+	}
+}
