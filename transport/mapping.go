@@ -1,15 +1,15 @@
 package transport
 
 // The router's mapping: a node asks its default gateway for a public
-// mapping of its socket's port (transport/portmap: PCP or NAT-PMP) and
-// offers the mapped address as one more candidate. A peer's pings to it
-// come through the router whatever its NAT does for outbound traffic, so
-// a symmetric NAT with a willing router is as good as a cone to the peer
-// — the one way two symmetric sides end direct (hardnat.go handles one).
+// mapping of its socket's port (transport/portmap: PCP, NAT-PMP or
+// UPnP-IGD) and offers the mapped address as one more candidate. A peer's
+// pings to it come through the router whatever its NAT does for outbound
+// traffic, so a symmetric NAT with a willing router is as good as a cone
+// to the peer — the one way two symmetric sides end direct (hardnat.go handles one).
 //
 // Asked only by a node whose relay is off loopback (one whose relay is on
 // loopback meets only peers on this machine, disco.go), after its first
-// registration; nothing answering costs six packets (portmap's bound),
+// registration; nothing answering costs nine packets (portmap's bound),
 // then one more discovery every mapRetry. The mapped address is offered
 // only if public: a router whose own outside is a private or carrier-grade
 // address maps to nowhere a peer could reach.

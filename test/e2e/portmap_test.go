@@ -1,8 +1,9 @@
 package e2e
 
 // A home router that grants port mappings (transport/portmap,
-// transport/mapping.go): Debian's miniupnpd (NAT-PMP and PCP, nftables
-// backend) on nat1, the device's router, of the topology of netns_test.go.
+// transport/mapping.go): Debian's miniupnpd (NAT-PMP and PCP, or UPnP-IGD
+// alone; nftables backend) on nat1, the device's router, of the topology
+// of netns_test.go.
 //
 // miniupnpd refuses to map on a reserved outside address, TEST-NET-3
 // (the topology's 203.0.113.0/24) included, and has no option to allow
@@ -64,6 +65,18 @@ func needPortMapper(t *testing.T) {
 // the daemon's process; it stops before the namespaces go.
 func (tp *Topology) StartPortMapper(t *testing.T) *proc {
 	t.Helper()
+	return tp.startPortMapper(t, false)
+}
+
+// StartPortMapperUPnP is StartPortMapper with UPnP-IGD instead of NAT-PMP
+// and PCP: SSDP and HTTP on nat1's home side, nothing on port 5351.
+func (tp *Topology) StartPortMapperUPnP(t *testing.T) *proc {
+	t.Helper()
+	return tp.startPortMapper(t, true)
+}
+
+func (tp *Topology) startPortMapper(t *testing.T, upnp bool) *proc {
+	t.Helper()
 	needPortMapper(t)
 	tp.must(t, tp.NAT1, netnsTools.ip, "addr", "add", routerPublicIP+"/32", "dev", wanIf)
 	for _, ns := range []string{tp.NAT2, tp.Pub} {
@@ -90,18 +103,29 @@ func (tp *Topology) StartPortMapper(t *testing.T) *proc {
 		"ext_ifname=" + wanIf,
 		"ext_ip=" + routerPublicIP,
 		"listening_ip=" + lanIf,
-		"enable_natpmp=yes",
-		"enable_upnp=no",
+		fmt.Sprintf("enable_natpmp=%s", yesNo(!upnp)),
+		fmt.Sprintf("enable_upnp=%s", yesNo(upnp)),
 		"secure_mode=yes",
 		"uuid=6c0b7d9e-3f1a-4e2b-9c8d-7a6b5c4d3e2f",
 		"allow 1024-65535 10.1.0.0/24 1024-65535",
 		"deny 0-65535 0.0.0.0/0 0-65535",
 	}, "\n")+"\n")
 	p := tp.Start(t, tp.NAT1, "miniupnpd", portMapperTools.miniupnpd, "-d", "-f", conf, "-P", filepath.Join(dir, "pid"))
-	if !p.waitLog("Listening for NAT-PMP/PCP traffic", 1, 10*time.Second) {
+	ready := "Listening for NAT-PMP/PCP traffic"
+	if upnp {
+		ready = "HTTP listening on port"
+	}
+	if !p.waitLog(ready, 1, 10*time.Second) {
 		t.Fatalf("miniupnpd did not start:\n%s", p.log())
 	}
 	return p
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
 }
 
 func writeFile(t *testing.T, name, content string) {
@@ -114,19 +138,38 @@ func writeFile(t *testing.T, name, content string) {
 // With the router's mapping on the device's side, two symmetric NATs end
 // direct (without it they stay relayed: TestPathSymmetricRelayed), and a
 // symmetric device behind such a router still ends direct with a cone
-// client (where the birthday attempt of hardnat.go runs as well).
+// client (where the birthday attempt of hardnat.go runs as well). A router
+// with UPnP-IGD only does the same for two symmetric NATs, found once PCP
+// and NAT-PMP get port unreachable.
 func TestPathPortMap(t *testing.T) {
-	for _, c := range []struct{ dev, cli NATMode }{{NATSymmetric, NATSymmetric}, {NATSymmetric, NATCone}} {
+	for _, c := range []struct {
+		dev, cli NATMode
+		upnp     bool
+	}{{NATSymmetric, NATSymmetric, false}, {NATSymmetric, NATCone, false}, {NATSymmetric, NATSymmetric, true}} {
 		cell := fmt.Sprintf("device-%s+router/client-%s", c.dev, c.cli)
+		added := "PCP MAP: added mapping"
+		if c.upnp {
+			cell = fmt.Sprintf("device-%s+upnp/client-%s", c.dev, c.cli)
+			added = "AddPortMapping: ext port"
+		}
 		t.Run(cell, func(t *testing.T) {
 			t.Parallel()
 			needPortMapper(t)
 			requireSystem(t)
 			tp := NewTopology(t, c.dev, c.cli)
-			router := tp.StartPortMapper(t)
+			router := tp.startPortMapper(t, c.upnp)
+			if c.upnp {
+				// Runs once the device has stopped, before the router does: a
+				// mapping without a lease would otherwise outlive it.
+				t.Cleanup(func() {
+					if !router.waitLog("DeletePortMapping", 1, 3*time.Second) {
+						t.Errorf("the device deleted no mapping on exit:\n%s", router.log())
+					}
+				})
+			}
 			relayAddr := fmt.Sprintf("%s:%d", tp.PubIP, natRelayPort)
 			w := startWorld(t, tp, worldRelay{listen: relayAddr, dev: relayAddr, cli: relayAddr})
-			if !router.waitLog("PCP MAP: added mapping", 1, 10*time.Second) {
+			if !router.waitLog(added, 1, 10*time.Second) {
 				t.Fatalf("the device asked the router for no mapping:\n%s", router.log())
 			}
 			w.directTransfer(t, cell, 15*time.Second)

@@ -52,3 +52,28 @@ func FuzzParseResponse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseUPnP feeds any bytes to what a host on the LAN can send the
+// UPnP-IGD client: an SSDP answer (accepted only with an http LOCATION on
+// the answerer or the gateway), a description and a SOAP response.
+func FuzzParseUPnP(f *testing.F) {
+	f.Add([]byte("HTTP/1.1 200 OK\r\nST: " + ssdpTarget + "\r\nLOCATION: http://10.1.0.1:5000/rootDesc.xml\r\n\r\n"))
+	f.Add([]byte("HTTP/1.1 200 OK\r\nST: " + ssdpTarget + "\r\nLOCATION: http://10.9.9.9:5000/\r\n\r\n"))
+	f.Add([]byte(`<root><URLBase>http://10.1.0.1:5000/</URLBase><device><deviceList><device><serviceList><service>` +
+		`<serviceType>urn:schemas-upnp-org:service:WANIPConnection:2</serviceType><controlURL>/ctl</controlURL></service>` +
+		`</serviceList></device></deviceList></device></root>`))
+	f.Add([]byte(`<s:Envelope><s:Body><s:Fault><detail><UPnPError><errorCode>718</errorCode></UPnPError></detail></s:Fault></s:Body></s:Envelope>`))
+	src, gw := netip.MustParseAddr("10.1.0.7"), netip.MustParseAddr("10.1.0.1")
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if u, err := ssdpParse(b, src, gw); err == nil {
+			h, herr := netip.ParseAddr(u.Hostname())
+			if u.Scheme != "http" || herr != nil || (h.Unmap() != src && h.Unmap() != gw) {
+				t.Fatalf("SSDP answer %q accepted with LOCATION %v", b, u)
+			}
+		}
+		if svc, ctl, _, err := parseDescription(b); err == nil && (svc == "" || ctl == "") {
+			t.Fatalf("description %q gave service %q, control %q", b, svc, ctl)
+		}
+		_, _ = soapValues(b)
+	})
+}

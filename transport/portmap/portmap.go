@@ -1,21 +1,26 @@
 // Package portmap asks the home router for a public UDP port mapping of a
 // node's socket and keeps it: PCP (RFC 6887) first, NAT-PMP (RFC 6886)
-// when the router speaks only that. A peer that sends to the mapped
-// address reaches the node even when the router's NAT maps per destination
-// (symmetric), which no hole punching gets through from a symmetric peer.
+// when the router speaks only that, UPnP-IGD (ssdp.go, igd.go) when
+// neither answers. A peer that sends to the mapped address reaches the
+// node even when the router's NAT maps per destination (symmetric), which
+// no hole punching gets through from a symmetric peer.
 //
 // The cost is bounded, for a router that never answers as much as for one
 // that does: discovery is at most tries requests per protocol (250 ms,
-// 500 ms, 1 s apart), so at most six packets and 3.5 s, after which Run
-// returns ErrNoService and sends nothing more; a mapping is renewed at
-// half its lifetime (two hours asked for), and deleted when Run's context
-// ends. Only the gateway can answer: the socket is connected to it.
+// 500 ms, 1 s apart), so at most six packets and 3.5 s for PCP and
+// NAT-PMP, then as many SSDP searches on the link toward the gateway,
+// one hop (nine packets and 5.25 s in all), after which Run returns
+// ErrNoService and sends nothing more. An SSDP answer's description and
+// control calls are HTTP to the gateway, or the answerer on its link,
+// only, each bounded in time and size. A mapping is renewed at half its
+// lifetime (two hours asked for), and deleted when Run's context ends.
+// Only the gateway can answer PCP and NAT-PMP: the socket is connected to
+// it.
 //
-// What is left out: UPnP-IGD (SSDP discovery and SOAP over HTTP), the
-// gateway's epoch (a router that rebooted and lost the mapping gets it
-// back at the next renewal, within half a lifetime), and IPv6 (PCP could
-// open an IPv6 pinhole; direct IPv6 paths punch through stateful firewalls
-// without it).
+// What is left out: the gateway's epoch (a router that rebooted and lost
+// the mapping gets it back at the next renewal, within half a lifetime),
+// and IPv6 (PCP could open an IPv6 pinhole; direct IPv6 paths punch
+// through stateful firewalls without it).
 package portmap
 
 import (
@@ -51,8 +56,8 @@ const (
 )
 
 var (
-	// ErrNoService: no PCP or NAT-PMP server answered.
-	ErrNoService = errors.New("no PCP or NAT-PMP server answered")
+	// ErrNoService: no PCP, NAT-PMP or UPnP-IGD server answered.
+	ErrNoService = errors.New("no PCP, NAT-PMP or UPnP-IGD server answered")
 	// ErrExpired: the mapping lapsed because its renewals got no answer.
 	ErrExpired = errors.New("port mapping expired unrenewed")
 
@@ -63,7 +68,7 @@ var (
 // ResultError is a refusal: a response with a result code other than
 // success (RFC 6887 §7.4, RFC 6886 §3.5).
 type ResultError struct {
-	Protocol string // "PCP" or "NAT-PMP"
+	Protocol string // "PCP", "NAT-PMP" or "UPnP-IGD" (its errorCode)
 	Code     int
 }
 
@@ -83,11 +88,21 @@ type Config struct {
 	// mapping when it is granted or changes, and with the zero value when
 	// it ends.
 	OnMapped func(netip.AddrPort)
+
+	// ssdp is where UPnP-IGD searches are sent: ssdpGroup if zero (tests
+	// set a unicast address on loopback).
+	ssdp netip.AddrPort
+}
+
+// mapper is one protocol's way to ask for, renew and delete a mapping.
+type mapper interface {
+	request(ctx context.Context, external uint16, lifetime time.Duration) (Mapping, error)
+	remove(external uint16)
 }
 
 // Mapping is a mapping the gateway granted.
 type Mapping struct {
-	Protocol string // "PCP" or "NAT-PMP"
+	Protocol string // "PCP", "NAT-PMP" or "UPnP-IGD"
 	Addr     netip.AddrPort
 	Lifetime time.Duration
 }
@@ -129,7 +144,11 @@ func Run(ctx context.Context, cfg Config) error {
 	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetReadDeadline(time.Now()) })
 	defer stop()
 
+	var mp mapper = c
 	m, err := c.request(ctx, cfg.Port, lifetime)
+	if errors.Is(err, ErrNoService) && ctx.Err() == nil {
+		mp, m, err = upnp(ctx, cfg, c.local, lifetime)
+	}
 	if err != nil {
 		return fmt.Errorf("port mapping at %v: %w", cfg.Gateway, err)
 	}
@@ -141,12 +160,12 @@ func Run(ctx context.Context, cfg Config) error {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			c.remove(m.Addr.Port())
+			mp.remove(m.Addr.Port())
 			notify(netip.AddrPort{})
 			return nil
 		case <-t.C:
 		}
-		next, err := c.request(ctx, m.Addr.Port(), lifetime)
+		next, err := mp.request(ctx, m.Addr.Port(), lifetime)
 		switch {
 		case ctx.Err() != nil:
 			continue // deleted above
@@ -308,4 +327,23 @@ func (c *client) exchange(ctx context.Context, req []byte, n int, first time.Dur
 		wait *= 2
 	}
 	return ErrNoService
+}
+
+// upnp finds the gateway's UPnP-IGD service from local, its address
+// toward the gateway, and asks it for the mapping.
+func upnp(ctx context.Context, cfg Config, local netip.Addr, lifetime time.Duration) (mapper, Mapping, error) {
+	group := cfg.ssdp
+	if !group.IsValid() {
+		group = ssdpGroup
+	}
+	loc, err := ssdpSearch(ctx, local, cfg.Gateway.Addr().Unmap(), group)
+	if err != nil {
+		return nil, Mapping{}, err
+	}
+	g, err := newIGD(ctx, loc, local, cfg.Port)
+	if err != nil {
+		return nil, Mapping{}, err
+	}
+	m, err := g.request(ctx, cfg.Port, lifetime)
+	return g, m, err
 }

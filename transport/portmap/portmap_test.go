@@ -10,14 +10,22 @@ import (
 )
 
 // run starts Run against r for port, and returns the addresses OnMapped
-// gave (as they come) and Run's result.
+// gave (as they come) and Run's result. Its UPnP-IGD searches go to a
+// silent listener on loopback, r.ssdp.
 func run(t *testing.T, ctx context.Context, r *responder, port uint16, lifetime time.Duration) (<-chan netip.AddrPort, <-chan error) {
+	t.Helper()
+	r.ssdp = newIGDResponder(t, func(g *igdResponder) { g.silent = true })
+	return runConfig(t, ctx, Config{Gateway: r.addr, Port: port, Lifetime: lifetime, ssdp: r.ssdp.ssdpAddr})
+}
+
+// runConfig starts Run with cfg, and returns the addresses OnMapped gave
+// and Run's result.
+func runConfig(t *testing.T, ctx context.Context, cfg Config) (<-chan netip.AddrPort, <-chan error) {
 	t.Helper()
 	mapped := make(chan netip.AddrPort, 16)
 	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Config{Gateway: r.addr, Port: port, Lifetime: lifetime, OnMapped: func(a netip.AddrPort) { mapped <- a }})
-	}()
+	cfg.OnMapped = func(a netip.AddrPort) { mapped <- a }
+	go func() { done <- Run(ctx, cfg) }()
 	return mapped, done
 }
 
@@ -113,23 +121,26 @@ func TestNATPMPFallback(t *testing.T) {
 	}
 }
 
-// A gateway that never answers costs six packets over 3.5 s, then
-// silence.
+// A gateway that never answers costs six packets over 3.5 s, and three
+// SSDP searches over 1.75 s, then silence.
 func TestSilentGatewayBounded(t *testing.T) {
 	r := newResponder(t, "silent")
 	start := time.Now()
 	_, done := run(t, context.Background(), r, 40002, 0)
-	err := recv(t, done, 6*time.Second, "end of Run")
+	err := recv(t, done, 8*time.Second, "end of Run")
 	if !errors.Is(err, ErrNoService) {
 		t.Fatalf("Run: %v, want ErrNoService", err)
 	}
 	took := time.Since(start)
-	if took < 3400*time.Millisecond || took > 5*time.Second {
-		t.Fatalf("discovery gave up after %v, want 2 × (250+500+1000) ms", took)
+	if took < 5200*time.Millisecond || took > 7*time.Second {
+		t.Fatalf("discovery gave up after %v, want 3 × (250+500+1000) ms", took)
 	}
 	time.Sleep(500 * time.Millisecond)
 	if n := r.count(); n != 2*tries {
 		t.Fatalf("%d packets to a silent gateway, want %d", n, 2*tries)
+	}
+	if n, _, _, _ := r.ssdp.state(); n != tries {
+		t.Fatalf("%d SSDP searches, want %d", n, tries)
 	}
 }
 

@@ -27,6 +27,8 @@ type responder struct {
 	requests [][]byte
 	mapped   map[uint16]uint32 // internal port → lifetime of its mapping (0: deleted)
 	done     chan struct{}
+
+	ssdp *igdResponder // where run sends UPnP-IGD searches
 }
 
 const refuseCode = 2 // NOT_AUTHORIZED in both protocols
