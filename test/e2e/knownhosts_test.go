@@ -209,7 +209,7 @@ func TestPing(t *testing.T) {
 		t.Fatalf("ping through the running socksd: want 3 rounds, exit 0, got %s", r)
 	}
 	for _, l := range lines {
-		if !strings.HasPrefix(l, "pong from "+e.deviceID[:8]) || !(strings.Contains(l, " via direct 127.0.0.1:") ||
+		if !strings.HasPrefix(l, "pong from "+e.deviceID[:8]) || !(strings.Contains(l, " via direct 127.0.0.1:") || strings.Contains(l, " via direct [::1]:") ||
 			strings.Contains(l, " relayed via "+e.relayAddr)) || !strings.Contains(l, " in ") {
 			t.Errorf("ping line %q", l)
 		}
