@@ -18,8 +18,8 @@ import (
 // queued in the socket during the freeze as signs of life. Streams opened
 // on it then go unanswered until the client's own idle timeout, long after
 // the user gave up. So a stream open that has no answer after
-// staleAfter — a multiple of the path's smoothed RTT, never under a
-// second: far more than a live device needs to acknowledge a header — has
+// staleAfter — a multiple of the path's minimum RTT, never under a
+// second nor over four: far more than a live device needs to acknowledge a header — has
 // the dialer ask whether the device is there at all: a ping stream
 // (stream.Ping), which a device answers at once whatever its services do.
 // That tells a dead connection from a live device whose service is slow to
@@ -39,8 +39,10 @@ import (
 // Timings of stale-connection checks.
 const (
 	staleFloor = time.Second
+	staleCeil  = 4 * time.Second
 	staleRTTs  = 4
 	aliveFloor = 500 * time.Millisecond
+	aliveCeil  = 2 * time.Second
 	aliveRTTs  = 4
 )
 
@@ -51,13 +53,29 @@ var errPeerSilent = fmt.Errorf("the device did not answer a ping on its connecti
 // staleAfter is how long a stream open on c waits for its answer before
 // its connection is checked.
 func staleAfter(c *quic.Conn) time.Duration {
-	return max(staleFloor, staleRTTs*c.ConnectionStats().SmoothedRTT)
+	return clamp(staleRTTs*pathRTT(c.ConnectionStats()), staleFloor, staleCeil)
 }
 
 // aliveWait is how long a device has to answer the check's ping.
 func aliveWait(c *quic.Conn) time.Duration {
-	return max(aliveFloor, aliveRTTs*c.ConnectionStats().SmoothedRTT)
+	return clamp(aliveRTTs*pathRTT(c.ConnectionStats()), aliveFloor, aliveCeil)
 }
+
+// pathRTT is the round trip the checks scale with: the path's minimum, not
+// its smoothed RTT. A process that was frozen reads, at the thaw, the
+// acknowledgements that queued in its socket meanwhile, and quic-go takes
+// each as an RTT sample as long as the freeze: the smoothed RTT jumps to
+// tens of seconds at the very moment the checks must be quick (seen in
+// TestFreeze: every open waited its full 8 s). The ceilings bound what
+// any estimate can cost.
+func pathRTT(st quic.ConnectionStats) time.Duration {
+	if st.MinRTT > 0 {
+		return st.MinRTT
+	}
+	return st.SmoothedRTT
+}
+
+func clamp(d, lo, hi time.Duration) time.Duration { return min(max(d, lo), hi) }
 
 // peerCheck is one liveness check of a connection; alive is set before
 // done closes.
