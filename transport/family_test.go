@@ -8,8 +8,6 @@ import (
 	"slices"
 	"testing"
 	"time"
-
-	"github.com/tunnel-dev/tunnel/peer/identity"
 )
 
 var (
@@ -217,15 +215,7 @@ func TestRelayDualStack(t *testing.T) {
 	t.Cleanup(func() { r.Close() })
 	port := r.Socket().LocalAddr().Port()
 	node := func(listen, relay string) *Node {
-		k, err := identity.Generate()
-		if err != nil {
-			t.Fatal(err)
-		}
-		nd, err := NewNode(k, listen)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { nd.Close() })
+		nd := newTestNode(t, listen)
 		nd.SetRoutes(RelayRoute{Addr: netip.AddrPortFrom(netip.MustParseAddr(relay), port)}, nil)
 		la := nd.LocalAddr()
 		// Attached by the address in the form the kernel reports on a
@@ -271,15 +261,7 @@ func TestDirectPathPrefersIPv6(t *testing.T) {
 	}
 	t.Cleanup(func() { r.Close() })
 	node := func() *Node {
-		k, err := identity.Generate()
-		if err != nil {
-			t.Fatal(err)
-		}
-		nd, err := NewNode(k, "[::]:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { nd.Close() })
+		nd := newTestNode(t, "[::]:0")
 		nd.SetRoutes(RelayRoute{Addr: r.Socket().LocalAddr()}, nil)
 		t.Cleanup(r.Attach(nd.Endpoint(), netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), nd.LocalAddr().Port())))
 		return nd

@@ -7,8 +7,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/tunnel-dev/tunnel/peer/identity"
 )
 
 func TestSprayPorts(t *testing.T) {
@@ -100,15 +98,7 @@ func TestNATReport(t *testing.T) {
 // peer's candidates in scope, at most once per hardEvery, and within the
 // node's budget; every ping of it is counted.
 func TestHardStepBudget(t *testing.T) {
-	k, err := identity.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := NewNode(k, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	n := newTestNode(t, "127.0.0.1:0")
 	// This node kept its port; the relay saw it on loopback.
 	n.SetObserved(n.LocalAddr())
 	n.routes.Store(&routes{home: RelayRoute{Addr: netip.MustParseAddrPort("127.0.0.1:7443")}})

@@ -6,8 +6,6 @@ import (
 	"slices"
 	"testing"
 	"time"
-
-	"github.com/tunnel-dev/tunnel/peer/identity"
 )
 
 func TestInterfaceCandidates(t *testing.T) {
@@ -76,15 +74,7 @@ func TestRelayServesBeyondLoopback(t *testing.T) {
 // loopback either way, for peers on this machine.
 func TestCandidatesEmbeddedRelay(t *testing.T) {
 	tn := newTestNet(t)
-	k, err := identity.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := NewNode(k, ":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
+	n := newTestNode(t, ":0")
 	n.SetRoutes(RelayRoute{Addr: tn.relayAddr}, nil)
 	port := n.LocalAddr().Port()
 	n.SetObserved(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)) // what the relay sees

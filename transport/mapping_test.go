@@ -13,15 +13,7 @@ import (
 // MapPort's goroutine asks nothing of a node on a loopback relay (it ends
 // at once) and stops with Close when the node never registers.
 func TestMappedCandidate(t *testing.T) {
-	k, err := identity.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := NewNode(k, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	n := newTestNode(t, "127.0.0.1:0")
 	for _, c := range []struct {
 		addr string
 		kept bool

@@ -6,8 +6,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/tunnel-dev/tunnel/peer/identity"
 )
 
 // fakeNet is a host network a test changes by hand, and a netMonitor
@@ -147,15 +145,7 @@ func TestNetMonitorPolls(t *testing.T) {
 // direct paths, wakes whoever waits on NetworkChanged, and starts
 // probing over.
 func TestNodeNetworkChanged(t *testing.T) {
-	k, err := identity.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := NewNode(k, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	n := newTestNode(t, "127.0.0.1:0")
 	n.SetObserved(addrA)
 	p := testPath()
 	if !confirm(t, p, addrB, 5*time.Millisecond, time.Now()) {

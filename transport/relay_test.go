@@ -37,18 +37,26 @@ func newTestNet(t testing.TB) *testNet {
 // registration.
 func (n *testNet) node(t testing.TB) *Node {
 	t.Helper()
+	nd := newTestNode(t, "127.0.0.1:0")
+	nd.SetRoutes(RelayRoute{Addr: n.relayAddr}, nil)
+	detach := n.relay.Attach(nd.Endpoint(), nd.LocalAddr())
+	t.Cleanup(detach)
+	return nd
+}
+
+// newTestNode starts a node of a fresh key on listen, closed when the test
+// ends; it is attached to no relay.
+func newTestNode(t testing.TB, listen string) *Node {
+	t.Helper()
 	k, err := identity.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	nd, err := NewNode(k, "127.0.0.1:0")
+	nd, err := NewNode(k, listen)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nd.Close() })
-	nd.SetRoutes(RelayRoute{Addr: n.relayAddr}, nil)
-	detach := n.relay.Attach(nd.Endpoint(), nd.LocalAddr())
-	t.Cleanup(detach)
 	return nd
 }
 
