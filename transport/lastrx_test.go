@@ -24,7 +24,13 @@ func TestPeersSinceRx(t *testing.T) {
 			conn := dialEcho(t, ctx, cli, dev)
 			echoOver(t, ctx, conn, 1<<10, "first") // authorizes the connection
 			if c.mode == PathAuto {
+				// Both ways: until the device uses the path too, what the
+				// client receives still comes relayed, and "never" is the
+				// truth about its direct path.
 				if err := cli.WaitDirect(ctx, dev.Endpoint()); err != nil {
+					t.Fatal(err)
+				}
+				if err := dev.WaitDirect(ctx, cli.Endpoint()); err != nil {
 					t.Fatal(err)
 				}
 				echoOver(t, ctx, conn, 1<<10, "on the direct path")
