@@ -34,6 +34,12 @@ SOAK ?= 10m
 # For `make fuzz`: how long each fuzz target runs (anything -fuzztime takes).
 FUZZTIME ?= 30s
 
+# Every build from a checkout says what it is (tunnel version): the
+# nearest tag and the commit, "-dirty" with uncommitted changes.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+
 # All packages except the end-to-end suite (which has its own target).
 UNIT_PKGS = $(GO) list ./... | grep -v '/test/e2e'
 
@@ -42,7 +48,7 @@ UNIT_PKGS = $(GO) list ./... | grep -v '/test/e2e'
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/tunnel
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/tunnel
 
 # For `make run`'s next steps: a separate home for a device tried on this
 # same machine (one home is one key: the device must not share socksd's).

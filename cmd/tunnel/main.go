@@ -58,6 +58,8 @@ two and carries packets it cannot read.
 
 Long flags take one dash or two: -public and --public are the same.`,
 		HideHelpCommand: true,
+		// --version (-v) prints what `tunnel version` does.
+		Version: readBuildInfo().Version,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "home", EnvVars: []string{"TUNNEL_HOME"}, Value: defaultHome(),
 				Usage: "directory holding this node's key and state"},
@@ -80,6 +82,7 @@ Long flags take one dash or two: -public and --public are the same.`,
 			nameCommand(),
 			statusCommand(),
 			gatewayCommand(),
+			versionCommand(),
 		},
 		// Errors are reported once, by main, with the right exit status.
 		ExitErrHandler: func(*cli.Context, error) {},
