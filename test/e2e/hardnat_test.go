@@ -49,7 +49,10 @@ func TestPathHardNAT(t *testing.T) {
 		t.Run(cell, func(t *testing.T) {
 			t.Parallel()
 			w := startNATWorld(t, c.dev, c.cli)
-			w.directTransfer(t, cell, 15*time.Second)
+			// One birthday attempt misses ~1.7 % of the time, and a
+			// connection tries again 30 s later (hardnat.go's budget):
+			// allow the second attempt.
+			w.directTransfer(t, cell, 45*time.Second)
 		})
 	}
 }
