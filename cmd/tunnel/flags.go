@@ -2,6 +2,7 @@ package main
 
 import (
 	"math"
+	"strings"
 
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
@@ -71,9 +72,24 @@ func checkHostPort(flag, v string) error {
 // noArgs refuses arguments to a command that takes none.
 func noArgs(c *cli.Context) error {
 	if c.Args().Len() > 0 {
-		return usagef("%s takes no arguments, got %q", c.Command.Name, c.Args().First())
+		return usagef("%s takes no arguments, got %q", commandPath(c), c.Args().First())
 	}
 	return nil
+}
+
+// commandPath names the command being run as a user typed it, without
+// the program: "fleet names list", not "list".
+func commandPath(c *cli.Context) string {
+	var names []string
+	for _, l := range c.Lineage() {
+		if l.Command != nil && l.Command.Name != "" {
+			names = append([]string{l.Command.Name}, names...)
+		}
+	}
+	if len(names) > 1 { // the outermost is the program's own
+		names = names[1:]
+	}
+	return strings.Join(names, " ")
 }
 
 // limitFlag is a flag for a cap: a whole number of at least 1.

@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/tunnel-dev/tunnel/peer/fleet"
+	"github.com/tunnel-dev/tunnel/peer/identity"
 )
 
 func fleetNamesCommand() *cli.Command {
@@ -44,12 +45,7 @@ func fleetNamesAddCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			home := c.String("home")
-			key, err := fleet.LoadKey(home)
-			if err != nil {
-				return err
-			}
-			l, err := fleet.LoadNames(home, key)
+			home, key, l, err := loadFleetNames(c)
 			if err != nil {
 				return err
 			}
@@ -75,12 +71,7 @@ func fleetNamesRmCommand() *cli.Command {
 			if c.Args().Len() != 1 {
 				return usagef("fleet names rm needs one NAME, got %d arguments", c.Args().Len())
 			}
-			home := c.String("home")
-			key, err := fleet.LoadKey(home)
-			if err != nil {
-				return err
-			}
-			l, err := fleet.LoadNames(home, key)
+			home, key, l, err := loadFleetNames(c)
 			if err != nil {
 				return err
 			}
@@ -107,15 +98,10 @@ prints an object with the fleet, serial, issue time and names.`,
 			&cli.BoolFlag{Name: "json", Usage: "print a JSON object"},
 		},
 		Action: func(c *cli.Context) error {
-			if c.Args().Present() {
-				return usagef("fleet names list takes no arguments")
-			}
-			home := c.String("home")
-			key, err := fleet.LoadKey(home)
-			if err != nil {
+			if err := noArgs(c); err != nil {
 				return err
 			}
-			l, err := fleet.LoadNames(home, key)
+			_, _, l, err := loadFleetNames(c)
 			if err != nil {
 				return err
 			}
@@ -159,8 +145,8 @@ func fleetNamesExportCommand() *cli.Command {
 		Usage:     "print the fleet's signed names, for members to import",
 		UsageText: "tunnel fleet names export > names.signed",
 		Action: func(c *cli.Context) error {
-			if c.Args().Present() {
-				return usagef("fleet names export takes no arguments")
+			if err := noArgs(c); err != nil {
+				return err
 			}
 			home := c.String("home")
 			key, err := fleet.LoadKey(home)
@@ -177,4 +163,15 @@ func fleetNamesExportCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// loadFleetNames loads, from the admin's home, the fleet key and the names
+// it last signed: what every subcommand but export starts from.
+func loadFleetNames(c *cli.Context) (home string, key *identity.Key, l *fleet.NameList, err error) {
+	home = c.String("home")
+	if key, err = fleet.LoadKey(home); err != nil {
+		return home, nil, nil, err
+	}
+	l, err = fleet.LoadNames(home, key)
+	return home, key, l, err
 }

@@ -57,6 +57,8 @@ func TestNameCLI(t *testing.T) {
 	// Fleet names: the admin's list, exported signed.
 	usage(admin, "", "is a device ID", "fleet", "names", "add", dev, dev)
 	usage(admin, "", "not one of", "fleet", "names", "rm", "garage")
+	usage(admin, "", `fleet names list takes no arguments, got "x"`, "fleet", "names", "list", "x")
+	usage(admin, "", `fleet names export takes no arguments, got "x"`, "fleet", "names", "export", "x")
 	if _, _, err := runFleet(t, admin, "", "fleet", "names", "export"); err == nil || isUsageError(err) {
 		t.Fatalf("export before any name: %v, want a plain error", err)
 	}
