@@ -6,8 +6,12 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -198,5 +202,145 @@ ports:
 	}
 	if dev.exited() {
 		t.Fatalf("publish exited: %s", dev.exitDesc())
+	}
+}
+
+// liveHTTPS is one HTTPS connection kept open, asking GET / again and
+// again (HTTP/1.1 keep-alive).
+type liveHTTPS struct {
+	conn *tls.Conn
+	br   *bufio.Reader
+	host string
+}
+
+func dialHTTPS(t *testing.T, gwAddr, host, caFile string) *liveHTTPS {
+	t.Helper()
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", gwAddr,
+		&tls.Config{RootCAs: pool, ServerName: host, NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatalf("TLS handshake with the gateway for %s: %v", host, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &liveHTTPS{conn: c, br: bufio.NewReader(c), host: host}
+}
+
+// get asks GET / on the kept connection and returns the body.
+func (l *liveHTTPS) get() (string, error) {
+	_ = l.conn.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := fmt.Fprintf(l.conn, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", l.host); err != nil {
+		return "", err
+	}
+	res, err := http.ReadResponse(l.br, nil)
+	if err != nil {
+		return "", err
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err == nil && res.StatusCode != http.StatusOK {
+		err = fmt.Errorf("status %s", res.Status)
+	}
+	return string(body), err
+}
+
+// replaceFile puts src's contents at dst atomically, as certbot's deploy
+// hooks and cert-manager do.
+func replaceFile(t *testing.T, src, dst string) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeConfig(t, dst, string(b))
+}
+
+// The gateway's certificate swapped by SIGHUP under live HTTPS clients:
+// connections made before keep working, new handshakes get the new
+// certificate, and a pair that does not load keeps the one in use.
+func TestReloadGatewayCertificate(t *testing.T) {
+	w := startGWWorld(t, 0)
+	oldCert, newCert := gwWriteCert(t, gwDomain), gwWriteCert(t, gwDomain)
+	dir := t.TempDir()
+	certPath, keyPath := filepath.Join(dir, "fullchain.pem"), filepath.Join(dir, "privkey.pem")
+	replaceFile(t, oldCert.cert, certPath)
+	replaceFile(t, oldCert.key, keyPath)
+	httpsAddr := addr(freePort(t, "tcp"))
+	conf := filepath.Join(t.TempDir(), "gateway.yaml")
+	writeConfig(t, conf, fmt.Sprintf("relay: %s\nhttps: %s\ndomain: %s\ntls-cert: %s\ntls-key: %s\n",
+		w.relay, httpsAddr, gwDomain, certPath, keyPath))
+	gw := startTunnel(t, "gateway", t.TempDir(), nil, "--log-format", "json", "gateway", "--config", conf)
+	if !gw.waitLog("gateway listening", 1, 15*time.Second) {
+		t.Fatalf("gateway never listened:\n%s", gw.log())
+	}
+	host := w.deviceID + "-8080." + gwDomain
+	want := gwPage("8080", host) // as the live clients ask
+	_, port, _ := net.SplitHostPort(httpsAddr)
+	wantCurl := gwPage("8080", host+":"+port) // curl names the port
+	curl := func(ca string) result {
+		return runCmd(30*time.Second, nil, nil, "curl", "-sS", "--max-time", "20", "--cacert", ca,
+			"--resolve", host+":"+port+":127.0.0.1", "https://"+host+":"+port+"/")
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for r := curl(oldCert.ca); r.Code != 0 || string(r.Stdout) != wantCurl; r = curl(oldCert.ca) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the device's page never came through the gateway: %s", r)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	var live []*liveHTTPS
+	for range 3 {
+		l := dialHTTPS(t, httpsAddr, host, oldCert.ca)
+		if body, err := l.get(); err != nil || body != want {
+			t.Fatalf("live client before the swap: %q, %v", body, err)
+		}
+		live = append(live, l)
+	}
+
+	replaceFile(t, newCert.cert, certPath)
+	replaceFile(t, newCert.key, keyPath)
+	off := gw.logSize()
+	if err := gw.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if !gw.waitLog("reloaded the TLS certificate", 1, 10*time.Second) {
+		t.Fatalf("no reload line after SIGHUP:\n%s", gw.logSince(off))
+	}
+	for i, l := range live {
+		if body, err := l.get(); err != nil || body != want {
+			t.Errorf("live client %d after the swap: %q, %v", i, body, err)
+		}
+	}
+	if r := curl(newCert.ca); r.Code != 0 || string(r.Stdout) != wantCurl {
+		t.Errorf("new handshake trusting only the new CA: %s", r)
+	}
+	if r := curl(oldCert.ca); r.Code == 0 {
+		t.Errorf("new handshake trusting only the old CA succeeded: the old certificate is still served")
+	}
+
+	// A broken key: refused with one line, the new certificate stays.
+	writeConfig(t, keyPath, "-----BEGIN PRIVATE KEY-----\nbroken\n-----END PRIVATE KEY-----\n")
+	off = gw.logSize()
+	if err := gw.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if !gw.waitLog("reload refused", 1, 10*time.Second) {
+		t.Fatalf("no refusal after a SIGHUP with a broken key:\n%s", gw.logSince(off))
+	}
+	time.Sleep(500 * time.Millisecond)
+	if n := strings.Count(gw.logSince(off), "reload"); n != 1 {
+		t.Errorf("%d log lines about the broken reload, want 1:\n%s", n, gw.logSince(off))
+	}
+	if r := curl(newCert.ca); r.Code != 0 || string(r.Stdout) != wantCurl {
+		t.Errorf("after a refused reload: %s", r)
+	}
+	for i, l := range live {
+		if body, err := l.get(); err != nil || body != want {
+			t.Errorf("live client %d after the refused reload: %q, %v", i, body, err)
+		}
 	}
 }
