@@ -36,28 +36,40 @@ func withConfig(cmd *cli.Command, own ...string) *cli.Command {
 	cmd.Flags = append(cmd.Flags, configFlag())
 	action := cmd.Action
 	cmd.Action = func(c *cli.Context) error {
-		path := c.String("config")
-		if path == "" {
-			return action(c)
-		}
-		lc := &loadedConfig{path: path, own: own, cmdline: map[string]bool{}}
-		for _, f := range configurable(c) {
-			if c.IsSet(f.name) {
-				lc.cmdline[f.name] = true
-			}
-		}
-		file, err := readConfig(c, path)
+		lc, err := applyConfig(c, own)
 		if err != nil {
-			return usageError{err}
-		}
-		if err := lc.apply(c, file); err != nil {
 			return err
 		}
-		lc.file = file
-		c.Context = context.WithValue(c.Context, configKey{}, lc)
+		if lc != nil {
+			c.Context = context.WithValue(c.Context, configKey{}, lc)
+		}
 		return action(c)
 	}
 	return cmd
+}
+
+// applyConfig reads --config, if given, and sets from it the flags the
+// command line did not.
+func applyConfig(c *cli.Context, own []string) (*loadedConfig, error) {
+	path := c.String("config")
+	if path == "" {
+		return nil, nil
+	}
+	lc := &loadedConfig{path: path, own: own, cmdline: map[string]bool{}}
+	for _, f := range configurable(c) {
+		if c.IsSet(f.name) {
+			lc.cmdline[f.name] = true
+		}
+	}
+	file, err := readConfig(c, path)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	if err := lc.apply(c, file); err != nil {
+		return nil, err
+	}
+	lc.file = file
+	return lc, nil
 }
 
 type configKey struct{}
