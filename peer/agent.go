@@ -24,7 +24,9 @@ const defaultDialTimeout = 5 * time.Second
 // Agent accepts end-to-end connections on its node and serves their
 // streams.
 type Agent struct {
-	Node  *transport.Node
+	Node *transport.Node
+	// Ports and Fleet are the port table Serve starts with; SetPorts
+	// replaces it while the agent runs.
 	Ports []Port
 	Log   zerolog.Logger
 	// DialTimeout bounds the local dial; default 5 s.
@@ -41,6 +43,7 @@ type Agent struct {
 	Refused Refusals
 
 	keys *keyScanner // host-key scans, from Serve on
+	live liveStreams // the port table in force and the streams it allows
 }
 
 // Serve accepts connections until ctx ends, then closes them and returns
@@ -50,13 +53,10 @@ func (a *Agent) Serve(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen for clients: %w", err)
 	}
-	ports := make(map[uint16]Port, len(a.Ports))
-	for _, p := range a.Ports {
-		ports[p.Remote] = p
-	}
+	a.live.init(a.Ports, a.Fleet)
 	adm := newAdmission(a.Limits)
 	a.keys = newKeyScanner()
-	err = transport.ServeConns(ctx, ln, func(ctx context.Context, conn *quic.Conn) { a.serveConn(ctx, conn, ports, adm) })
+	err = transport.ServeConns(ctx, ln, func(ctx context.Context, conn *quic.Conn) { a.serveConn(ctx, conn, adm) })
 	if err != nil {
 		return fmt.Errorf("accept client: %w", err)
 	}
@@ -69,7 +69,7 @@ const (
 	codeLimited quic.StreamErrorCode      = 2
 )
 
-func (a *Agent) serveConn(ctx context.Context, conn *quic.Conn, ports map[uint16]Port, adm *admission) {
+func (a *Agent) serveConn(ctx context.Context, conn *quic.Conn, adm *admission) {
 	peerID, err := transport.PeerConnID(conn)
 	if err != nil {
 		conn.CloseWithError(1, "no identity")
@@ -99,7 +99,7 @@ func (a *Agent) serveConn(ctx context.Context, conn *quic.Conn, ports map[uint16
 		}
 	}()
 	log.Debug().Msg("client connected")
-	if c.authorized.Load() || admitsKey(ports, peerID) {
+	if c.authorized.Load() || a.live.policy().admitsKey(peerID) {
 		// A port admitted this key before, or admits it by its key alone:
 		// direct paths may be sought at once (a protected port's members
 		// wait for their first stream, whose credential proves them).
@@ -130,7 +130,7 @@ func (a *Agent) serveConn(ctx context.Context, conn *quic.Conn, ports map[uint16
 			if counted {
 				defer c.inflight.Add(-1)
 			}
-			a.serveStream(ctx, conn, c, str, ports, adm, log)
+			a.serveStream(ctx, conn, c, str, adm, log)
 		})
 	}
 }
@@ -165,18 +165,7 @@ func (a *Agent) authorized(adm *admission, conn *quic.Conn, c *client) {
 	}
 }
 
-// admitsKey reports whether some port admits client by its key alone,
-// with no credential: a public port, or a private one listing it.
-func admitsKey(ports map[uint16]Port, client identity.ID) bool {
-	for _, p := range ports {
-		if p.admitsByKey(client) {
-			return true
-		}
-	}
-	return false
-}
-
-func (a *Agent) serveStream(ctx context.Context, conn *quic.Conn, c *client, str *quic.Stream, ports map[uint16]Port, adm *admission, log zerolog.Logger) {
+func (a *Agent) serveStream(ctx context.Context, conn *quic.Conn, c *client, str *quic.Stream, adm *admission, log zerolog.Logger) {
 	start := time.Now()
 	peerID := c.id
 	// Outcomes a stranger can cause are logged at most reportBurst times per
@@ -210,7 +199,8 @@ func (a *Agent) serveStream(ctx context.Context, conn *quic.Conn, c *client, str
 		}
 		return e
 	}
-	p, ok := ports[port]
+	pol := a.live.policy()
+	p, ok := pol.ports[port]
 	if !ok {
 		if ok, n := note(); ok {
 			withSuppressed(ev(zerolog.InfoLevel, "not published"), n).Msg("stream")
@@ -218,9 +208,11 @@ func (a *Agent) serveStream(ctx context.Context, conn *quic.Conn, c *client, str
 		in.Refuse(stream.StatusNotPublished, fmt.Sprintf("port %d is not published", port))
 		return
 	}
-	d := authorize(p, peerID, in.Header.Credential, a.Fleet, false, time.Now())
+	cred := in.Header.Credential
+	d := authorize(p, peerID, cred, pol.fleetOf(p), false, time.Now())
 	if d.code == stream.StatusCredentialRequired {
-		cred, err := in.Challenge(a.Fleet)
+		var err error
+		cred, err = in.Challenge(pol.fleetOf(p))
 		if errors.Is(err, stream.ErrClientGone) {
 			ev(zerolog.DebugLevel, "client gone").Err(err).Msg("stream")
 			return
@@ -230,7 +222,7 @@ func (a *Agent) serveStream(ctx context.Context, conn *quic.Conn, c *client, str
 			}
 			return
 		}
-		d = authorize(p, peerID, cred, a.Fleet, true, time.Now())
+		d = authorize(p, peerID, cred, pol.fleetOf(p), true, time.Now())
 	}
 	if d.code != stream.StatusOK {
 		// The full client ID, so an admin can copy it into -private.
@@ -247,7 +239,19 @@ func (a *Agent) serveStream(ctx context.Context, conn *quic.Conn, c *client, str
 		a.answerHostKeys(ctx, in, p, dial, ev)
 		return
 	}
-	local, err := dial(ctx)
+	// From here the stream is tracked: a SetPorts that no longer allows
+	// it ends it (sctx), whenever it comes.
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	untrack, d := a.live.track(pol, &liveStream{port: port, client: peerID, cred: cred, cancel: cancel})
+	defer untrack()
+	if d.code != stream.StatusOK {
+		// The table changed while this stream was being decided.
+		ev(zerolog.WarnLevel, "denied").Str("client", peerID.String()).Str("reason", d.reason).Msg("stream")
+		in.Refuse(stream.StatusDenied, d.reason)
+		return
+	}
+	local, err := dial(sctx)
 	if err != nil {
 		code := dialStatus(err)
 		ev(zerolog.WarnLevel, code.String()).Str("target", p.Target).Err(err).Msg("stream")
@@ -261,10 +265,12 @@ func (a *Agent) serveStream(ctx context.Context, conn *quic.Conn, c *client, str
 		return
 	}
 	a.Node.CountStreams(conn, 1)
-	up, down, err := transport.Splice(ctx, s, transport.Conn(local))
+	up, down, err := transport.Splice(sctx, s, transport.Conn(local))
 	a.Node.CountStreams(conn, -1)
 	e := ev(zerolog.InfoLevel, "ok")
-	if err != nil {
+	if r, revoked := errors.AsType[revokedError](context.Cause(sctx)); revoked {
+		e = ev(zerolog.InfoLevel, "revoked").Str("reason", r.reason)
+	} else if err != nil {
 		e = ev(zerolog.InfoLevel, "aborted").Str("error", errText(err))
 	}
 	e.Str("target", p.Target).Int64("up", up).Int64("down", down).Dur("dur", time.Since(start)).Msg("stream")

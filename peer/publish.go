@@ -16,6 +16,9 @@ type Publish struct {
 	Public    []string // SPEC
 	Private   []string // SPEC,ID[,ID…]
 	Protected []string // SPEC, for members of Fleet
+	// ProtectedFleets, when set, holds a fleet ID for each Protected
+	// spec (a config file's per-port fleet); "" takes Fleet.
+	ProtectedFleets []string
 	// Fleet is the fleet ID whose members may use Protected ports.
 	Fleet string
 	// ProxyProtocol lists published ports whose service gets a PROXY v2
@@ -63,15 +66,23 @@ func (p Publish) Ports() ([]Port, identity.ID, error) {
 			return nil, fleetID, badPublish(fmt.Errorf("--fleet: %w", err))
 		}
 		fleetID = id
-	} else if len(p.Protected) > 0 {
-		return nil, fleetID, badPublish(errors.New("-protected ports need --fleet FLEET_ID (the fleet admin's 'tunnel fleet id')"))
 	}
-	for _, arg := range p.Protected {
+	if len(p.ProtectedFleets) > len(p.Protected) {
+		return nil, fleetID, badPublish(errors.New("more fleets than protected ports"))
+	}
+	for i, arg := range p.Protected {
 		port, err := ParsePortSpec(arg)
 		if err != nil {
 			return nil, fleetID, err
 		}
 		port.Access = Protected
+		if i < len(p.ProtectedFleets) && p.ProtectedFleets[i] != "" {
+			if port.Fleet, err = identity.ParseID(p.ProtectedFleets[i]); err != nil {
+				return nil, fleetID, badPublish(fmt.Errorf("-protected %s: fleet: %w", arg, err))
+			}
+		} else if p.Fleet == "" {
+			return nil, fleetID, badPublish(errors.New("-protected ports need --fleet FLEET_ID (the fleet admin's 'tunnel fleet id')"))
+		}
 		if err := add("protected", arg, port); err != nil {
 			return nil, fleetID, err
 		}

@@ -17,6 +17,9 @@ type Port struct {
 	Target  string // host:port
 	Access  Access
 	Allowed []identity.ID // the clients of a Private port
+	// Fleet is the fleet whose members may use a Protected port; zero
+	// for the agent's.
+	Fleet identity.ID
 	// ProxyProtocol makes the agent send a PROXY v2 header naming the
 	// client before its bytes.
 	ProxyProtocol bool

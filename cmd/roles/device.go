@@ -29,9 +29,10 @@ type DeviceConfig struct {
 
 // Device is a running device agent.
 type Device struct {
-	Node *Node
-	done chan struct{}
-	err  error
+	Node  *Node
+	agent *peer.Agent
+	done  chan struct{}
+	err   error
 }
 
 // StartDevice starts the node, registered as a device, and the agent
@@ -51,8 +52,8 @@ func StartDevice(ctx context.Context, cfg DeviceConfig) (*Device, error) {
 		ev = ev.Str(fmt.Sprintf("port_%d", p.Remote), p.Access.String()+" "+p.Target)
 	}
 	ev.Msg("publishing")
-	d := &Device{Node: n, done: make(chan struct{})}
 	agent := &peer.Agent{Node: n.Transport, Ports: cfg.Ports, Fleet: cfg.Fleet, Limits: cfg.Limits, Log: cfg.Log}
+	d := &Device{Node: n, agent: agent, done: make(chan struct{})}
 	go func() {
 		d.err = agent.Serve(ctx)
 		stopStatus()
@@ -60,6 +61,13 @@ func StartDevice(ctx context.Context, cfg DeviceConfig) (*Device, error) {
 		close(d.done)
 	}()
 	return d, nil
+}
+
+// SetPorts publishes ports instead of those the device publishes now,
+// without dropping the streams the new ones still allow
+// (peer.Agent.SetPorts); it returns how many streams it ended.
+func (d *Device) SetPorts(ports []peer.Port, fleet identity.ID) int {
+	return d.agent.SetPorts(ports, fleet)
 }
 
 // Wait returns once the device has stopped.

@@ -3,6 +3,7 @@ package roles
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"math"
@@ -39,6 +40,7 @@ type GatewayConfig struct {
 	CertFile, KeyFile string
 	TLS               *tls.Config
 	Limits            gateway.Limits
+	certs             *gateway.CertFile // when TLS came from CertFile and KeyFile
 	Log               zerolog.Logger
 }
 
@@ -73,11 +75,11 @@ func (c *GatewayConfig) Check() error {
 	case c.HTTPS == "" && (files || c.TLS != nil):
 		return errors.New("--tls-cert and --tls-key are used only with --https")
 	case c.HTTPS != "" && files:
-		pair, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		certs, err := gateway.LoadCertFile(c.CertFile, c.KeyFile)
 		if err != nil {
-			return fmt.Errorf("--tls-cert %q, --tls-key %q: %v", c.CertFile, c.KeyFile, err)
+			return fmt.Errorf("--tls-cert, --tls-key: %v", err)
 		}
-		c.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
+		c.certs, c.TLS = certs, certs.TLSConfig()
 	}
 	l := &c.Limits
 	if !(l.ConnRate > 0) || math.IsInf(l.ConnRate, 0) {
@@ -95,9 +97,54 @@ func (c *GatewayConfig) Check() error {
 	return nil
 }
 
+// leaf is the certificate the HTTPS front presents; nil if none or not
+// known.
+func (c *GatewayConfig) leaf() *x509.Certificate {
+	switch {
+	case c.certs != nil:
+		return c.certs.Leaf()
+	case c.TLS != nil && len(c.TLS.Certificates) > 0:
+		return c.TLS.Certificates[0].Leaf
+	}
+	return nil
+}
+
+// warnCertNames warns of a certificate that does not cover device names:
+// a mistake an operator wants to hear about, but not a reason to refuse
+// to run.
+func (c *GatewayConfig) warnCertNames(leaf *x509.Certificate) {
+	if leaf != nil && leaf.VerifyHostname(c.Key.ID().String()+"-8080."+c.Domain) != nil {
+		c.Log.Warn().Strs("names", leaf.DNSNames).Str("want", "*."+c.Domain).
+			Msg("the TLS certificate does not cover <device-id>." + c.Domain)
+	}
+}
+
+// ErrNoCertFiles is ReloadTLS's answer when the certificate did not come
+// from files.
+var ErrNoCertFiles = errors.New("the HTTPS certificate does not come from --tls-cert and --tls-key files")
+
+// ReloadTLS loads the certificate and key files again: HTTPS handshakes
+// from then on present the new certificate, connections made before keep
+// theirs. If the files do not load, the certificate in use stays and the
+// error says why.
+func (g *Gateway) ReloadTLS() error {
+	if g.cfg.certs == nil {
+		return ErrNoCertFiles
+	}
+	if err := g.cfg.certs.Reload(); err != nil {
+		return err
+	}
+	g.cfg.warnCertNames(g.cfg.certs.Leaf())
+	return nil
+}
+
+// TLSLeaf is the certificate the HTTPS front presents; nil if none.
+func (g *Gateway) TLSLeaf() *x509.Certificate { return g.cfg.leaf() }
+
 // Gateway is a running public gateway.
 type Gateway struct {
 	Node  *Node
+	cfg   GatewayConfig
 	addrs map[string]net.Addr
 	done  chan struct{}
 	err   error
@@ -132,15 +179,7 @@ func StartGateway(ctx context.Context, cfg GatewayConfig) (*Gateway, error) {
 			return nil, fmt.Errorf("listen for %s on %s: %w", f.name, f.addr, err)
 		}
 	}
-	if cfg.TLS != nil {
-		// A certificate that does not cover device names is a mistake an
-		// operator wants to hear about, but not a reason to refuse to run.
-		leaf := cfg.TLS.Certificates[0].Leaf
-		if leaf != nil && leaf.VerifyHostname(cfg.Key.ID().String()+"-8080."+cfg.Domain) != nil {
-			cfg.Log.Warn().Strs("names", leaf.DNSNames).Str("want", "*."+cfg.Domain).
-				Msg("the TLS certificate does not cover <device-id>." + cfg.Domain)
-		}
-	}
+	cfg.warnCertNames(cfg.leaf())
 	// No Credentials: a public gateway must never present a fleet
 	// membership, or strangers would inherit it.
 	n, err := StartNode(ctx, NodeConfig{Key: cfg.Key, Relays: cfg.Relays, Path: cfg.Path, Log: cfg.Log})
@@ -149,7 +188,7 @@ func StartGateway(ctx context.Context, cfg GatewayConfig) (*Gateway, error) {
 		return nil, err
 	}
 	stopStatus := serveControl(ctx, cfg.Home, "gateway", n, cfg.Log)
-	g := &Gateway{Node: n, addrs: make(map[string]net.Addr), done: make(chan struct{})}
+	g := &Gateway{Node: n, cfg: cfg, addrs: make(map[string]net.Addr), done: make(chan struct{})}
 
 	lim := gateway.NewLimiter(cfg.Limits)
 	ctx, cancel := context.WithCancel(ctx)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+
 	"github.com/urfave/cli/v2"
 
 	"github.com/tunnel-dev/tunnel/cmd/roles"
@@ -9,7 +11,7 @@ import (
 
 func gatewayCommand() *cli.Command {
 	def := gateway.DefaultLimits()
-	return &cli.Command{
+	return withConfig(&cli.Command{
 		Name:  "gateway",
 		Usage: "run a shared public gateway: SOCKS5 and HTTP(S) to devices' public ports",
 		UsageText: "tunnel gateway [--relay ADDR] [--socks HOST:PORT] [--http HOST:PORT] [--domain DOMAIN]\n" +
@@ -57,7 +59,7 @@ Without --relay it uses the rendezvous node at 127.0.0.1:7443.`,
 			pathFlag(),
 		},
 		Action: runGateway,
-	}
+	})
 }
 
 // gatewayFlags turns the flags into the gateway's config, checked.
@@ -96,5 +98,16 @@ func runGateway(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	stop := onReload(c.Context, func() {
+		switch err := g.ReloadTLS(); {
+		case errors.Is(err, roles.ErrNoCertFiles):
+			cfg.Log.Info().Msg("reload: no --tls-cert file, nothing to reload (other settings need a restart)")
+		case err != nil:
+			cfg.Log.Error().Err(err).Msg("reload refused: the certificate in use stays")
+		default:
+			cfg.Log.Info().Str("tls_cert", cfg.CertFile).Time("not_after", g.TLSLeaf().NotAfter).Msg("reloaded the TLS certificate")
+		}
+	})
+	defer stop()
 	return g.Wait()
 }

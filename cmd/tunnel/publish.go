@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 
+	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
 	"github.com/tunnel-dev/tunnel/cmd/roles"
@@ -19,7 +20,7 @@ func (m *multiFlag) String() string     { return fmt.Sprint([]string(*m)) }
 
 func publishCommand() *cli.Command {
 	def := peer.DefaultLimits()
-	return &cli.Command{
+	return withConfig(&cli.Command{
 		Name:      "publish",
 		Usage:     "run the device agent: publish local TCP ports as <this-id>.tunnel",
 		UsageText: "tunnel publish [--relay ADDR] [--fleet FLEET_ID] {-public SPEC | -private SPEC,ID[,ID...] | -protected SPEC} ...",
@@ -58,46 +59,88 @@ refusals are logged at most 10 times per key per 10 s.`,
 			limitFlag("max-unauthorized-per-key", def.UnauthorizedPerKey, "connections of one key no port allowed yet"),
 			limitFlag("max-unauthorized-streams", def.UnauthorizedStreams, "streams open at a time on such a connection"),
 		},
-		Action: func(c *cli.Context) error {
-			if c.Args().Len() > 0 {
-				return usagef("unexpected argument %q (port specs go after -public)", c.Args().First())
-			}
-			cfg := roles.DeviceConfig{Home: c.String("home")}
-			var err error
-			if cfg.Ports, cfg.Fleet, err = parsePorts(c); err != nil {
-				return err
-			}
-			if cfg.Relays, err = relays(c, defaultRelay); err != nil {
-				return err
-			}
-			caps, err := limits(c, "max-clients", "max-unauthorized", "max-unauthorized-per-key", "max-unauthorized-streams")
-			if err != nil {
-				return err
-			}
-			cfg.Limits = peer.Limits{MaxConns: caps[0], MaxUnauthorized: caps[1], UnauthorizedPerKey: caps[2], UnauthorizedStreams: caps[3]}
-			if cfg.Log, cfg.Key, err = loggerAndKey(c); err != nil {
-				return err
-			}
-			d, err := roles.StartDevice(c.Context, cfg)
-			if err != nil {
-				return err
-			}
-			return d.Wait()
-		},
+		Action: runPublish,
+	}, "public", "private", "protected", "proxy-protocol", "fleet")
+}
+
+func runPublish(c *cli.Context) error {
+	if c.Args().Len() > 0 {
+		return usagef("unexpected argument %q (port specs go after -public)", c.Args().First())
 	}
+	cfg := roles.DeviceConfig{Home: c.String("home")}
+	lc := configOf(c)
+	var err error
+	if cfg.Ports, cfg.Fleet, err = parsePorts(c, lc, fileOf(lc)); err != nil {
+		return err
+	}
+	if cfg.Relays, err = relays(c, defaultRelay); err != nil {
+		return err
+	}
+	caps, err := limits(c, "max-clients", "max-unauthorized", "max-unauthorized-per-key", "max-unauthorized-streams")
+	if err != nil {
+		return err
+	}
+	cfg.Limits = peer.Limits{MaxConns: caps[0], MaxUnauthorized: caps[1], UnauthorizedPerKey: caps[2], UnauthorizedStreams: caps[3]}
+	if cfg.Log, cfg.Key, err = loggerAndKey(c); err != nil {
+		return err
+	}
+	d, err := roles.StartDevice(c.Context, cfg)
+	if err != nil {
+		return err
+	}
+	stop := onReload(c.Context, func() { reloadPublish(c, lc, d, cfg.Log) })
+	defer stop()
+	return d.Wait()
+}
+
+// reloadPublish re-reads the config file and publishes its ports instead
+// of the running ones; a file that does not load, or ports that do not
+// check, change nothing. Flags given on the command line still win.
+func reloadPublish(c *cli.Context, lc *loadedConfig, d *roles.Device, log zerolog.Logger) {
+	if lc == nil {
+		log.Info().Msg("reload: no --config file, nothing to reload")
+		return
+	}
+	file, err := readConfig(c, lc.path)
+	var ports []peer.Port
+	var fleet identity.ID
+	if err == nil {
+		ports, fleet, err = parsePorts(c, lc, file)
+	}
+	if err != nil {
+		log.Error().Err(err).Str("config", lc.path).Msg("reload refused: the running ports stay")
+		return
+	}
+	restart := lc.restartKeys(file)
+	lc.file = file
+	revoked := d.SetPorts(ports, fleet)
+	ev := log.Info().Str("config", lc.path).Int("revoked_streams", revoked)
+	for _, p := range ports {
+		ev = ev.Str(fmt.Sprintf("port_%d", p.Remote), p.Access.String()+" "+p.Target)
+	}
+	if len(restart) > 0 {
+		ev = ev.Strs("restart_to_apply", restart)
+	}
+	ev.Msg("reloaded")
+}
+
+func fileOf(lc *loadedConfig) *configFile {
+	if lc == nil {
+		return nil
+	}
+	return lc.file
 }
 
 // parsePorts reads -public, -private, -protected, --fleet and
-// -proxy-protocol. Everything is checked before anything starts: a bad
-// flag publishes nothing.
-func parsePorts(c *cli.Context) ([]peer.Port, identity.ID, error) {
-	ports, fleetID, err := peer.Publish{
-		Public:        *c.Generic("public").(*multiFlag),
-		Private:       *c.Generic("private").(*multiFlag),
-		Protected:     *c.Generic("protected").(*multiFlag),
-		Fleet:         c.String("fleet"),
-		ProxyProtocol: *c.Generic("proxy-protocol").(*multiFlag),
-	}.Ports()
+// -proxy-protocol, and the config file's ports (publishRequest).
+// Everything is checked before anything starts: a bad flag publishes
+// nothing.
+func parsePorts(c *cli.Context, lc *loadedConfig, file *configFile) ([]peer.Port, identity.ID, error) {
+	req, err := publishRequest(c, lc, file)
+	if err != nil {
+		return nil, identity.ID{}, usageError{err}
+	}
+	ports, fleetID, err := req.Ports()
 	if err != nil {
 		return nil, fleetID, usageError{err}
 	}

@@ -12,7 +12,7 @@ import (
 
 func relayCommand() *cli.Command {
 	def := registry.DefaultLimits()
-	return &cli.Command{
+	return withConfig(&cli.Command{
 		Name:  "relay",
 		Usage: "run a rendezvous node: the registry of who is online and the relay of last resort",
 		Description: `Devices register here by proving their key; clients look devices up here;
@@ -75,9 +75,10 @@ logged at most once per source or key per 10 s.`,
 			if err != nil {
 				return err
 			}
+			defer onReload(c.Context, func() { nothingReloads(cfg.Log, "relay") })()
 			return r.Wait()
 		},
-	}
+	})
 }
 
 // relayGCPercent is the relay's GOGC.

@@ -7,7 +7,7 @@ import (
 )
 
 func socksdCommand() *cli.Command {
-	cmd := &cli.Command{
+	cmd := withConfig(&cli.Command{
 		Name:  "socksd",
 		Usage: "run the local SOCKS5 gateway to <id>.tunnel names",
 		UsageText: `tunnel socksd [--listen 127.0.0.1:1080] [--auth FILE] [--allow-local-users] [--relay ADDR] [--bind SPEC [--allow-remote]] ...
@@ -89,9 +89,10 @@ are rate-limited per client address; the PAC file needs no password.`,
 			if err != nil {
 				return bindUsage(err)
 			}
+			defer onReload(c.Context, func() { nothingReloads(cfg.Log, "socksd") })()
 			return client.Wait()
 		},
-	}
+	})
 	for _, sub := range cmd.Subcommands {
 		sub.OnUsageError = onUsageError
 	}
