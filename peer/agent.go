@@ -39,6 +39,8 @@ type Agent struct {
 	Limits Limits
 	// Refused counts the connections and streams the Limits refused.
 	Refused Refusals
+	// Stats counts streams by outcome, and their bytes.
+	Stats Stats
 
 	keys *keyScanner // host-key scans, from Serve on
 }
@@ -186,8 +188,10 @@ func (a *Agent) serveStream(ctx context.Context, conn *quic.Conn, c *client, str
 	in, err := stream.Accept(str, a.HeaderTimeout)
 	if err != nil {
 		if errors.Is(err, stream.ErrClientGone) {
+			a.Stats.count(OutcomeClientGone)
 			log.Debug().Err(err).Str("outcome", "client gone").Msg("stream")
 		} else {
+			a.Stats.count(OutcomeBadRequest)
 			if ok, n := note(); ok {
 				withSuppressed(log.Warn().Err(err).Str("outcome", "bad request"), n).Msg("stream")
 			}
@@ -212,6 +216,7 @@ func (a *Agent) serveStream(ctx context.Context, conn *quic.Conn, c *client, str
 	}
 	p, ok := ports[port]
 	if !ok {
+		a.Stats.count(OutcomeNotPublished)
 		if ok, n := note(); ok {
 			withSuppressed(ev(zerolog.InfoLevel, "not published"), n).Msg("stream")
 		}
@@ -222,9 +227,11 @@ func (a *Agent) serveStream(ctx context.Context, conn *quic.Conn, c *client, str
 	if d.code == stream.StatusCredentialRequired {
 		cred, err := in.Challenge(a.Fleet)
 		if errors.Is(err, stream.ErrClientGone) {
+			a.Stats.count(OutcomeClientGone)
 			ev(zerolog.DebugLevel, "client gone").Err(err).Msg("stream")
 			return
 		} else if err != nil {
+			a.Stats.count(OutcomeClientGone)
 			if ok, n := note(); ok {
 				withSuppressed(ev(zerolog.InfoLevel, "client gone").Str("error", err.Error()), n).Msg("stream")
 			}
@@ -233,6 +240,7 @@ func (a *Agent) serveStream(ctx context.Context, conn *quic.Conn, c *client, str
 		d = authorize(p, peerID, cred, a.Fleet, true, time.Now())
 	}
 	if d.code != stream.StatusOK {
+		a.Stats.count(OutcomeDenied)
 		// The full client ID, so an admin can copy it into -private.
 		if ok, n := note(); ok {
 			withSuppressed(ev(zerolog.WarnLevel, "denied").Str("client", peerID.String()).Str("access", p.Access.String()).
@@ -250,6 +258,7 @@ func (a *Agent) serveStream(ctx context.Context, conn *quic.Conn, c *client, str
 	local, err := dial(ctx)
 	if err != nil {
 		code := dialStatus(err)
+		a.Stats.count(statusOutcome(code))
 		ev(zerolog.WarnLevel, code.String()).Str("target", p.Target).Err(err).Msg("stream")
 		in.Refuse(code, "local service: "+errText(err))
 		return
@@ -257,15 +266,20 @@ func (a *Agent) serveStream(ctx context.Context, conn *quic.Conn, c *client, str
 	s, err := in.Accept()
 	if err != nil {
 		local.Close()
+		a.Stats.count(OutcomeClientGone)
 		ev(zerolog.InfoLevel, "client gone").Err(err).Msg("stream")
 		return
 	}
 	a.Node.CountStreams(conn, 1)
-	up, down, err := transport.Splice(ctx, s, transport.Conn(local))
+	// Counted on the local side: what it reads went to the client.
+	up, down, err := transport.Splice(ctx, s, transport.Metered(transport.Conn(local), &a.Stats.ToClients, &a.Stats.FromClients))
 	a.Node.CountStreams(conn, -1)
 	e := ev(zerolog.InfoLevel, "ok")
 	if err != nil {
+		a.Stats.count(OutcomeAborted)
 		e = ev(zerolog.InfoLevel, "aborted").Str("error", errText(err))
+	} else {
+		a.Stats.count(OutcomeOK)
 	}
 	e.Str("target", p.Target).Int64("up", up).Int64("down", down).Dur("dur", time.Since(start)).Msg("stream")
 }
@@ -295,6 +309,17 @@ func (a *Agent) dialLocal(ctx context.Context, p Port, client identity.ID) (net.
 	return local, nil
 }
 
+// statusOutcome is the Outcome of a stream refused with code.
+func statusOutcome(code stream.StatusCode) Outcome {
+	switch code {
+	case stream.StatusTimeout:
+		return OutcomeTimeout
+	case stream.StatusNotSSH:
+		return OutcomeNotSSH
+	}
+	return OutcomeRefused
+}
+
 // dialStatus is the answer to a local dial that failed.
 func dialStatus(err error) stream.StatusCode {
 	if isTimeout(err) {
@@ -318,6 +343,7 @@ func (a *Agent) answerHostKeys(ctx context.Context, in *stream.Incoming, p Port,
 		if code == stream.StatusNotSSH {
 			reason = "local service: " + err.Error()
 		}
+		a.Stats.count(statusOutcome(code))
 		ev(zerolog.WarnLevel, code.String()).Str("target", p.Target).Err(err).Msg("stream")
 		in.Refuse(code, reason)
 		return
@@ -331,7 +357,10 @@ func (a *Agent) answerHostKeys(ctx context.Context, in *stream.Incoming, p Port,
 	}
 	e := ev(zerolog.InfoLevel, "ok")
 	if err != nil {
+		a.Stats.count(OutcomeClientGone)
 		e = ev(zerolog.InfoLevel, "client gone").Str("error", err.Error())
+	} else {
+		a.Stats.count(OutcomeOK)
 	}
 	e.Str("target", p.Target).Int("keys", len(keys)).Msg("stream")
 }
