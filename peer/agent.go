@@ -41,6 +41,8 @@ type Agent struct {
 	Limits Limits
 	// Refused counts the connections and streams the Limits refused.
 	Refused Refusals
+	// Stats counts streams by outcome, and their bytes.
+	Stats Stats
 
 	keys *keyScanner // host-key scans, from Serve on
 	live liveStreams // the port table in force and the streams it allows
@@ -175,8 +177,10 @@ func (a *Agent) serveStream(ctx context.Context, conn *quic.Conn, c *client, str
 	in, err := stream.Accept(str, a.HeaderTimeout)
 	if err != nil {
 		if errors.Is(err, stream.ErrClientGone) {
+			a.Stats.count(OutcomeClientGone)
 			log.Debug().Err(err).Str("outcome", "client gone").Msg("stream")
 		} else {
+			a.Stats.count(OutcomeBadRequest)
 			if ok, n := note(); ok {
 				withSuppressed(log.Warn().Err(err).Str("outcome", "bad request"), n).Msg("stream")
 			}
@@ -202,6 +206,7 @@ func (a *Agent) serveStream(ctx context.Context, conn *quic.Conn, c *client, str
 	pol := a.live.policy()
 	p, ok := pol.ports[port]
 	if !ok {
+		a.Stats.count(OutcomeNotPublished)
 		if ok, n := note(); ok {
 			withSuppressed(ev(zerolog.InfoLevel, "not published"), n).Msg("stream")
 		}
@@ -214,9 +219,11 @@ func (a *Agent) serveStream(ctx context.Context, conn *quic.Conn, c *client, str
 		var err error
 		cred, err = in.Challenge(pol.fleetOf(p))
 		if errors.Is(err, stream.ErrClientGone) {
+			a.Stats.count(OutcomeClientGone)
 			ev(zerolog.DebugLevel, "client gone").Err(err).Msg("stream")
 			return
 		} else if err != nil {
+			a.Stats.count(OutcomeClientGone)
 			if ok, n := note(); ok {
 				withSuppressed(ev(zerolog.InfoLevel, "client gone").Str("error", err.Error()), n).Msg("stream")
 			}
@@ -225,6 +232,7 @@ func (a *Agent) serveStream(ctx context.Context, conn *quic.Conn, c *client, str
 		d = authorize(p, peerID, cred, pol.fleetOf(p), true, time.Now())
 	}
 	if d.code != stream.StatusOK {
+		a.Stats.count(OutcomeDenied)
 		// The full client ID, so an admin can copy it into -private.
 		if ok, n := note(); ok {
 			withSuppressed(ev(zerolog.WarnLevel, "denied").Str("client", peerID.String()).Str("access", p.Access.String()).
@@ -254,6 +262,7 @@ func (a *Agent) serveStream(ctx context.Context, conn *quic.Conn, c *client, str
 	local, err := dial(sctx)
 	if err != nil {
 		code := dialStatus(err)
+		a.Stats.count(statusOutcome(code))
 		ev(zerolog.WarnLevel, code.String()).Str("target", p.Target).Err(err).Msg("stream")
 		in.Refuse(code, "local service: "+errText(err))
 		return
@@ -261,17 +270,23 @@ func (a *Agent) serveStream(ctx context.Context, conn *quic.Conn, c *client, str
 	s, err := in.Accept()
 	if err != nil {
 		local.Close()
+		a.Stats.count(OutcomeClientGone)
 		ev(zerolog.InfoLevel, "client gone").Err(err).Msg("stream")
 		return
 	}
 	a.Node.CountStreams(conn, 1)
-	up, down, err := transport.Splice(sctx, s, transport.Conn(local))
+	// Counted on the local side: what it reads went to the client.
+	up, down, err := transport.Splice(sctx, s, transport.Metered(transport.Conn(local), &a.Stats.ToClients, &a.Stats.FromClients))
 	a.Node.CountStreams(conn, -1)
 	e := ev(zerolog.InfoLevel, "ok")
 	if r, revoked := errors.AsType[revokedError](context.Cause(sctx)); revoked {
+		a.Stats.count(OutcomeRevoked)
 		e = ev(zerolog.InfoLevel, "revoked").Str("reason", r.reason)
 	} else if err != nil {
+		a.Stats.count(OutcomeAborted)
 		e = ev(zerolog.InfoLevel, "aborted").Str("error", errText(err))
+	} else {
+		a.Stats.count(OutcomeOK)
 	}
 	e.Str("target", p.Target).Int64("up", up).Int64("down", down).Dur("dur", time.Since(start)).Msg("stream")
 }
@@ -301,6 +316,17 @@ func (a *Agent) dialLocal(ctx context.Context, p Port, client identity.ID) (net.
 	return local, nil
 }
 
+// statusOutcome is the Outcome of a stream refused with code.
+func statusOutcome(code stream.StatusCode) Outcome {
+	switch code {
+	case stream.StatusTimeout:
+		return OutcomeTimeout
+	case stream.StatusNotSSH:
+		return OutcomeNotSSH
+	}
+	return OutcomeRefused
+}
+
 // dialStatus is the answer to a local dial that failed.
 func dialStatus(err error) stream.StatusCode {
 	if isTimeout(err) {
@@ -324,6 +350,7 @@ func (a *Agent) answerHostKeys(ctx context.Context, in *stream.Incoming, p Port,
 		if code == stream.StatusNotSSH {
 			reason = "local service: " + err.Error()
 		}
+		a.Stats.count(statusOutcome(code))
 		ev(zerolog.WarnLevel, code.String()).Str("target", p.Target).Err(err).Msg("stream")
 		in.Refuse(code, reason)
 		return
@@ -337,7 +364,10 @@ func (a *Agent) answerHostKeys(ctx context.Context, in *stream.Incoming, p Port,
 	}
 	e := ev(zerolog.InfoLevel, "ok")
 	if err != nil {
+		a.Stats.count(OutcomeClientGone)
 		e = ev(zerolog.InfoLevel, "client gone").Str("error", err.Error())
+	} else {
+		a.Stats.count(OutcomeOK)
 	}
 	e.Str("target", p.Target).Int("keys", len(keys)).Msg("stream")
 }

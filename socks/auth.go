@@ -61,7 +61,8 @@ type Authenticator struct {
 	mu       sync.Mutex
 	cache    map[[32]byte]time.Time
 
-	checks atomic.Int64 // bcrypt checks made, for tests and measurements
+	checks  atomic.Int64  // bcrypt checks made, for tests and measurements
+	limited atomic.Uint64 // attempts refused over the rate, for metrics
 }
 
 // AuthLimits are the Authenticator's budgets; a zero field takes its
@@ -144,6 +145,7 @@ func (a *Authenticator) Check(ctx context.Context, src net.Addr, user, password 
 		return a.refuse(src, user, ErrBadCredentials)
 	}
 	if !a.tries.Allow(limit.SourceOf(src), time.Now()) {
+		a.limited.Add(1)
 		return a.refuse(src, user, ErrTooManyAttempts)
 	}
 	select {
@@ -225,6 +227,10 @@ func (a *Authenticator) refuse(src net.Addr, user string, err error) error {
 	}
 	return err
 }
+
+// Limited returns how many attempts were refused unchecked, over their
+// source's rate.
+func (a *Authenticator) Limited() uint64 { return a.limited.Load() }
 
 // Checks returns how many bcrypt checks have been made.
 func (a *Authenticator) Checks() int64 { return a.checks.Load() }

@@ -3,6 +3,7 @@ package socks
 import (
 	"net"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -24,6 +25,10 @@ type PreAuth struct {
 	report *limit.Reporter
 	log    zerolog.Logger
 	users  *OwnerOnly // if set, loopback clients count by user (KeyLocalByUser)
+
+	// Refused counts the connections closed over a cap, for metrics:
+	// [0] over the per-source cap, [1] over the total.
+	Refused [2]atomic.Uint64
 }
 
 // Defaults of socksd: a browser opening dozens of connections at once
@@ -51,6 +56,11 @@ func (p *PreAuth) acquire(c net.Conn) (release func(), ok bool) {
 	release, over := p.held.Acquire(src)
 	if release != nil {
 		return release, true
+	}
+	if over == limit.OverTotal {
+		p.Refused[1].Add(1)
+	} else {
+		p.Refused[0].Add(1)
 	}
 	if log, n := p.report.Note(src, time.Now()); log {
 		p.log.Info().Str("client", remote(c)).Str("over", over).Int("suppressed", n).

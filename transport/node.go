@@ -50,6 +50,8 @@ type Node struct {
 	// The host's network changes (netmon.go).
 	net        netWatch
 	netChanges atomic.Uint64
+	// probesDeferred counts probe rounds the probe budget cut short.
+	probesDeferred atomic.Uint64
 	// The router's mapping (mapping.go).
 	mapped  atomic.Pointer[netip.AddrPort]
 	mapMu   sync.Mutex

@@ -602,6 +602,7 @@ func (n *Node) probe(p *path, now time.Time) {
 			continue
 		}
 		if !n.probes.AllowN(now, 1) {
+			n.probesDeferred.Add(1)
 			break
 		}
 		n.ping(p, a, now)
@@ -856,6 +857,28 @@ func (n *Node) Peers() []PeerInfo {
 	}
 	slices.SortFunc(out, func(a, b PeerInfo) int { return slices.Compare(a.ID[:], b.ID[:]) })
 	return out
+}
+
+// ProbesDeferred counts the probe rounds cut short by the node's probe
+// budget (disco.go), for metrics.
+func (n *Node) ProbesDeferred() uint64 { return n.probesDeferred.Load() }
+
+// PathCounts returns how many of the node's live end-to-end connections
+// are on a direct path and how many are relayed, as Peers would say, at
+// the cost of a lock per connection and no allocation per connection: what
+// a metrics scrape asks.
+func (n *Node) PathCounts() (direct, relayed int) {
+	now, relayOnly := time.Now(), n.Mode() == PathRelay
+	n.pathMu.RLock()
+	defer n.pathMu.RUnlock()
+	for _, t := range n.conns {
+		if _, ok := t.path.current(now); ok && !relayOnly {
+			direct++
+		} else {
+			relayed++
+		}
+	}
+	return direct, relayed
 }
 
 // PeerInfo describes one end-to-end connection of the node, as Peers

@@ -56,9 +56,11 @@ type Relay struct {
 	byEP   map[Endpoint]netip.AddrPort
 	byAddr map[netip.AddrPort]Endpoint
 
-	// Counters for logs and metrics.
-	Forwarded atomic.Uint64
-	Dropped   atomic.Uint64
+	// Counters for logs and metrics: frames forwarded, their bytes
+	// (headers included, as they leave), and frames dropped.
+	Forwarded      atomic.Uint64
+	ForwardedBytes atomic.Uint64
+	Dropped        atomic.Uint64
 }
 
 // ListenRelay opens the relay's UDP socket on addr. The outer QUIC
@@ -141,6 +143,7 @@ func (r *Relay) forward(run []byte, seg int, from netip.AddrPort) {
 		if k > 0 {
 			r.sock.writeRun(run[start:off], seg, k, to)
 			r.Forwarded.Add(uint64(k))
+			r.ForwardedBytes.Add(uint64(off - start))
 			k = 0
 		}
 	}

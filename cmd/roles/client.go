@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tunnel-dev/tunnel/cmd/roles/metrics"
 	"github.com/tunnel-dev/tunnel/peer/identity"
 	"github.com/tunnel-dev/tunnel/resolver"
 	"github.com/tunnel-dev/tunnel/socks"
@@ -50,7 +51,10 @@ type ClientConfig struct {
 	// AllowRemote lets a bind listen beyond loopback; whoever reaches it
 	// uses this node's key and fleet credentials, with no password.
 	AllowRemote bool
-	Log         zerolog.Logger
+	// Metrics, if set, is given the counters of socksd's node, door and
+	// embedded rendezvous node.
+	Metrics *metrics.Collector
+	Log     zerolog.Logger
 }
 
 // Check reports what is wrong with c, before anything starts; it reads
@@ -135,7 +139,7 @@ func StartClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	}
 	relays := cfg.Relays
 	if len(relays) == 0 {
-		if c.Relay, err = StartRelay(ctx, RelayConfig{Key: cfg.Key, Listen: cfg.RelayListen, Log: cfg.Log}); err != nil {
+		if c.Relay, err = StartRelay(ctx, RelayConfig{Key: cfg.Key, Listen: cfg.RelayListen, Metrics: cfg.Metrics, Log: cfg.Log}); err != nil {
 			c.closeBinds()
 			ln.Close()
 			return nil, err
@@ -176,6 +180,8 @@ func StartClient(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	if owner != nil {
 		preAuth.KeyLocalByUser(owner) // one local user cannot hold another's slots
 	}
+	cfg.Metrics.AddNode(c.Node.Transport, c.Node.Dialer)
+	cfg.Metrics.AddSOCKS(preAuth, auth, c.binds)
 	cfg.Log.Info().Str("listen", ln.Addr().String()).Str("relay", resolver.RelayListString(relays)).
 		Str("id", cfg.Key.ID().String()).Str("fallback", fallback).Str("clients", door).Msg("socksd listening")
 	front := &socks.HTTPFront{Dial: c.Node.Dialer.Dial, Log: cfg.Log, Listen: ln.Addr().String(), Auth: auth, Admit: admit}

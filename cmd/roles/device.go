@@ -6,6 +6,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tunnel-dev/tunnel/cmd/roles/metrics"
 	"github.com/tunnel-dev/tunnel/peer"
 	"github.com/tunnel-dev/tunnel/peer/identity"
 	"github.com/tunnel-dev/tunnel/resolver"
@@ -24,7 +25,9 @@ type DeviceConfig struct {
 	// Limits bound what clients cost the agent; zero fields take
 	// peer.DefaultLimits.
 	Limits peer.Limits
-	Log    zerolog.Logger
+	// Metrics, if set, is given the agent's and the node's counters.
+	Metrics *metrics.Collector
+	Log     zerolog.Logger
 }
 
 // Device is a running device agent.
@@ -54,6 +57,8 @@ func StartDevice(ctx context.Context, cfg DeviceConfig) (*Device, error) {
 	ev.Msg("publishing")
 	agent := &peer.Agent{Node: n.Transport, Ports: cfg.Ports, Fleet: cfg.Fleet, Limits: cfg.Limits, Log: cfg.Log}
 	d := &Device{Node: n, agent: agent, done: make(chan struct{})}
+	cfg.Metrics.AddNode(n.Transport, nil) // a device dials no streams
+	cfg.Metrics.AddAgent(agent)
 	go func() {
 		d.err = agent.Serve(ctx)
 		stopStatus()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tunnel-dev/tunnel/cmd/roles/metrics"
 	"github.com/tunnel-dev/tunnel/peer/identity"
 	"github.com/tunnel-dev/tunnel/resolver"
 	"github.com/tunnel-dev/tunnel/socks/gateway"
@@ -41,7 +42,9 @@ type GatewayConfig struct {
 	TLS               *tls.Config
 	Limits            gateway.Limits
 	certs             *gateway.CertFile // when TLS came from CertFile and KeyFile
-	Log               zerolog.Logger
+	// Metrics, if set, is given the gateway's counters.
+	Metrics *metrics.Collector
+	Log     zerolog.Logger
 }
 
 // Check reports what is wrong with c, before anything starts; it
@@ -208,6 +211,12 @@ func StartGateway(ctx context.Context, cfg GatewayConfig) (*Gateway, error) {
 	}
 	ev := cfg.Log.Info().Str("id", cfg.Key.ID().String()).Str("relay", resolver.RelayListString(cfg.Relays))
 	httpHandler := &gateway.HTTP{Domain: cfg.Domain, Dialer: n.Dialer, Limiter: lim, Log: cfg.Log}
+	cfg.Metrics.AddNode(n.Transport, n.Dialer)
+	if cfg.HTTP != "" || cfg.HTTPS != "" {
+		cfg.Metrics.AddGateway(httpHandler, lim)
+	} else {
+		cfg.Metrics.AddGateway(nil, lim)
+	}
 	for _, f := range fronts {
 		if f.ln == nil {
 			continue

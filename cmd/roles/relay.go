@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tunnel-dev/tunnel/cmd/roles/metrics"
 	"github.com/tunnel-dev/tunnel/peer/identity"
 	"github.com/tunnel-dev/tunnel/resolver"
 	"github.com/tunnel-dev/tunnel/resolver/registry"
@@ -38,7 +39,9 @@ type RelayConfig struct {
 	// Limits bound what strangers may make the node spend; zero fields
 	// take registry.DefaultLimits.
 	Limits registry.Limits
-	Log    zerolog.Logger
+	// Metrics, if set, is given the node's counters.
+	Metrics *metrics.Collector
+	Log     zerolog.Logger
 }
 
 // Check reports what is wrong with c, before anything starts.
@@ -107,6 +110,7 @@ func StartRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
 	}
 	srv := &registry.Server{Key: cfg.Key, Relay: tr, Presence: presence, Limits: cfg.Limits,
 		Log: cfg.Log.With().Str("role", "relay").Logger()}
+	cfg.Metrics.AddRelay(srv, tr)
 	ctx, cancel := context.WithCancel(ctx)
 	r := &Relay{key: cfg.Key, relay: tr, cancel: cancel, done: make(chan struct{})}
 	var wg sync.WaitGroup

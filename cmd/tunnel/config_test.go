@@ -141,19 +141,19 @@ func TestConfigPicksUpNewFlags(t *testing.T) {
 	app := newApp()
 	for _, c := range app.Commands {
 		if c.Name == "relay" {
-			c.Flags = append(c.Flags, &cli.StringFlag{Name: "metrics"}, &cli.BoolFlag{Name: "metrics-allow-remote"})
+			c.Flags = append(c.Flags, &cli.StringFlag{Name: "added-later"}, &cli.BoolFlag{Name: "added-switch"})
 			c.Action = func(c *cli.Context) error {
 				if _, err := applyConfig(c, nil); err != nil {
 					return err
 				}
-				if c.String("metrics") != "127.0.0.1:9100" || !c.Bool("metrics-allow-remote") {
-					t.Errorf("metrics = %q, metrics-allow-remote = %v", c.String("metrics"), c.Bool("metrics-allow-remote"))
+				if c.String("added-later") != "127.0.0.1:9100" || !c.Bool("added-switch") {
+					t.Errorf("added-later = %q, added-switch = %v", c.String("added-later"), c.Bool("added-switch"))
 				}
 				return nil
 			}
 		}
 	}
-	f := writeYAML(t, "metrics: 127.0.0.1:9100\nmetrics-allow-remote: true\n")
+	f := writeYAML(t, "added-later: 127.0.0.1:9100\nadded-switch: true\n")
 	if err := app.Run([]string{"tunnel", "relay", "--config", f}); err != nil {
 		t.Fatal(err)
 	}

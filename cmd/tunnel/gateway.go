@@ -36,7 +36,7 @@ near it (its last fifth) sources holding more than their share are
 refused first, so a newcomer still gets in. Over the limit: SOCKS 0x02,
 HTTP 429 with Retry-After.
 Without --relay it uses the rendezvous node at 127.0.0.1:7443.`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			relayFlag(),
 			&cli.StringFlag{Name: "socks", EnvVars: []string{"TUNNEL_GATEWAY_SOCKS"},
 				Usage: "TCP address for SOCKS5 clients, e.g. 0.0.0.0:1080"},
@@ -57,7 +57,7 @@ Without --relay it uses the rendezvous node at 127.0.0.1:7443.`,
 			&cli.IntFlag{Name: "max-total", Value: def.MaxTotal,
 				Usage: "open streams (and HTTP connections) over all sources"},
 			pathFlag(),
-		},
+		}, metricsFlags()...),
 		Action: runGateway,
 	})
 }
@@ -77,8 +77,10 @@ func gatewayFlags(c *cli.Context) (roles.GatewayConfig, error) {
 	if g.Relays, err = relays(c, defaultRelay); err != nil {
 		return g, err
 	}
-	g.Path, err = pathMode(c)
-	return g, err
+	if g.Path, err = pathMode(c); err != nil {
+		return g, err
+	}
+	return g, checkMetrics(c)
 }
 
 func runGateway(c *cli.Context) error {
@@ -94,6 +96,11 @@ func runGateway(c *cli.Context) error {
 	if cfg.Key, err = gateway.LoadOrCreateKey(c.String("home")); err != nil {
 		return err
 	}
+	var stopMetrics func()
+	if cfg.Metrics, stopMetrics, err = startMetrics(c, cfg.Log); err != nil {
+		return err
+	}
+	defer stopMetrics()
 	g, err := roles.StartGateway(c.Context, cfg)
 	if err != nil {
 		return err

@@ -47,7 +47,7 @@ itself. Find this device's ID with 'tunnel id'.
 Any key can connect to a device: until a port allows a key, its
 connections and their streams are capped small (--max-unauthorized*), and
 refusals are logged at most 10 times per key per 10 s.`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			relayFlag(),
 			&cli.GenericFlag{Name: "public", Value: &multiFlag{}, Usage: "publish SPEC to any client (repeatable)"},
 			&cli.GenericFlag{Name: "private", Value: &multiFlag{}, Usage: "publish SPEC,ID[,ID...] to the listed clients only (repeatable)"},
@@ -58,7 +58,7 @@ refusals are logged at most 10 times per key per 10 s.`,
 			limitFlag("max-unauthorized", def.MaxUnauthorized, "connections of keys no port allowed yet, in all"),
 			limitFlag("max-unauthorized-per-key", def.UnauthorizedPerKey, "connections of one key no port allowed yet"),
 			limitFlag("max-unauthorized-streams", def.UnauthorizedStreams, "streams open at a time on such a connection"),
-		},
+		}, metricsFlags()...),
 		Action: runPublish,
 	}, "public", "private", "protected", "proxy-protocol", "fleet")
 }
@@ -81,9 +81,17 @@ func runPublish(c *cli.Context) error {
 		return err
 	}
 	cfg.Limits = peer.Limits{MaxConns: caps[0], MaxUnauthorized: caps[1], UnauthorizedPerKey: caps[2], UnauthorizedStreams: caps[3]}
+	if err := checkMetrics(c); err != nil {
+		return err
+	}
 	if cfg.Log, cfg.Key, err = loggerAndKey(c); err != nil {
 		return err
 	}
+	var stopMetrics func()
+	if cfg.Metrics, stopMetrics, err = startMetrics(c, cfg.Log); err != nil {
+		return err
+	}
+	defer stopMetrics()
 	d, err := roles.StartDevice(c.Context, cfg)
 	if err != nil {
 		return err

@@ -22,7 +22,7 @@ neither read nor forge. Give devices and clients ID@HOST:PORT (the ID is
 Anyone on the internet can reach this node: the --max-* and --*-rate
 flags bound what they can make it spend; each refusal is counted and
 logged at most once per source or key per 10 s.`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: "0.0.0.0:7443", EnvVars: []string{"TUNNEL_RELAY_LISTEN"},
 				Usage: "UDP address to serve on"},
 			&cli.StringFlag{Name: "registry", Value: "memory", EnvVars: []string{"TUNNEL_REGISTRY"},
@@ -37,7 +37,7 @@ logged at most once per source or key per 10 s.`,
 			rateFlag("handshake-rate", def.HandshakeRate, "new connections per second before sources must prove their address (a QUIC Retry)"),
 			rateFlag("lookup-rate", def.LookupRate, "lookups per second one key may make (bursts of twice that)"),
 			limitFlag("max-registrations", def.MaxRegistrations, "nodes registered here, in all"),
-		},
+		}, metricsFlags()...),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
 				return err
@@ -61,9 +61,17 @@ logged at most once per source or key per 10 s.`,
 			if cfg.Limits.LookupRate, err = rate(c, "lookup-rate"); err != nil {
 				return err
 			}
+			if err := checkMetrics(c); err != nil {
+				return err
+			}
 			if cfg.Log, cfg.Key, err = loggerAndKey(c); err != nil {
 				return err
 			}
+			var stop func()
+			if cfg.Metrics, stop, err = startMetrics(c, cfg.Log); err != nil {
+				return err
+			}
+			defer stop()
 			// A relay's memory is its idle devices' connection state, and
 			// its packet path allocates nothing, so collecting garbage more
 			// often costs little CPU and saves the heap headroom Go keeps

@@ -32,7 +32,7 @@ a username and password (SOCKS5 username/password, RFC 1929; HTTP CONNECT
 with Proxy-Authorization: Basic) listed in FILE, a file of bcrypt hashes
 that 'tunnel socksd passwd USER' (or 'htpasswd -B') writes. Password checks
 are rate-limited per client address; the PAC file needs no password.`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			relayFlag(),
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:1080", EnvVars: []string{"TUNNEL_SOCKS_LISTEN"},
 				Usage: "TCP address for SOCKS5 clients; not loopback only with --auth"},
@@ -47,7 +47,7 @@ are rate-limited per client address; the PAC file needs no password.`,
 			&cli.BoolFlag{Name: "allow-remote", Usage: "let a --bind listen beyond loopback (whoever reaches it uses this node's key and fleet credentials)"},
 			&cli.BoolFlag{Name: "allow-local-users", EnvVars: []string{"TUNNEL_ALLOW_LOCAL_USERS"},
 				Usage: "serve the loopback clients of every local user, not only this user's and root's (checked on Linux only: elsewhere every local user is served)"},
-		},
+		}, metricsFlags()...),
 		HideHelpCommand: true,
 		Subcommands:     []*cli.Command{passwdCommand()},
 		Action: func(c *cli.Context) error {
@@ -82,9 +82,17 @@ are rate-limited per client address; the PAC file needs no password.`,
 			if cfg.Path, err = pathMode(c); err != nil {
 				return err
 			}
+			if err := checkMetrics(c); err != nil {
+				return err
+			}
 			if cfg.Log, cfg.Key, err = loggerAndKey(c); err != nil {
 				return err
 			}
+			var stop func()
+			if cfg.Metrics, stop, err = startMetrics(c, cfg.Log); err != nil {
+				return err
+			}
+			defer stop()
 			client, err := roles.StartClient(c.Context, cfg)
 			if err != nil {
 				return bindUsage(err)

@@ -30,6 +30,8 @@ type Server struct {
 	Limits Limits
 	// Refused counts what the Limits refused.
 	Refused Refusals
+	// Stats counts the rest of the server's work.
+	Stats Stats
 
 	guard *guard
 	mu    sync.Mutex
@@ -147,6 +149,12 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn, id identity.ID, ty
 		}
 		// A node that reconnected before its old connection timed out
 		// replaces it: the newest registration of an endpoint is the live one.
+		if taken && cur.device {
+			s.Stats.Devices.Add(-1)
+		}
+		if device {
+			s.Stats.Devices.Add(1)
+		}
 		s.regs[ep] = r
 		s.mu.Unlock()
 		r.detach = s.Relay.Attach(ep, addr)
@@ -156,9 +164,12 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn, id identity.ID, ty
 			// With the shared registry down the device is still held and
 			// served here; the registry learns of it when it returns (the
 			// presence logs the outage).
-			if err := s.Presence.Set(ctx, id, Record{Endpoint: ep}); err != nil && !errors.Is(err, ErrUnavailable) {
-				log.Error().Err(err).Msg("record presence")
-				return wire.StatusInternal, nil
+			if err := s.Presence.Set(ctx, id, Record{Endpoint: ep}); err != nil {
+				s.Stats.Errors.Add(1)
+				if !errors.Is(err, ErrUnavailable) {
+					log.Error().Err(err).Msg("record presence")
+					return wire.StatusInternal, nil
+				}
 			}
 		}
 		log.Info().Str("endpoint", ep.String()).Bool("device", device).Msg("node registered")
@@ -185,28 +196,39 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn, id identity.ID, ty
 	case wire.ReqLookup:
 		target, err := wire.ParseLookup(body)
 		if err != nil {
+			s.Stats.Lookups[LookupBadRequest].Add(1)
 			return wire.StatusBadRequest, nil
 		}
 		if !s.guard.lookup(id) {
+			s.Stats.Lookups[LookupBusy].Add(1)
 			return wire.StatusBusy, nil
 		}
 		rec, err := s.Presence.Get(ctx, target)
 		if errors.Is(err, ErrNotFound) {
+			s.Stats.Lookups[LookupNotFound].Add(1)
 			log.Debug().Str("device", target.Short()).Msg("lookup: offline")
 			return wire.StatusNotFound, nil
 		}
+		if err != nil {
+			s.Stats.Errors.Add(1)
+		}
 		if errors.Is(err, ErrUnavailable) {
+			s.Stats.Lookups[LookupUnavailable].Add(1)
 			log.Debug().Str("device", target.Short()).Msg("lookup: registry unavailable")
 			return wire.StatusUnavailable, nil
 		}
 		if err != nil {
+			s.Stats.Lookups[LookupError].Add(1)
 			log.Error().Err(err).Msg("lookup")
 			return wire.StatusInternal, nil
 		}
 		found := wire.Found{Endpoint: rec.Endpoint}
+		result := LookupFound
 		if !rec.Node.IsZero() && rec.Node != s.Key.ID() {
 			found.Home, found.HomeAddr = rec.Node, rec.Addr
+			result = LookupRedirected
 		}
+		s.Stats.Lookups[result].Add(1)
 		return wire.FoundReply(found)
 	}
 	return wire.StatusBadRequest, nil
@@ -221,6 +243,9 @@ func (s *Server) unregister(r *registration, log zerolog.Logger) {
 	if live {
 		delete(s.regs, r.endpoint)
 		r.detach()
+		if r.device {
+			s.Stats.Devices.Add(-1)
+		}
 	}
 	s.mu.Unlock()
 	if !live {
@@ -232,8 +257,11 @@ func (s *Server) unregister(r *registration, log zerolog.Logger) {
 		// must still go.
 		ctx, cancel := context.WithTimeout(context.Background(), removeTimeout)
 		defer cancel()
-		if err := s.Presence.Delete(ctx, r.id, Record{Endpoint: r.endpoint}); err != nil && !errors.Is(err, ErrUnavailable) {
-			log.Error().Err(err).Msg("remove presence")
+		if err := s.Presence.Delete(ctx, r.id, Record{Endpoint: r.endpoint}); err != nil {
+			s.Stats.Errors.Add(1)
+			if !errors.Is(err, ErrUnavailable) {
+				log.Error().Err(err).Msg("remove presence")
+			}
 		}
 	}
 	log.Info().Str("endpoint", r.endpoint.String()).Msg("node gone")

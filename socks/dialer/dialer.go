@@ -75,6 +75,9 @@ type Dialer struct {
 	stopJumps func()
 	closed    bool
 	wg        sync.WaitGroup
+
+	// Stats counts the streams opened to devices, for metrics.
+	Stats Stats
 }
 
 type guardedPort struct {
@@ -107,10 +110,12 @@ func New(res *resolver.Client, cfg Config) *Dialer {
 func (d *Dialer) Dial(ctx context.Context, host string, port uint16) (transport.HalfConn, error) {
 	id, isTunnel, err := d.Device(host)
 	if err != nil {
+		d.Stats.count(MalformedName)
 		return nil, err
 	}
 	if !isTunnel {
 		if d.cfg.Fallback == nil {
+			d.Stats.count(NotTunnel)
 			return nil, fmt.Errorf("%w: %s", ErrNotTunnel, host)
 		}
 		return d.cfg.Fallback(ctx, host, port)
@@ -138,6 +143,7 @@ func (d *Dialer) DialDevice(ctx context.Context, id identity.ID, port uint16) (t
 	for attempt := 0; ; attempt++ {
 		pc, err := d.acquire(ctx, id)
 		if err != nil {
+			d.Stats.count(Classify(err))
 			return nil, err
 		}
 		s, err := d.open(ctx, pc, port)
@@ -154,6 +160,7 @@ func (d *Dialer) DialDevice(ctx context.Context, id identity.ID, port uint16) (t
 			}
 			continue
 		}
+		d.Stats.count(Classify(err))
 		return nil, fmt.Errorf("open stream to %s:%d: %w", id.Short(), port, err)
 	}
 }
@@ -256,7 +263,7 @@ func (d *Dialer) open(ctx context.Context, pc *peerConn, port uint16) (transport
 		}
 	}
 	node.CountStreams(pc.conn, 1)
-	return &countedStream{HalfConn: s, release: func() {
+	return &countedStream{HalfConn: s, stats: &d.Stats, release: func() {
 		node.CountStreams(pc.conn, -1)
 		d.release(pc)
 	}}, nil
@@ -357,21 +364,46 @@ func (d *Dialer) Close() error {
 	return nil
 }
 
-// countedStream releases its device connection's stream count once.
+// countedStream releases its device connection's stream count once, and
+// keeps Stats: its bytes as they pass, and its outcome when it ends (the
+// first of Abort and Close decides: aborted or ok).
 type countedStream struct {
 	transport.HalfConn
+	stats   *Stats
 	once    sync.Once
 	release func()
 }
 
+func (c *countedStream) Read(p []byte) (int, error) {
+	n, err := c.HalfConn.Read(p)
+	if n > 0 {
+		c.stats.Received.Add(uint64(n))
+	}
+	return n, err
+}
+
+func (c *countedStream) Write(p []byte) (int, error) {
+	n, err := c.HalfConn.Write(p)
+	if n > 0 {
+		c.stats.Sent.Add(uint64(n))
+	}
+	return n, err
+}
+
 func (c *countedStream) Abort() {
 	c.HalfConn.Abort()
-	c.once.Do(c.release)
+	c.once.Do(func() {
+		c.stats.Aborted.Add(1)
+		c.release()
+	})
 }
 
 func (c *countedStream) Close() error {
 	err := c.HalfConn.Close()
-	c.once.Do(c.release)
+	c.once.Do(func() {
+		c.stats.count(OK)
+		c.release()
+	})
 	return err
 }
 

@@ -61,12 +61,13 @@ func (e *ListenError) Unwrap() error { return e.Err }
 
 // Forwarder is one bound local port forwarding to one target.
 type Forwarder struct {
-	spec   Spec
-	cfg    Config
-	ln     net.Listener
-	report *limit.Reporter
-	active atomic.Int64
-	served atomic.Bool
+	spec    Spec
+	cfg     Config
+	ln      net.Listener
+	report  *limit.Reporter
+	active  atomic.Int64
+	overCap atomic.Uint64 // connections refused over MaxConns, for metrics
+	served  atomic.Bool
 }
 
 // Listen checks spec (ErrRemote) and binds its port; the error of a port
@@ -104,6 +105,9 @@ func Listen(ctx context.Context, spec Spec, cfg Config) (*Forwarder, error) {
 // Addr is the bound address: the real port when the spec asked for 0.
 func (f *Forwarder) Addr() net.Addr { return f.ln.Addr() }
 
+// OverCap returns how many connections were refused over MaxConns.
+func (f *Forwarder) OverCap() uint64 { return f.overCap.Load() }
+
 // Spec is what f forwards.
 func (f *Forwarder) Spec() Spec { return f.spec }
 
@@ -139,6 +143,7 @@ func (f *Forwarder) Serve(ctx context.Context) error {
 func (f *Forwarder) serveConn(ctx context.Context, c net.Conn) {
 	if n := f.active.Add(1); n > int64(f.cfg.MaxConns) {
 		f.active.Add(-1)
+		f.overCap.Add(1)
 		_ = c.Close()
 		f.refused("cap", c, fmt.Errorf("%d connections already open on this bind", f.cfg.MaxConns))
 		return

@@ -124,7 +124,14 @@ type Limiter struct {
 	mu    sync.Mutex
 	pools [numKinds]pool
 	table sourceTable
+
+	// Refused counts refusals by LimitError.Reason, for metrics: [0]
+	// "rate", [1] "streams", [2] "total".
+	Refused [3]atomic.Uint64
 }
+
+// LimitReasons are the LimitError.Reason values, in Limiter.Refused's order.
+var LimitReasons = [3]string{"rate", "streams", "total"}
 
 // kind is what a Limiter counts: open streams, or open HTTP(S)
 // connections.
@@ -253,6 +260,11 @@ func (l *Limiter) newBucket() *rate.Limiter {
 }
 
 func (l *Limiter) refuse(s *source, now time.Time, reason string, wait time.Duration) *LimitError {
+	for i, r := range LimitReasons {
+		if r == reason {
+			l.Refused[i].Add(1)
+		}
+	}
 	secs := max(1, math.Ceil(wait.Seconds()))
 	e := &LimitError{Reason: reason, RetryAfter: time.Duration(secs) * time.Second}
 	s.dropped++

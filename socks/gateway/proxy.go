@@ -67,6 +67,8 @@ type HTTP struct {
 	// DialTimeout and ResponseHeaderTimeout: zero means the defaults.
 	DialTimeout           time.Duration
 	ResponseHeaderTimeout time.Duration
+	// Requests counts the requests answered, by status.
+	Requests RequestCounts
 
 	once      sync.Once
 	proxy     *httputil.ReverseProxy
@@ -146,6 +148,7 @@ func (h *HTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if p == http.ErrAbortHandler {
 			st.setErr(errors.New("response aborted"))
 		}
+		h.Requests.count(st.status(rec))
 		if logIt {
 			h.logRequest(r, rec, st, start)
 		}
@@ -331,11 +334,9 @@ func (h *HTTP) page(w http.ResponseWriter, r *http.Request, status int, title, d
 
 // logRequest writes the one line each request gets.
 func (h *HTTP) logRequest(r *http.Request, rec *recorder, st *reqState, start time.Time) {
+	status := st.status(rec)
 	st.mu.Lock()
-	status, err, conn := rec.status, st.err, st.conn
-	if status == 0 && st.upstream == http.StatusSwitchingProtocols {
-		status = http.StatusSwitchingProtocols
-	}
+	err, conn := st.err, st.conn
 	st.mu.Unlock()
 	ev := h.Log.Info()
 	if status >= 500 && dialer.Classify(err) == dialer.Failed {
@@ -364,6 +365,16 @@ func (h *HTTP) logRequest(r *http.Request, rec *recorder, st *reqState, start ti
 		up, down = conn.Bytes()
 	}
 	ev.Int64("up", up).Int64("down", down).Dur("dur", time.Since(start)).Msg("http request")
+}
+
+// status is the status the client got: 101 for an upgrade, 0 if none.
+func (st *reqState) status(rec *recorder) int {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if rec.status == 0 && st.upstream == http.StatusSwitchingProtocols {
+		return http.StatusSwitchingProtocols
+	}
+	return rec.status
 }
 
 func (st *reqState) setErr(err error) {

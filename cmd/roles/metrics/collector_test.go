@@ -1,0 +1,184 @@
+package metrics_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/tunnel-dev/tunnel/cmd/roles"
+	"github.com/tunnel-dev/tunnel/cmd/roles/metrics"
+	"github.com/tunnel-dev/tunnel/peer"
+	"github.com/tunnel-dev/tunnel/peer/identity"
+	"github.com/tunnel-dev/tunnel/resolver"
+	"github.com/tunnel-dev/tunnel/socks/dialer"
+)
+
+// value is the sample of name whose labels include want; -1 if none.
+func value(t *testing.T, g prometheus.Gatherer, name string, want map[string]string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metric:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for k, v := range want {
+				if have[k] != v {
+					continue metric
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				return m.Counter.GetValue()
+			case m.Gauge != nil:
+				return m.Gauge.GetValue()
+			}
+		}
+	}
+	return -1
+}
+
+// One process's roles, as the product starts them, with one Collector:
+// a rendezvous node, a device and a client node; real streams move the
+// series they should.
+func TestCollectorCountsRealTraffic(t *testing.T) {
+	echo, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := echo.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	defer echo.Close()
+	closed, _ := net.Listen("tcp", "127.0.0.1:0")
+	closedAddr := closed.Addr().String()
+	closed.Close()
+
+	col := metrics.NewCollector()
+	reg := metrics.NewRegistry(col)
+	ctx, cancel := context.WithCancel(context.Background())
+	rkey, _ := identity.Generate()
+	relay, err := roles.StartRelay(ctx, roles.RelayConfig{Key: rkey, Listen: "127.0.0.1:0", Metrics: col, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dkey, _ := identity.Generate()
+	someone, _ := identity.Generate()
+	dev, err := roles.StartDevice(ctx, roles.DeviceConfig{Key: dkey, Relays: []resolver.RelayAddr{relay.Addr()}, Metrics: col,
+		Ports: []peer.Port{{Remote: 7, Target: echo.Addr().String(), Access: peer.Public},
+			{Remote: 22, Target: echo.Addr().String(), Access: peer.Private, Allowed: []identity.ID{someone.ID()}},
+			{Remote: 9, Target: closedAddr, Access: peer.Public}},
+		Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ckey, _ := identity.Generate()
+	cli, err := roles.StartNode(ctx, roles.NodeConfig{Key: ckey, Listen: "127.0.0.1:0", Relays: []resolver.RelayAddr{relay.Addr()},
+		Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	col.AddNode(cli.Transport, cli.Dialer)
+	defer func() {
+		cli.Close()
+		cancel()
+		dev.Wait()
+		relay.Wait()
+	}()
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	if err := dev.Node.WaitRegistered(wctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := cli.WaitRegistered(wctx); err != nil {
+		t.Fatal(err)
+	}
+	if v := value(t, reg, "tunnel_relay_devices", nil); v != 1 {
+		t.Fatalf("tunnel_relay_devices %v, want 1", v)
+	}
+
+	s, err := cli.Dialer.DialDevice(wctx, dkey.ID(), 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Write([]byte("hello"))
+	s.CloseWrite()
+	b, _ := io.ReadAll(s)
+	s.Close()
+	if string(b) != "hello" {
+		t.Fatalf("echo %q", b)
+	}
+	for port, want := range map[uint16]dialer.Outcome{22: dialer.Denied, 23: dialer.NotPublished, 9: dialer.Refused} {
+		if _, err := cli.Dialer.DialDevice(wctx, dkey.ID(), port); dialer.Classify(err) != want {
+			t.Fatalf("port %d: %v, want %v", port, err, want)
+		}
+	}
+	stranger, _ := identity.Generate()
+	if _, err := cli.Dialer.DialDevice(wctx, stranger.ID(), 7); !errors.Is(err, resolver.ErrOffline) {
+		t.Fatalf("unknown device: %v", err)
+	}
+
+	// The device counts its side when the splice ends: wait for it.
+	deadline := time.Now().Add(5 * time.Second)
+	for value(t, reg, "tunnel_streams_total", map[string]string{"side": "device", "outcome": "ok"}) != 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"tunnel_streams_total", map[string]string{"side": "client", "outcome": "ok"}, 1},
+		{"tunnel_streams_total", map[string]string{"side": "client", "outcome": "denied"}, 1},
+		{"tunnel_streams_total", map[string]string{"side": "client", "outcome": "not_published"}, 1},
+		{"tunnel_streams_total", map[string]string{"side": "client", "outcome": "refused"}, 1},
+		{"tunnel_streams_total", map[string]string{"side": "client", "outcome": "offline"}, 1},
+		{"tunnel_streams_total", map[string]string{"side": "client", "outcome": "aborted"}, 0},
+		{"tunnel_streams_total", map[string]string{"side": "device", "outcome": "ok"}, 1},
+		{"tunnel_streams_total", map[string]string{"side": "device", "outcome": "denied"}, 1},
+		{"tunnel_streams_total", map[string]string{"side": "device", "outcome": "not_published"}, 1},
+		{"tunnel_streams_total", map[string]string{"side": "device", "outcome": "refused"}, 1},
+		{"tunnel_stream_bytes_total", map[string]string{"side": "client", "direction": "up"}, 5},
+		{"tunnel_stream_bytes_total", map[string]string{"side": "client", "direction": "down"}, 5},
+		{"tunnel_stream_bytes_total", map[string]string{"side": "device", "direction": "up"}, 5},
+		{"tunnel_stream_bytes_total", map[string]string{"side": "device", "direction": "down"}, 5},
+		{"tunnel_relay_lookups_total", map[string]string{"result": "found"}, 1},
+		{"tunnel_relay_lookups_total", map[string]string{"result": "not_found"}, 1},
+		{"tunnel_registry_errors_total", nil, 0},
+		{"tunnel_limited_total", map[string]string{"what": metrics.LimitRelayLookups}, 0},
+		{"tunnel_limited_total", map[string]string{"what": metrics.LimitDeviceClients}, 0},
+	} {
+		if got := value(t, reg, c.name, c.labels); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	if v := value(t, reg, "tunnel_relay_forwarded_bytes_total", nil); v <= 0 {
+		t.Errorf("tunnel_relay_forwarded_bytes_total %v, want > 0 (the first stream goes relayed)", v)
+	}
+	// Both nodes hold the connection: two peers, on whichever path.
+	direct := value(t, reg, "tunnel_peers", map[string]string{"path": "direct"})
+	relayed := value(t, reg, "tunnel_peers", map[string]string{"path": "relayed"})
+	if direct+relayed != 2 {
+		t.Errorf("tunnel_peers direct %v + relayed %v, want 2", direct, relayed)
+	}
+}
