@@ -8,7 +8,7 @@
 #   make fuzz    every fuzz target for FUZZTIME (default 30s), one at a time
 #                (.ci/fuzz.sh); a failing input lands in the package's
 #                testdata/fuzz/
-#   make lint    gofmt + go vet
+#   make lint    gofmt + go vet (for Linux, macOS and Windows)
 #   make bench   Go benchmarks of all packages, then test/bench (root): tunnel vs
 #                ssh -D vs raw TCP on loopback, one table (see BENCHMARKS.md)
 #   make deps    check (as root: install) sshd, ssh, OpenBSD nc, curl for the e2e suite
@@ -94,9 +94,14 @@ fuzz:
 e2e: deps
 	$(GO) test -count=1 -v -timeout $(E2E_TIMEOUT) ./test/e2e/
 
+# Vet type-checks every package (tests too) for macOS and Windows as well:
+# nothing Linux-only may leak out of _linux.go files. It does not link;
+# `make release` builds every platform's binary.
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt: these files need formatting (run gofmt -w):"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	GOOS=darwin GOARCH=arm64 $(GO) vet ./...
+	GOOS=windows GOARCH=amd64 $(GO) vet ./...
 
 bench: deps build
 	pkgs=$$($(UNIT_PKGS)); $(GO) test -run '^$$' -bench . -benchmem $$pkgs

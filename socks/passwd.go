@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"runtime"
 	"strings"
 
 	"golang.org/x/crypto/bcrypt"
@@ -65,7 +66,8 @@ type Passwords struct {
 func (p *Passwords) Users() int { return len(p.hashes) }
 
 // LoadPasswords reads the password file at path. It refuses a file that
-// others may read or write (saying the chmod to run), a file with no entry,
+// others may read or write (saying the chmod to run; where mode bits
+// exist: identity.ModeExposes), a file with no entry,
 // and any line that is not an entry, a comment or blank (naming the line).
 func LoadPasswords(path string) (*Passwords, error) {
 	f, err := os.Open(path)
@@ -80,8 +82,8 @@ func LoadPasswords(path string) (*Passwords, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("password file %s is not a regular file", path)
 	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("password file %s may be read or written by others (mode %04o): run chmod 600 %s", path, perm, path)
+	if identity.ModeExposes(runtime.GOOS, fi.Mode()) {
+		return nil, fmt.Errorf("password file %s may be read or written by others (mode %04o): run chmod 600 %s", path, fi.Mode().Perm(), path)
 	}
 	if fi.Size() > maxPasswordFile {
 		return nil, fmt.Errorf("password file %s is %d bytes, more than the %d a password file may have", path, fi.Size(), maxPasswordFile)

@@ -2,7 +2,8 @@ package roles
 
 // The control socket. A running socksd, publish or gateway listens on a
 // Unix socket in its home, ROLE.sock; the home is created 0700 and the
-// socket chmod 0600, so only the owner (and root) can connect. It is how
+// socket chmod 0600, so only the owner (and root) can connect (on Windows,
+// the home's ACL decides: controlsock_windows.go). It is how
 // `tunnel status` reads a daemon, and how one-shot commands (connect,
 // bind, known-hosts, ping) reach devices through this home's running
 // socksd, with its node, connections and relay session, instead of
@@ -39,6 +40,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -94,6 +96,10 @@ type controlServer struct {
 // a window and a convenience, not the service.
 func serveControl(ctx context.Context, home, role string, n *Node, log zerolog.Logger) (stop func()) {
 	path := StatusPath(home, role)
+	if err := checkSocketPath(runtime.GOOS, path); err != nil {
+		log.Warn().Err(err).Msg("no status socket")
+		return func() {}
+	}
 	if c, err := net.DialTimeout("unix", path, statusProbe); err == nil {
 		c.Close()
 		log.Warn().Str("socket", path).Msg("another " + role + " with this home answers status; this one will not")
@@ -105,7 +111,7 @@ func serveControl(ctx context.Context, home, role string, n *Node, log zerolog.L
 		log.Warn().Err(err).Msg("no status socket")
 		return func() {}
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
+	if err := restrictSocket(path); err != nil {
 		ln.Close()
 		log.Warn().Err(err).Msg("no status socket")
 		return func() {}

@@ -5,9 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
+	"runtime"
 	"strings"
-	"syscall"
 
 	"github.com/tunnel-dev/tunnel/peer/identity"
 	"github.com/tunnel-dev/tunnel/socks"
@@ -39,13 +38,17 @@ func Reach(ctx context.Context, cfg ConnectConfig) (*Reacher, error) {
 	}
 	if cfg.PreferSocksd {
 		path := StatusPath(cfg.Home, "socksd")
-		c, err := net.DialTimeout("unix", path, statusDial)
-		if err == nil {
+		if err := checkSocketPath(runtime.GOOS, path); err != nil {
+			// No socksd can listen there either; a node of its own still
+			// can, if there is a rendezvous node to give it.
+			if len(cfg.Relays) == 0 {
+				return nil, fmt.Errorf("ask the socksd of home %s: %w", cfg.Home, err)
+			}
+		} else if c, err := net.DialTimeout("unix", path, statusDial); err == nil {
 			c.Close()
 			r.sock = path
 			return r, nil
-		}
-		if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ECONNREFUSED) {
+		} else if !noDaemon(path, err) {
 			return nil, fmt.Errorf("ask the socksd of home %s: %w", cfg.Home, err)
 		}
 	}

@@ -3,13 +3,11 @@ package roles
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
-	"syscall"
 	"text/tabwriter"
 
 	"github.com/tunnel-dev/tunnel/resolver"
@@ -92,8 +90,12 @@ func StatusOf(role string, n *Node) Status {
 func ReadStatus(home string) ([]Status, error) {
 	var docs []Status
 	for _, role := range statusRoles {
-		d, err := askStatus(StatusPath(home, role))
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+		path := StatusPath(home, role)
+		if err := checkSocketPath(runtime.GOOS, path); err != nil {
+			return docs, fmt.Errorf("ask %s: %w", role, err)
+		}
+		d, err := askStatus(path)
+		if err != nil && noDaemon(path, err) {
 			continue
 		}
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -37,6 +38,10 @@ StrictHostKeyChecking yes. Needs OpenSSH 8.5 or later.
 The commands name this binary by its absolute path, and this --home when
 it is not the default; they go through the socksd running with that home,
 else through --relay if given here, else TUNNEL_RELAY.
+On Windows the paths are written with forward slashes, for Windows
+OpenSSH, which runs ProxyCommand without a shell, and ~/.ssh is
+%USERPROFILE%\.ssh (the ssh Windows 10 ships, 8.1, is too old for
+KnownHostsCommand; Windows 11 24H2 ships 9.5).
 --install writes the block to ~/.ssh/tunnel.conf and puts 'Include
 tunnel.conf' at the top of ~/.ssh/config (created 0600 if missing); a file
 it changes is first copied to NAME.tunnel-backup. Running it again changes
@@ -110,19 +115,7 @@ func sshConfigBlock(c *cli.Context) (string, error) {
 	}
 	cmd := func(sub ...string) (string, error) {
 		all := append(append(append([]string{}, words...), sub[0]), relay...)
-		all = append(all, sub[1:]...)
-		var b strings.Builder
-		for i, w := range all {
-			q, err := sshWord(w)
-			if err != nil {
-				return "", err
-			}
-			if i > 0 {
-				b.WriteByte(' ')
-			}
-			b.WriteString(q)
-		}
-		return b.String(), nil
+		return sshCommand(runtime.GOOS, append(all, sub[1:]...))
 	}
 	proxy, err := cmd("connect", "%h", "%p")
 	if err != nil {
@@ -139,24 +132,6 @@ Host *.tunnel
     KnownHostsCommand %s
     StrictHostKeyChecking yes
 `, proxy, known), nil
-}
-
-// sshWord quotes w for an ssh_config command line, which ssh splits on
-// blanks (honouring double quotes) and, for ProxyCommand, hands to the
-// shell. Characters either would read specially are refused rather than
-// escaped: no sane path holds them.
-func sshWord(w string) (string, error) {
-	if w == "%h" || w == "%p" || w == "%H" {
-		return w, nil
-	}
-	if strings.ContainsAny(w, "\"'`$\\%!\n\r\t") {
-		return "", usagef("%q holds a character ssh_config cannot carry safely (quotes, $, \\, %%, !); "+
-			"move the binary or the home to a plainer path", w)
-	}
-	if strings.ContainsAny(w, " #;&|<>()*?[]{}~") {
-		return `"` + w + `"`, nil
-	}
-	return w, nil
 }
 
 // installSSHConfig writes block to dir/tunnel.conf and includes it at the
@@ -232,7 +207,7 @@ func includesTunnelConf(cfg []byte) bool {
 			return false
 		case "include":
 			for _, p := range f[1:] {
-				if p == sshConfFile || strings.HasSuffix(p, "/.ssh/"+sshConfFile) {
+				if p == sshConfFile || strings.HasSuffix(p, "/.ssh/"+sshConfFile) || strings.HasSuffix(p, `\.ssh\`+sshConfFile) {
 					return true
 				}
 			}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"runtime"
 	"strings"
@@ -19,25 +20,32 @@ var ErrExposed = errors.New("private key file accessible to others")
 // copied, and one they could write may have been replaced. The refusal
 // wraps ErrExposed and gives the command that fixes it. The mode checked
 // is that of the file read (fstat of the open file, not a second lookup
-// of the path). Windows has no such mode bits (Go reports 0666 or 0444
-// for every file), so there the check is skipped and ACLs are the
-// user's business. A missing file is reported with fs.ErrNotExist.
+// of the path). Windows has no such mode bits, so there the check is
+// skipped (ModeExposes). A missing file is reported with fs.ErrNotExist.
 func ReadPrivateFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	if runtime.GOOS != "windows" {
-		st, err := f.Stat()
-		if err != nil {
-			return nil, err
-		}
-		if perm := st.Mode().Perm(); perm&0o077 != 0 {
-			return nil, fmt.Errorf("%w (mode %04o); fix it with: chmod 600 %s", ErrExposed, perm, shellQuote(path))
-		}
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if ModeExposes(runtime.GOOS, st.Mode()) {
+		return nil, fmt.Errorf("%w (mode %04o); fix it with: chmod 600 %s", ErrExposed, st.Mode().Perm(), shellQuote(path))
 	}
 	return io.ReadAll(f)
+}
+
+// ModeExposes says whether mode, of a file on goos, grants any permission
+// to group or others. On Windows it never does: there are no mode bits
+// (Go reports 0666, or 0444 for a read-only file, whoever may read it),
+// and what protects a file is its ACL, inherited from its directory: in
+// the default home, %AppData%\tunnel, the user profile's, which admits
+// the user, SYSTEM and Administrators only.
+func ModeExposes(goos string, mode fs.FileMode) bool {
+	return goos != "windows" && mode.Perm()&0o077 != 0
 }
 
 // shellQuote returns path as one word of a POSIX shell command, so that

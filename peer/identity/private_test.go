@@ -112,3 +112,23 @@ func TestLoadOrCreateFileSeparate(t *testing.T) {
 		t.Fatal("node.key changed")
 	}
 }
+
+// The modes Go reports on Windows (0666, or 0444 read-only) refuse no key
+// there, since they say nothing about who may read it; elsewhere they are
+// exposed.
+func TestModeExposes(t *testing.T) {
+	for _, c := range []struct {
+		goos string
+		mode os.FileMode
+		want bool
+	}{
+		{"windows", 0o666, false}, {"windows", 0o444, false},
+		{"linux", 0o666, true}, {"linux", 0o444, true}, {"linux", 0o640, true}, {"linux", 0o601, true},
+		{"linux", 0o600, false}, {"linux", 0o400, false},
+		{"darwin", 0o644, true}, {"darwin", 0o600, false},
+	} {
+		if got := ModeExposes(c.goos, c.mode); got != c.want {
+			t.Errorf("ModeExposes(%q, %04o) = %v, want %v", c.goos, c.mode, got, c.want)
+		}
+	}
+}

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 // Idle devices in this process: N nodes, each with its own key, UDP socket

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command bench measures tunnel against `ssh -D` and raw TCP, side by side
 // in one run, all on 127.0.0.1, and prints one markdown table:
 //

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 // The measurements. Each takes the setup of main.go and returns raw

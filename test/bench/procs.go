@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 // Child processes (tunnel daemons, sshd, ssh -D, nc) and what /proc says

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 // Statistics and the one table the bench prints.

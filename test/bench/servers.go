@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 // The services every path ends at, all in this process on 127.0.0.1:

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 // The baseline: a throwaway OpenSSH sshd on a free loopback port, a user to

@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // Access modes end to end. One device publishes, through the rendezvous

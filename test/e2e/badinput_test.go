@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // Bad input never crashes anything: garbage datagrams to rendezvous nodes,

@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // Local forwards: `tunnel bind SPEC` and `tunnel socksd --bind SPEC`. Plain

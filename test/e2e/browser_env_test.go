@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // The Chromium harness: a loopback-only network namespace to run a browser

@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // A device's web page in a real browser: headless Chromium loads

@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // SOCKS5 reply codes, and how fast the failures come back.

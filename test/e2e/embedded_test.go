@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // socksd's embedded rendezvous node serving other machines (the README's

@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // The shared fixture most scenarios use, set up on first use and torn down by

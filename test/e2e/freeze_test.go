@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // A client frozen the way a laptop lid freezes it (SIGSTOP for longer than

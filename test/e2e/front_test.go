@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // Every client's dialect at socksd's front door: plain forward-proxy

@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // A short, bounded load test of the public gateway, on loopback only:

@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // The public gateway (`tunnel gateway`) end to end, with real processes on

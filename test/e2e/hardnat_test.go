@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // Hard NATs (transport/hardnat.go, transport/portmap): a direct path when

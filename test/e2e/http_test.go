@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // curl through socksd to an HTTP server the test runs, published as

@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // IPv6 on a Topology: AddIPv6 gives the internet of netns_test.go an IPv6

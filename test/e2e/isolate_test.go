@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // Keeping name resolution on loopback. A few checks involve a client or

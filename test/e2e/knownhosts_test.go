@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // `tunnel known-hosts` and `tunnel ping` against a device of the test's

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package e2e runs the real tunnel binary with real clients (OpenSSH, OpenBSD
 // nc, curl) against a throwaway sshd and servers of its own, all on loopback.
 //

@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // `make run` prints next steps; a user pastes them. This runs `make run`

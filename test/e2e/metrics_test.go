@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // --metrics end to end: a rendezvous node, a device with a real sshd and a

@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // Two rendezvous nodes sharing presence in a real redis-server: a client

@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // Names you choose, end to end, on the shared fixture: the running socksd's

@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // Tests of the NAT harness itself (netns_test.go): the topology routes and

@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // A client that changes networks mid-session: socksd runs behind nat2 with

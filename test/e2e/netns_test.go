@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // NAT on one machine: network namespaces wired into a small "internet" with

@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // Direct paths through real NATs: a relay on the "internet", a device with

@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // A home router that grants port mappings (transport/portmap,

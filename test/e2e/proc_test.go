@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // Long-running processes (tunnel daemons, sshd) and one-shot commands, with

@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // A separate rendezvous node (`tunnel relay`): surviving its death, and

@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // Config files and SIGHUP end to end: a device publishing from a --config

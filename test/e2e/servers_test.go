@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // Small loopback servers the tests publish through the tunnel: an HTTP server

@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // SIGTERM and SIGINT end every long-running command cleanly: exit status 0

@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // TestSoak: faults at length (`make soak`, root, not in CI). It runs only

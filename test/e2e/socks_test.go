@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // A tiny raw SOCKS5 client (RFC 1928, no authentication) so that the tests can

@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // ssh to <id>.tunnel the ways a user would: through OpenBSD nc as a SOCKS5

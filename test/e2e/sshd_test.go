@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // A throwaway OpenSSH server on a free loopback port, a test user to log in

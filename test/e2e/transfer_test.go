@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // Bulk data through the tunnel, checked by SHA-256, and half-close: a sender

@@ -1,3 +1,5 @@
+//go:build linux
+
 package e2e
 
 // A build from a checkout says what it is: `make build` stamps the version

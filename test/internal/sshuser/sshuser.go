@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package sshuser prepares a local account for key logins to a throwaway
 // sshd, for the end-to-end suite and the benchmark. It creates the account
 // if needed, unlocks it (with UsePAM no, sshd refuses even key logins to a
