@@ -16,7 +16,14 @@
 #                direct, relayed and redirected paths while relays die, NATs forget, 1 %
 #                loss comes and goes and Redis restarts; prints failures and their faults,
 #                bytes verified, and each process's RSS and fds (test/e2e/soak_test.go)
-#   make clean   remove build and test outputs
+#   make release dist/: tar.gz archives for linux amd64/arm64/armv7/armv6 and darwin
+#                amd64/arm64, a zip for windows amd64, .debs for linux amd64/arm64/armhf
+#                (nfpm, installed into bin/tools/ on first use) and SHA256SUMS
+#                (.ci/release.sh)
+#   make release-check  (root; what CI runs after make test) make release, then check
+#                dist/, install the amd64 .deb, run it, verify its units, purge it
+#                (.ci/release-check.sh)
+#   make clean   remove build, test and release outputs
 
 SHELL       := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -43,7 +50,7 @@ LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 # All packages except the end-to-end suite (which has its own target).
 UNIT_PKGS = $(GO) list ./... | grep -v '/test/e2e'
 
-.PHONY: all build run test unit fuzz e2e lint bench soak deps clean
+.PHONY: all build run test unit fuzz e2e lint bench soak deps release release-check clean
 
 all: build
 
@@ -118,5 +125,11 @@ soak: deps
 deps:
 	@bash .ci/deps.sh
 
+release:
+	VERSION='$(VERSION)' COMMIT='$(COMMIT)' GO='$(GO)' bash .ci/release.sh
+
+release-check: release
+	VERSION='$(VERSION)' COMMIT='$(COMMIT)' bash .ci/release-check.sh
+
 clean:
-	rm -rf bin/ coverage.out coverage.html *.test *.prof
+	rm -rf bin/ dist/ coverage.out coverage.html *.test *.prof

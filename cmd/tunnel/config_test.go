@@ -228,37 +228,37 @@ ports:
 // examples never rot.
 func TestExampleConfigs(t *testing.T) {
 	for _, name := range []string{"publish", "socksd", "relay", "gateway"} {
-		path := filepath.Join("..", "..", "examples", name+".yaml")
+		path := filepath.Join("..", "..", "examples", "config", name+".yaml")
 		c, lc, err := loadWith(t, name, nil, "--config", path)
 		if err != nil {
-			t.Errorf("examples/%s.yaml: %v", name, err)
+			t.Errorf("examples/config/%s.yaml: %v", name, err)
 			continue
 		}
 		if len(lc.file.keys)+len(lc.file.nodes) < 3 {
-			t.Errorf("examples/%s.yaml: %d keys, want a real example", name, len(lc.file.keys))
+			t.Errorf("examples/config/%s.yaml: %d keys, want a real example", name, len(lc.file.keys))
 		}
 		switch name {
 		case "publish":
 			ports, _, err := parsePorts(c, lc, lc.file)
 			if err != nil || len(ports) != 2 {
-				t.Errorf("examples/publish.yaml: ports %+v, %v", ports, err)
+				t.Errorf("examples/config/publish.yaml: ports %+v, %v", ports, err)
 			}
 		case "socksd":
 			if _, err := bindSpecs(c.StringSlice("bind")); err != nil {
-				t.Errorf("examples/socksd.yaml: bind: %v", err)
+				t.Errorf("examples/config/socksd.yaml: bind: %v", err)
 			}
 		case "gateway":
 			// Everything but the certificate files, which name an
 			// operator's paths.
 			g, err := gatewayFlags(withoutTLS(c))
 			if err != nil {
-				t.Errorf("examples/gateway.yaml: %v", err)
+				t.Errorf("examples/config/gateway.yaml: %v", err)
 			} else if g.Domain != "tunnel.example.net" {
-				t.Errorf("examples/gateway.yaml: domain %q", g.Domain)
+				t.Errorf("examples/config/gateway.yaml: domain %q", g.Domain)
 			}
 		case "relay":
 			if _, err := limits(c, "max-conns", "max-conns-per-source"); err != nil {
-				t.Errorf("examples/relay.yaml: %v", err)
+				t.Errorf("examples/config/relay.yaml: %v", err)
 			}
 		}
 	}
