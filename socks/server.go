@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -134,10 +133,15 @@ func AcceptLoop(ctx context.Context, ln net.Listener, log zerolog.Logger, serve 
 
 // isAcceptResourceErr reports whether Accept failed for want of a resource
 // that may come back, as net/http also retries. Anything else means ln is
-// unusable.
+// unusable. The errors are the system's own (acceptres_*.go): on Windows,
+// Winsock's numbers, which syscall's EMFILE and friends never equal.
 func isAcceptResourceErr(err error) bool {
-	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
-		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
+	for _, e := range acceptResourceErrs {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // ServeConn handles one accepted client connection and returns when it is
