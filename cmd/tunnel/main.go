@@ -15,7 +15,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/tunnel-dev/tunnel/internal/cpuprofile"
+	"github.com/tunnel-dev/tunnel/cmd/roles/cpuprofile"
 )
 
 // usageError marks errors in what the user typed: exit status 2.

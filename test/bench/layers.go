@@ -2,7 +2,7 @@ package main
 
 // CPU per GB, layer by layer. After the measured rounds, one more upload
 // and download per path (quic-go pipe, tunnel direct, tunnel relayed) runs
-// with CPU profiles taken in the processes of that path (internal/cpuprofile:
+// with CPU profiles taken in the processes of that path (cmd/roles/cpuprofile:
 // SIGUSR1 before, SIGUSR2 after), and every profile sample is charged to
 // one layer by its stack (layerOf). Seconds sampled per layer / GB moved
 // in those two transfers is the table; the /proc CPU of the same processes
@@ -24,7 +24,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tunnel-dev/tunnel/internal/cpuprofile"
+	"github.com/tunnel-dev/tunnel/cmd/roles/cpuprofile"
 )
 
 // The layers, in the order of the table.
@@ -442,7 +442,7 @@ func (r *results) layerTable() string {
 		return s / (float64(c.lr.bytes) / 1e9)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nCPU s/GB by layer (profiled upload + download per path after the rounds, not counted above; %s):\n\n", "internal/cpuprofile, 100 Hz")
+	fmt.Fprintf(&b, "\nCPU s/GB by layer (profiled upload + download per path after the rounds, not counted above; %s):\n\n", "cmd/roles/cpuprofile, 100 Hz")
 	fmt.Fprintf(&b, "| layer |")
 	for _, c := range cols {
 		fmt.Fprintf(&b, " %s |", c.label)

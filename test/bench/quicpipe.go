@@ -40,7 +40,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
-	"github.com/tunnel-dev/tunnel/internal/cpuprofile"
+	"github.com/tunnel-dev/tunnel/cmd/roles/cpuprofile"
 	"github.com/tunnel-dev/tunnel/peer/identity"
 	"github.com/tunnel-dev/tunnel/transport"
 )

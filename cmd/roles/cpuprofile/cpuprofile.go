@@ -99,8 +99,12 @@ func (p *profiler) run() {
 	}
 }
 
-func (p *profiler) tmpName() string {
-	return filepath.Join(p.dir, fmt.Sprintf("cpu.%d.tmp", os.Getpid()))
+func (p *profiler) tmpName() string { return PartialPath(p.dir, os.Getpid()) }
+
+// PartialPath is where process pid writes the profile it is taking: its
+// existence says that a SIGUSR1 was acted on.
+func PartialPath(dir string, pid int) string {
+	return filepath.Join(dir, fmt.Sprintf("cpu.%d.tmp", pid))
 }
 
 func (p *profiler) begin() error {
