@@ -7,10 +7,14 @@
 // this process); a throwaway sshd with a user and key of its own, and
 // `ssh -D` to it (default cipher); a `tunnel relay`; a device (`tunnel
 // publish`) publishing the three servers; a socksd with --path auto (direct
-// once punched) and one with --path relay, both using that relay. Then:
+// once punched) and one with --path relay, both using that relay; the
+// quic-go pipe, the library's ceiling with the same TCP legs (quicpipe.go);
+// and, for small boards, a second device and pipe with GOMAXPROCS=1
+// (smallboard.go). Then:
 //
 //  1. bulk throughput up and down, nc through each SOCKS proxy (plain nc for
-//     raw TCP), rounds alternating between the paths;
+//     raw TCP and the pipe), rounds alternating between the paths; then one
+//     profiled upload and download per path for the CPU by layer (layers.go);
 //  2. connect latency: SOCKS CONNECT + 1-byte echo, samples interleaved;
 //  3. 1,000 concurrent 64 KiB echo streams through one socksd;
 //  4. relay memory per idle device (devices run in this process) and per
@@ -69,7 +73,7 @@ func main() {
 	streamKiB := flag.Int("stream-kib", 64, "bytes echoed per concurrent stream, in KiB")
 	flag.IntVar(&cfg.devices, "devices", 300, "idle devices registered at the relay")
 	flag.IntVar(&cfg.idleStreams, "idle-streams", 200, "idle relayed streams held open")
-	flag.DurationVar(&cfg.timeout, "timeout", 9*time.Minute, "give up (and clean up) after this long")
+	flag.DurationVar(&cfg.timeout, "timeout", 15*time.Minute, "give up (and clean up) after this long")
 	flag.StringVar(&cfg.bin, "bin", "", "tunnel binary to use instead of building bin/tunnel")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the work directory (logs, homes) at the end")
 	flag.Parse()
@@ -269,7 +273,7 @@ func run() error {
 	res.host.other = res.host.otherCPU()
 	progress("done in %s", res.elapsed.Round(time.Second))
 	fmt.Print(res.table())
-	fmt.Print(res.smallBoardTable())
+	fmt.Print(res.smallBoardTable(b.board.ciphers))
 	fmt.Print(res.layerTable())
 	return nil
 }

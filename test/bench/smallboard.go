@@ -17,55 +17,79 @@ import (
 
 const oneCore = "GOMAXPROCS=1"
 
-// Column names of the one-core targets, and the default column each is
-// compared with.
-var boardColumns = []struct{ name, base string }{
-	{"quic-go pipe, B 1 core", "quic-go pipe"},
-	{"tunnel direct, agent 1 core", "tunnel direct"},
-	{"tunnel relayed, agent 1 core", "tunnel relayed"},
+// noAES makes Go's crypto believe the CPU has no AES instructions, as on
+// the SoCs of most Raspberry Pis: crypto/tls then prefers
+// TLS_CHACHA20_POLY1305_SHA256 (the pipe's header line shows the suite).
+const noAES = "GODEBUG=cpu.aes=off"
+
+// Columns of the one-core targets: what they run (the pipe, or a device
+// reached through the direct or relayed socksd), the environment of the
+// pipe's B or of the device, and the default column each is compared with.
+var boardColumns = []struct {
+	name, kind, base string
+	env              []string
+}{
+	{"quic-go pipe, B 1 core", "pipe", "quic-go pipe", []string{oneCore}},
+	{"tunnel direct, agent 1 core", "direct", "tunnel direct", []string{oneCore}},
+	{"tunnel relayed, agent 1 core", "relayed", "tunnel relayed", []string{oneCore}},
+	{"quic-go pipe, B 1 core, no AES", "pipe", "quic-go pipe", []string{oneCore, noAES}},
+	{"tunnel direct, agent 1 core, no AES", "direct", "tunnel direct", []string{oneCore, noAES}},
 }
 
 type smallBoard struct {
-	device   *proc
-	deviceID string
+	ciphers []string // of the pipes, "name: suite"
 }
 
 func (b *bench) startSmallBoard() error {
-	t, _, err := b.pipeColumn(boardColumns[0].name, "pipe-1core", []string{oneCore})
-	if err != nil {
-		return err
-	}
-	b.targets = append(b.targets, t)
-
-	devHome := filepath.Join(b.work, "device-1core")
-	if b.board.deviceID, err = b.tunnelID(devHome); err != nil {
-		return err
-	}
-	if b.board.device, err = daemonEnv("publish-1core", b.work, append(b.profileEnv(), oneCore), b.bin, "--home", devHome, "publish", "--relay", b.relayAddr,
-		"-public", fmt.Sprintf("127.0.0.1:%d:%d", port(b.srv.sink), sinkRemote),
-		"-public", fmt.Sprintf("127.0.0.1:%d:%d", port(b.srv.source), sourceRemote),
-		"-public", fmt.Sprintf("127.0.0.1:%d:%d", port(b.srv.echo), echoRemote)); err != nil {
-		return err
-	}
-	b.extra = append(b.extra, b.board.device)
-	devPID, relayPID := b.board.device.pid(), b.relay.pid()
+	devices := map[string]*proc{} // env → device
+	devIDs, devHomes := map[string]string{}, map[string]string{}
 	var ts []*target
-	for i, base := range []*target{b.targets[2], b.targets[3]} {
-		socksPID := base.socksd.pid()
-		t := &target{name: boardColumns[1+i].name, proxy: base.proxy, host: b.board.deviceID + ".tunnel",
+	for i, c := range boardColumns {
+		key := strings.Join(c.env, " ")
+		if c.kind == "pipe" {
+			t, qp, err := b.pipeColumn(c.name, fmt.Sprintf("pipe-board%d", i), c.env)
+			if err != nil {
+				return err
+			}
+			b.targets = append(b.targets, t)
+			b.board.ciphers = append(b.board.ciphers, c.name+": "+qp.cipher)
+			continue
+		}
+		dev, ok := devices[key]
+		if !ok {
+			devHome := filepath.Join(b.work, fmt.Sprintf("device-board%d", len(devices)+1))
+			id, err := b.tunnelID(devHome)
+			if err != nil {
+				return err
+			}
+			if dev, err = daemonEnv(fmt.Sprintf("publish-board%d", len(devices)+1), b.work, append(b.profileEnv(), c.env...), b.bin, "--home", devHome, "publish", "--relay", b.relayAddr,
+				"-public", fmt.Sprintf("127.0.0.1:%d:%d", port(b.srv.sink), sinkRemote),
+				"-public", fmt.Sprintf("127.0.0.1:%d:%d", port(b.srv.source), sourceRemote),
+				"-public", fmt.Sprintf("127.0.0.1:%d:%d", port(b.srv.echo), echoRemote)); err != nil {
+				return err
+			}
+			devices[key], devIDs[key], devHomes[key] = dev, id, devHome
+			b.extra = append(b.extra, dev)
+		}
+		base := b.targets[2]
+		if c.kind == "relayed" {
+			base = b.targets[3]
+		}
+		socksPID, devPID, relayPID := base.socksd.pid(), dev.pid(), b.relay.pid()
+		t := &target{name: c.name, proxy: base.proxy, host: devIDs[key] + ".tunnel",
 			sink: sinkRemote, source: sourceRemote, echo: echoRemote,
-			home: base.home, devHome: devHome, deviceID: b.board.deviceID, wantPath: base.wantPath, socksd: base.socksd,
+			home: base.home, devHome: devHomes[key], deviceID: devIDs[key], wantPath: base.wantPath, socksd: base.socksd,
 			cpu: []cpuProbe{
 				{"client", func() float64 { return cpuSeconds(socksPID) }},
 				{"server", func() float64 { return cpuSeconds(devPID) }},
 			}}
-		if base.wantPath == "relayed" {
+		if c.kind == "relayed" {
 			t.cpu = append(t.cpu, cpuProbe{"relay", func() float64 { return cpuSeconds(relayPID) }})
 		}
+		if err := b.waitPaths([]*target{t}, dev); err != nil {
+			return err
+		}
 		ts = append(ts, t)
-	}
-	if err := b.waitPaths(ts, b.board.device); err != nil {
-		return err
 	}
 	b.targets = append(b.targets, ts...)
 	return nil
@@ -84,9 +108,10 @@ func (r *results) ratioTo(name, base, dir string) float64 {
 	return quantile(v, 0.5)
 }
 
-func (r *results) smallBoardTable() string {
+func (r *results) smallBoardTable(ciphers []string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nSmall boards: the agent (and the pipe's B) with %s, in the same rounds; the socksd keeps the default:\n\n", oneCore)
+	fmt.Fprintf(&b, "\nSmall boards: the agent (and the pipe's B) with %s, and with %s too (no AES), in the same rounds; the socksd keeps the default. Pipe ciphers: %s.\n\n",
+		oneCore, noAES, strings.Join(ciphers, "; "))
 	fmt.Fprintf(&b, "| measure |")
 	for _, c := range boardColumns {
 		fmt.Fprintf(&b, " %s |", c.name)
