@@ -14,6 +14,8 @@ import (
 	"syscall"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/tunnel-dev/tunnel/cmd/roles/cpuprofile"
 )
 
 // usageError marks errors in what the user typed: exit status 2.
@@ -28,7 +30,9 @@ func usagef(format string, args ...any) error {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	stopProfiling := cpuprofile.FromEnv() // off unless TUNNEL_CPU_PROFILE_DIR is set (test/bench)
 	err := newApp().RunContext(ctx, os.Args)
+	stopProfiling()
 	stop()
 	os.Exit(exitCode(err))
 }

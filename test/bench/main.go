@@ -9,10 +9,14 @@
 // this process); a throwaway sshd with a user and key of its own, and
 // `ssh -D` to it (default cipher); a `tunnel relay`; a device (`tunnel
 // publish`) publishing the three servers; a socksd with --path auto (direct
-// once punched) and one with --path relay, both using that relay. Then:
+// once punched) and one with --path relay, both using that relay; the
+// quic-go pipe, the library's ceiling with the same TCP legs (quicpipe.go);
+// and, for small boards, a second device and pipe with GOMAXPROCS=1
+// (smallboard.go). Then:
 //
 //  1. bulk throughput up and down, nc through each SOCKS proxy (plain nc for
-//     raw TCP), rounds alternating between the paths;
+//     raw TCP and the pipe), rounds alternating between the paths; then one
+//     profiled upload and download per path for the CPU by layer (layers.go);
 //  2. connect latency: SOCKS CONNECT + 1-byte echo, samples interleaved;
 //  3. 1,000 concurrent 64 KiB echo streams through one socksd;
 //  4. relay memory per idle device (devices run in this process) and per
@@ -59,6 +63,9 @@ type config struct {
 var cfg config
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "quicpipe" {
+		os.Exit(quicPipeMain(os.Args[2:])) // the ceiling's processes (quicpipe.go)
+	}
 	flag.IntVar(&cfg.rounds, "rounds", 3, "bulk rounds (each runs every path up and down, alternating)")
 	bulkMiB := flag.Int64("bulk-mib", 1024, "bytes per bulk transfer, in MiB")
 	flag.DurationVar(&cfg.bulkCap, "bulk-max", 5*time.Second, "time cap of one bulk transfer")
@@ -68,7 +75,7 @@ func main() {
 	streamKiB := flag.Int("stream-kib", 64, "bytes echoed per concurrent stream, in KiB")
 	flag.IntVar(&cfg.devices, "devices", 300, "idle devices registered at the relay")
 	flag.IntVar(&cfg.idleStreams, "idle-streams", 200, "idle relayed streams held open")
-	flag.DurationVar(&cfg.timeout, "timeout", 9*time.Minute, "give up (and clean up) after this long")
+	flag.DurationVar(&cfg.timeout, "timeout", 15*time.Minute, "give up (and clean up) after this long")
 	flag.StringVar(&cfg.bin, "bin", "", "tunnel binary to use instead of building bin/tunnel")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the work directory (logs, homes) at the end")
 	flag.Parse()
@@ -156,18 +163,24 @@ func progress(format string, args ...any) {
 
 // bench is the running setup.
 type bench struct {
-	bin      string
-	work     string
-	srv      *servers
-	ssh      *sshFixture
-	sshD     *proc
-	relay    *proc
-	relayID  string
-	device   *proc
-	deviceID string
-	sDirect  *proc
-	sRelayed *proc
-	targets  []*target // raw, ssh -D, direct, relayed
+	bin       string
+	work      string
+	srv       *servers
+	ssh       *sshFixture
+	sshD      *proc
+	relay     *proc
+	relayID   string
+	relayAddr string
+	device    *proc
+	deviceID  string
+	sDirect   *proc
+	sRelayed  *proc
+	targets   []*target // raw, ssh -D, direct, relayed, then quic-go pipe and smallboard.go's
+
+	pipe       *quicPipe // the ceiling (quicpipe.go)
+	pipeTarget *target
+	board      smallBoard // GOMAXPROCS=1 (smallboard.go)
+	extra      []*proc    // further daemons that must stay up
 }
 
 func run() error {
@@ -210,7 +223,17 @@ func run() error {
 		return err
 	}
 	info.cipher = b.ssh.cipher
+	if err := os.Mkdir(b.profileDir(), 0o755); err != nil {
+		return err
+	}
 	if err := b.startTunnel(); err != nil {
+		return err
+	}
+	if err := b.startCeiling(); err != nil {
+		return err
+	}
+	info.pipeCipher = b.pipe.cipher
+	if err := b.startSmallBoard(); err != nil {
 		return err
 	}
 
@@ -220,12 +243,16 @@ func run() error {
 	if err := b.bulk(&res); err != nil {
 		return err
 	}
+	progress("== 1b. CPU by layer: one profiled upload and download through the pipe, direct and relayed")
+	if err := b.profileLayers(&res); err != nil {
+		return err
+	}
 	progress("== 2. connect + 1-byte echo: %d warm-up + %d samples per path, interleaved", cfg.warmup, cfg.samples)
 	if err := b.latency(&res); err != nil {
 		return err
 	}
 	progress("== 3. %d concurrent streams × %d KiB echo through one socksd", cfg.streams, cfg.streamBytes>>10)
-	for _, t := range b.targets[2:] {
+	for _, t := range b.targets[2:4] {
 		r, err := b.concurrent(t)
 		if err != nil {
 			return err
@@ -239,7 +266,7 @@ func run() error {
 	if res.dev, err = b.idleDevices(); err != nil {
 		return err
 	}
-	for _, p := range []*proc{b.relay, b.device, b.sDirect, b.sRelayed, b.sshD, b.ssh.sshd} {
+	for _, p := range append([]*proc{b.relay, b.device, b.sDirect, b.sRelayed, b.sshD, b.ssh.sshd}, b.extra...) {
 		if err := p.alive(); err != nil {
 			return fmt.Errorf("after the measurements: %w", err)
 		}
@@ -248,6 +275,8 @@ func run() error {
 	res.host.other = res.host.otherCPU()
 	progress("done in %s", res.elapsed.Round(time.Second))
 	fmt.Print(res.table())
+	fmt.Print(res.smallBoardTable(b.board.ciphers))
+	fmt.Print(res.layerTable())
 	return nil
 }
 
@@ -340,7 +369,8 @@ func (b *bench) startTunnel() error {
 		return err
 	}
 	relayAddr := b.relayID + "@" + addr(rport)
-	if b.relay, err = daemon("relay", b.work, b.bin, "--home", relayHome, "relay", "--listen", addr(rport)); err != nil {
+	b.relayAddr = relayAddr
+	if b.relay, err = daemonEnv("relay", b.work, b.profileEnv(), b.bin, "--home", relayHome, "relay", "--listen", addr(rport)); err != nil {
 		return err
 	}
 
@@ -348,7 +378,7 @@ func (b *bench) startTunnel() error {
 	if b.deviceID, err = b.tunnelID(devHome); err != nil {
 		return err
 	}
-	if b.device, err = daemon("publish", b.work, b.bin, "--home", devHome, "publish", "--relay", relayAddr,
+	if b.device, err = daemonEnv("publish", b.work, b.profileEnv(), b.bin, "--home", devHome, "publish", "--relay", relayAddr,
 		"-public", fmt.Sprintf("127.0.0.1:%d:%d", port(b.srv.sink), sinkRemote),
 		"-public", fmt.Sprintf("127.0.0.1:%d:%d", port(b.srv.source), sourceRemote),
 		"-public", fmt.Sprintf("127.0.0.1:%d:%d", port(b.srv.echo), echoRemote)); err != nil {
@@ -368,7 +398,7 @@ func (b *bench) startTunnel() error {
 		if err != nil {
 			return err
 		}
-		p, err := daemon(s.name, b.work, b.bin, "--home", home, "socksd", "--relay", relayAddr, "--path", s.path, "--listen", addr(sp))
+		p, err := daemonEnv(s.name, b.work, b.profileEnv(), b.bin, "--home", home, "socksd", "--relay", relayAddr, "--path", s.path, "--listen", addr(sp))
 		if err != nil {
 			return err
 		}
@@ -382,34 +412,41 @@ func (b *bench) startTunnel() error {
 			cpu: []cpuProbe{
 				{"client", func() float64 { return cpuSeconds(socksPID) }},
 				{"server", func() float64 { return cpuSeconds(devPID) }},
-			}}
+			},
+			procs: []roleProc{{"client", p}, {"server", b.device}}}
 		if s.want == "relayed" {
 			t.cpu = append(t.cpu, cpuProbe{"relay", func() float64 { return cpuSeconds(relayPID) }})
+			t.procs = append(t.procs, roleProc{"relay", b.relay})
 		}
 		b.targets = append(b.targets, t)
 	}
 
-	// First contact: the device may still be registering, so retry for a
-	// while; then wait for the direct path to be punched.
-	for _, t := range b.targets[2:] {
+	return b.waitPaths(b.targets[2:], b.device)
+}
+
+// waitPaths waits for first contact through each of ts (the device may
+// still be registering, so it retries for a while), then for each path to
+// be the one wanted (direct: punched).
+func (b *bench) waitPaths(ts []*target, device *proc) error {
+	for _, t := range ts {
 		deadline := time.Now().Add(20 * time.Second)
 		for {
 			_, err := echoOnce(t)
 			if err == nil {
 				break
 			}
-			for _, p := range []*proc{b.relay, b.device, t.socksd} {
+			for _, p := range []*proc{b.relay, device, t.socksd} {
 				if e := p.alive(); e != nil {
 					return e
 				}
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("%s: no echo through %s after 20 s: %v\nsocksd log:\n%s\ndevice log:\n%s", t.name, t.proxy, err, t.socksd.logTail(20), b.device.logTail(20))
+				return fmt.Errorf("%s: no echo through %s after 20 s: %v\nsocksd log:\n%s\ndevice log:\n%s", t.name, t.proxy, err, t.socksd.logTail(20), device.logTail(20))
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
-	for _, t := range b.targets[2:] {
+	for _, t := range ts {
 		deadline := time.Now().Add(15 * time.Second)
 		for {
 			path, err := b.pathOf(t)
@@ -457,7 +494,11 @@ func (b *bench) pathOf(t *target) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	clientPath, clientID := find(cd, "socksd", b.deviceID)
+	devID := b.deviceID
+	if t.deviceID != "" {
+		devID = t.deviceID
+	}
+	clientPath, clientID := find(cd, "socksd", devID)
 	dd, err := roles.ReadStatus(t.devHome)
 	if err != nil {
 		return "", err

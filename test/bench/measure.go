@@ -36,7 +36,15 @@ type target struct {
 	wantPath      string
 	socksd        *proc
 
-	cpu []cpuProbe // whose CPU the bulk runs charge to this path
+	cpu   []cpuProbe // whose CPU the bulk runs charge to this path
+	procs []roleProc // the processes of the path, by the roles of cpu (layers.go profiles them)
+
+	deviceID string // the device it reaches, when not the bench's main one (smallboard.go)
+}
+
+type roleProc struct {
+	role string
+	p    *proc
 }
 
 // cpuProbe reads the CPU seconds of one role: "client" (ssh, socksd),
@@ -125,7 +133,7 @@ func cpuText(m map[string]float64) string {
 }
 
 func (b *bench) daemonsAlive() error {
-	for _, p := range []*proc{b.relay, b.device, b.sDirect, b.sRelayed, b.sshD, b.ssh.sshd} {
+	for _, p := range append([]*proc{b.relay, b.device, b.sDirect, b.sRelayed, b.sshD, b.ssh.sshd}, b.extra...) {
 		if err := p.alive(); err != nil {
 			return err
 		}

@@ -73,6 +73,11 @@ func start(name string, cmd *exec.Cmd) (*proc, error) {
 
 // daemon starts a long-running process whose output goes to logDir/name.log.
 func daemon(name, logDir, bin string, args ...string) (*proc, error) {
+	return daemonEnv(name, logDir, nil, bin, args...)
+}
+
+// daemonEnv is daemon with env added to the clean environment.
+func daemonEnv(name, logDir string, env []string, bin string, args ...string) (*proc, error) {
 	logPath := filepath.Join(logDir, name+".log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
@@ -81,12 +86,13 @@ func daemon(name, logDir, bin string, args ...string) (*proc, error) {
 	defer f.Close() // the child has its own descriptor
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Env = append(cleanEnv(), env...)
 	p, err := start(name, cmd)
 	if err != nil {
 		return nil, err
 	}
 	p.logPath = logPath
-	progress("started %s (pid %d): %s %s", name, p.pid(), bin, strings.Join(args, " "))
+	progress("started %s (pid %d): %s%s %s", name, p.pid(), strings.Join(append(env, ""), " "), bin, strings.Join(args, " "))
 	return p, nil
 }
 
