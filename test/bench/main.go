@@ -15,7 +15,9 @@
 //  3. 1,000 concurrent 64 KiB echo streams through one socksd;
 //  4. relay memory per idle device (devices run in this process) and per
 //     idle relayed stream;
-//  5. CPU seconds per GB moved, from /proc, in the bulk runs.
+//  5. CPU seconds per GB moved, from /proc, in the bulk runs;
+//  6. footprint: RSS of a fresh idle agent (two ports, one idle client
+//     connection) and of a fresh idle socksd.
 //
 // Figures are only reported, never asserted: the targets are printed next
 // to them with ✓ or ✗. Needs root (useradd, sshd), OpenSSH and OpenBSD nc
@@ -235,6 +237,10 @@ func run() error {
 		return err
 	}
 	if res.dev, err = b.idleDevices(); err != nil {
+		return err
+	}
+	progress("== 6. footprint: a fresh agent with 2 ports and a fresh socksd, one idle connection, %s idle", *footprintSettle)
+	if res.foot, err = b.footprint(); err != nil {
 		return err
 	}
 	for _, p := range []*proc{b.relay, b.device, b.sDirect, b.sRelayed, b.sshD, b.ssh.sshd} {
