@@ -192,6 +192,7 @@ func run() error {
 		progress("building %s", b.bin)
 		cmd := exec.Command("go", "build", "-o", b.bin, "./cmd/tunnel")
 		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as `make build`
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("go build ./cmd/tunnel: %v\n%s", err, out)
 		}
