@@ -58,7 +58,7 @@ refusals are logged at most 10 times per key per 10 s.`,
 			limitFlag("max-unauthorized", def.MaxUnauthorized, "connections of keys no port allowed yet, in all"),
 			limitFlag("max-unauthorized-per-key", def.UnauthorizedPerKey, "connections of one key no port allowed yet"),
 			limitFlag("max-unauthorized-streams", def.UnauthorizedStreams, "streams open at a time on such a connection"),
-		}, metricsFlags()...),
+		}, append(metricsFlags(), memoryLimitFlag())...),
 		Action: runPublish,
 	}, "public", "private", "protected", "proxy-protocol", "fleet")
 }
@@ -82,6 +82,9 @@ func runPublish(c *cli.Context) error {
 	}
 	cfg.Limits = peer.Limits{MaxConns: caps[0], MaxUnauthorized: caps[1], UnauthorizedPerKey: caps[2], UnauthorizedStreams: caps[3]}
 	if err := checkMetrics(c); err != nil {
+		return err
+	}
+	if err := applyMemoryLimit(c); err != nil {
 		return err
 	}
 	if cfg.Log, cfg.Key, err = loggerAndKey(c); err != nil {

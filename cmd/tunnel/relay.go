@@ -37,7 +37,7 @@ logged at most once per source or key per 10 s.`,
 			rateFlag("handshake-rate", def.HandshakeRate, "new connections per second before sources must prove their address (a QUIC Retry)"),
 			rateFlag("lookup-rate", def.LookupRate, "lookups per second one key may make (bursts of twice that)"),
 			limitFlag("max-registrations", def.MaxRegistrations, "nodes registered here, in all"),
-		}, metricsFlags()...),
+		}, append(metricsFlags(), memoryLimitFlag())...),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
 				return err
@@ -62,6 +62,9 @@ logged at most once per source or key per 10 s.`,
 				return err
 			}
 			if err := checkMetrics(c); err != nil {
+				return err
+			}
+			if err := applyMemoryLimit(c); err != nil {
 				return err
 			}
 			if cfg.Log, cfg.Key, err = loggerAndKey(c); err != nil {

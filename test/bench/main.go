@@ -21,7 +21,9 @@
 //  3. 1,000 concurrent 64 KiB echo streams through one socksd;
 //  4. relay memory per idle device (devices run in this process) and per
 //     idle relayed stream;
-//  5. CPU seconds per GB moved, from /proc, in the bulk runs.
+//  5. CPU seconds per GB moved, from /proc, in the bulk runs;
+//  6. footprint: RSS of a fresh idle agent (two ports, one idle client
+//     connection) and of a fresh idle socksd.
 //
 // Figures are only reported, never asserted: the targets are printed next
 // to them with ✓ or ✗. Needs root (useradd, sshd), OpenSSH and OpenBSD nc
@@ -205,6 +207,7 @@ func run() error {
 		progress("building %s", b.bin)
 		cmd := exec.Command("go", "build", "-o", b.bin, "./cmd/tunnel")
 		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as `make build`
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("go build ./cmd/tunnel: %v\n%s", err, out)
 		}
@@ -264,6 +267,10 @@ func run() error {
 		return err
 	}
 	if res.dev, err = b.idleDevices(); err != nil {
+		return err
+	}
+	progress("== 6. footprint: a fresh agent with 2 ports and a fresh socksd, one idle connection, %s idle", *footprintSettle)
+	if res.foot, err = b.footprint(); err != nil {
 		return err
 	}
 	for _, p := range append([]*proc{b.relay, b.device, b.sDirect, b.sRelayed, b.sshD, b.ssh.sshd}, b.extra...) {

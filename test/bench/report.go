@@ -25,6 +25,7 @@ type results struct {
 	conc    []concResult // direct, relayed
 	idle    idleStreamResult
 	dev     devResult
+	foot    footprintResult
 	elapsed time.Duration
 }
 
@@ -348,11 +349,12 @@ func (r *results) table() string {
 		return cells
 	}
 	row(fmt.Sprintf("relay RSS per idle device (%d devices, registered in %.1f s)", d.n, d.register.Seconds()),
-		relayedOnly(fmt.Sprintf("%.1f KiB %s (%.1f → %.1f MiB)", per, check(per <= 64), float64(d.before)/1024, float64(d.after)/1024)), "≤ 64 KiB")
+		relayedOnly(fmt.Sprintf("%.1f KiB %s (%.1f → %.1f MiB)", per, check(per <= 48), float64(d.before)/1024, float64(d.after)/1024)), "≤ 48 KiB")
 	var parts []string
 	for _, f := range r.idle.rss {
 		parts = append(parts, fmt.Sprintf("%s %.1f", f.role, float64(f.after-f.before)/float64(r.idle.n)))
 	}
+	r.foot.rows(row)
 	row(fmt.Sprintf("RSS per idle relayed stream (%d streams), KiB", r.idle.n), relayedOnly(strings.Join(parts, " · ")), "")
 
 	// path checks

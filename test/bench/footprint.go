@@ -1,0 +1,190 @@
+//go:build linux
+
+package main
+
+// 6. Footprint: what an idle agent and an idle socksd cost, as a user of a
+// small board sees it in `top`. A fresh `tunnel publish` with two ports and
+// a fresh `tunnel socksd` (both on the bench's relay), one client
+// connection through them to the echo port, one byte echoed, then held
+// idle; after -footprint-settle, VmRSS of each from /proc/PID/status, with
+// its two parts: RssAnon (the Go heap, stacks and runtime) and RssFile
+// (the pages of the binary and of the C library that are mapped in:
+// clean, shared between processes of the same binary, and the first pages
+// the kernel reclaims under pressure).
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+var footprintSettle = flag.Duration("footprint-settle", 10*time.Second, "idle time before the footprint rows are read")
+
+// Targets of issue 16, KiB.
+const (
+	agentRSSTarget  = 12 << 10
+	socksdRSSTarget = 16 << 10
+)
+
+// memFigure is one process's memory, KiB, from /proc/PID/status.
+type memFigure struct {
+	rss, anon, file int64
+}
+
+type footprintResult struct {
+	agent, socksd memFigure
+	path          string // the idle connection's path, per `tunnel status`
+}
+
+func (b *bench) footprint() (footprintResult, error) {
+	var r footprintResult
+	listen := ""
+	for i, a := range b.relay.cmd.Args {
+		if a == "--listen" && i+1 < len(b.relay.cmd.Args) {
+			listen = b.relay.cmd.Args[i+1]
+		}
+	}
+	relayAddr := b.relayID + "@" + listen
+
+	devHome := filepath.Join(b.work, "device-idle")
+	devID, err := b.tunnelID(devHome)
+	if err != nil {
+		return r, err
+	}
+	dev, err := daemon("device-idle", b.work, b.bin, "--home", devHome, "publish", "--relay", relayAddr,
+		"-public", fmt.Sprintf("127.0.0.1:%d:%d", port(b.srv.sink), sinkRemote),
+		"-public", fmt.Sprintf("127.0.0.1:%d:%d", port(b.srv.echo), echoRemote))
+	if err != nil {
+		return r, err
+	}
+	defer dev.stop(5 * time.Second)
+	home := filepath.Join(b.work, "socksd-idle")
+	if _, err := b.tunnelID(home); err != nil {
+		return r, err
+	}
+	sp, err := freePort()
+	if err != nil {
+		return r, err
+	}
+	socksd, err := daemon("socksd-idle", b.work, b.bin, "--home", home, "socksd", "--relay", relayAddr, "--listen", addr(sp))
+	if err != nil {
+		return r, err
+	}
+	defer socksd.stop(5 * time.Second)
+	if err := waitTCP(addr(sp), 15*time.Second, socksd); err != nil {
+		return r, err
+	}
+
+	// The device may still be registering: retry the first connection.
+	t := &target{name: "idle", proxy: addr(sp), host: devID + ".tunnel", echo: echoRemote, home: home, devHome: devHome, socksd: socksd}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := socksDial(t.proxy, t.host, t.echo, 10*time.Second)
+		if err == nil {
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			var one [1]byte
+			if _, err := c.Write([]byte{'f'}); err != nil {
+				return r, fmt.Errorf("idle connection: %w", err)
+			}
+			if _, err := io.ReadFull(c, one[:]); err != nil {
+				return r, fmt.Errorf("idle connection: echo: %w", err)
+			}
+			_ = c.SetDeadline(time.Time{})
+			break
+		}
+		for _, p := range []*proc{dev, socksd} {
+			if e := p.alive(); e != nil {
+				return r, e
+			}
+		}
+		if time.Now().After(deadline) {
+			return r, fmt.Errorf("footprint: no connection through %s after 20 s: %v", t.proxy, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	progress("footprint: agent (2 ports) and socksd up, one idle connection; settling %s", *footprintSettle)
+	time.Sleep(*footprintSettle)
+	for _, p := range []*proc{dev, socksd} {
+		if err := p.alive(); err != nil {
+			return r, err
+		}
+	}
+	if r.agent, err = memOf(dev.pid()); err != nil {
+		return r, err
+	}
+	if r.socksd, err = memOf(socksd.pid()); err != nil {
+		return r, err
+	}
+	save := b.deviceID
+	b.deviceID = devID // pathOf looks for this device's peer
+	r.path, err = b.pathOf(t)
+	b.deviceID = save
+	if err != nil {
+		r.path = "? (" + err.Error() + ")"
+	}
+	for _, f := range []struct {
+		role string
+		m    memFigure
+	}{{"agent", r.agent}, {"socksd", r.socksd}} {
+		progress("footprint: idle %-6s RSS %s (anon %s, file %s), path %s", f.role, mib(f.m.rss), mib(f.m.anon), mib(f.m.file), r.path)
+	}
+	return r, nil
+}
+
+// memOf reads VmRSS, RssAnon and RssFile of pid, KiB.
+func memOf(pid int) (memFigure, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return memFigure{}, err
+	}
+	var m memFigure
+	found := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		var dst *int64
+		switch k {
+		case "VmRSS":
+			dst = &m.rss
+		case "RssAnon":
+			dst = &m.anon
+		case "RssFile":
+			dst = &m.file
+		default:
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) < 1 {
+			continue
+		}
+		if *dst, err = strconv.ParseInt(f[0], 10, 64); err != nil {
+			return m, fmt.Errorf("/proc/%d/status %s: %w", pid, k, err)
+		}
+		found++
+	}
+	if found != 3 {
+		return m, fmt.Errorf("/proc/%d/status: VmRSS, RssAnon or RssFile missing", pid)
+	}
+	return m, nil
+}
+
+// rows adds the footprint rows to the table, in the direct column (the
+// idle connection goes direct once punched; the path is in the label).
+func (f footprintResult) rows(row func(measure string, cells []string, target string)) {
+	cell := func(m memFigure, target int64) string {
+		return fmt.Sprintf("%.1f MiB %s (anon %.1f + file %.1f)", float64(m.rss)/1024, check(m.rss <= target), float64(m.anon)/1024, float64(m.file)/1024)
+	}
+	settle := footprintSettle.String()
+	row(fmt.Sprintf("idle agent RSS: 2 ports, 1 idle client connection (%s), after %s", f.path, settle),
+		[]string{dash, dash, dash, cell(f.agent, agentRSSTarget), dash}, "≤ 12 MiB")
+	row(fmt.Sprintf("idle socksd RSS: 1 idle client connection, after %s", settle),
+		[]string{dash, dash, dash, cell(f.socksd, socksdRSSTarget), dash}, "≤ 16 MiB")
+}
