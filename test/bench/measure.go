@@ -331,6 +331,10 @@ func (b *bench) latency(res *results) error {
 
 // ---- 3: concurrent streams ----
 
+// concHandshakes bounds the SOCKS handshakes in flight in the concurrent
+// streams test: under the per-user cap of socksd's pre-authorization.
+const concHandshakes = 32
+
 type concResult struct {
 	name    string
 	n, ok   int
@@ -394,11 +398,16 @@ func (b *bench) concurrent(t *target) (concResult, error) {
 	payload := make([]byte, cfg.streamBytes)
 	_, _ = rand.Read(payload)
 	gate := make(chan struct{})
+	// At most concHandshakes SOCKS handshakes in flight, as a real client
+	// paces them (Chrome: 32 sockets per proxy): socksd closes, unanswered,
+	// connections of one user beyond socks.DefaultPreAuthPerSource that
+	// are not yet admitted. The streams themselves all run at once.
+	handshakes := make(chan struct{}, concHandshakes)
 	var wg sync.WaitGroup
 	for range cfg.streams {
 		wg.Go(func() {
 			<-gate
-			err := streamOnce(t, payload)
+			err := streamOnce(t, payload, handshakes)
 			mu.Lock()
 			defer mu.Unlock()
 			if err == nil {
@@ -459,8 +468,10 @@ func errText(m map[string]int) string {
 
 // streamOnce: CONNECT to the echo service, send payload, half-close, read
 // it all back and compare.
-func streamOnce(t *target, payload []byte) error {
+func streamOnce(t *target, payload []byte, handshakes chan struct{}) error {
+	handshakes <- struct{}{}
 	c, err := socksDial(t.proxy, t.host, t.echo, 30*time.Second)
+	<-handshakes
 	if err != nil {
 		return err
 	}
