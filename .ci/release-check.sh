@@ -85,8 +85,10 @@ checkbin() {
 	fi
 	grep -qx $'\tbuild\tCGO_ENABLED=0' <<<"$info" || fail "$bin: not static (CGO_ENABLED=0)"
 	grep -qx $'\tbuild\t-trimpath=true' <<<"$info" || fail "$bin: not built with -trimpath"
-	grep -q "main.commit=$COMMIT" <<<"$info" || fail "$bin: not stamped with main.commit=$COMMIT"
-	grep -q "main.version=$VERSION" <<<"$info" || fail "$bin: not stamped with main.version=$VERSION"
+	# -trimpath keeps -ldflags out of the build info, so the stamps are
+	# looked for where -X put them: as strings in the binary's data.
+	grep -qaF "$COMMIT" "$bin" || fail "$bin: not stamped with main.commit=$COMMIT"
+	grep -qaF "$VERSION" "$bin" || fail "$bin: not stamped with main.version=$VERSION"
 }
 
 for a in "${archives[@]}"; do
