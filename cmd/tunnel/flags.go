@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/tunnel-dev/tunnel/cmd/roles"
+	"github.com/tunnel-dev/tunnel/cmd/roles/metrics"
 	"github.com/tunnel-dev/tunnel/peer/identity"
 	"github.com/tunnel-dev/tunnel/resolver"
 	"github.com/tunnel-dev/tunnel/transport"
@@ -48,17 +49,26 @@ func pathMode(c *cli.Context) (transport.PathMode, error) {
 	return m, nil
 }
 
-// loggerAndKey is what every long-running command does once its flags are
-// checked: build the logger the global flags ask for, then load (or
-// create) the node's key. Flags are checked first so that a usage error
-// creates no key.
-func loggerAndKey(c *cli.Context) (zerolog.Logger, *identity.Key, error) {
-	log, err := newLogger(c, false)
-	if err != nil {
-		return log, nil, err
+// startDaemon is what every long-running command but the gateway does once
+// its own flags are checked: check --metrics and apply --memory-limit (so
+// that a usage error creates no key), build the logger the global flags
+// ask for, load (or create) the node's key, and start the metrics
+// listener, which stop stops. On an error nothing is left running.
+func startDaemon(c *cli.Context) (log zerolog.Logger, key *identity.Key, col *metrics.Collector, stop func(), err error) {
+	if err = checkMetrics(c); err != nil {
+		return log, nil, nil, nil, err
 	}
-	key, err := identity.LoadOrCreate(c.String("home"))
-	return log, key, err
+	if err = applyMemoryLimit(c); err != nil {
+		return log, nil, nil, nil, err
+	}
+	if log, err = newLogger(c, false); err != nil {
+		return log, nil, nil, nil, err
+	}
+	if key, err = identity.LoadOrCreate(c.String("home")); err != nil {
+		return log, nil, nil, nil, err
+	}
+	col, stop, err = startMetrics(c, log)
+	return log, key, col, stop, err
 }
 
 // checkHostPort checks a HOST:PORT flag.

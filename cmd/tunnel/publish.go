@@ -81,17 +81,8 @@ func runPublish(c *cli.Context) error {
 		return err
 	}
 	cfg.Limits = peer.Limits{MaxConns: caps[0], MaxUnauthorized: caps[1], UnauthorizedPerKey: caps[2], UnauthorizedStreams: caps[3]}
-	if err := checkMetrics(c); err != nil {
-		return err
-	}
-	if err := applyMemoryLimit(c); err != nil {
-		return err
-	}
-	if cfg.Log, cfg.Key, err = loggerAndKey(c); err != nil {
-		return err
-	}
 	var stopMetrics func()
-	if cfg.Metrics, stopMetrics, err = startMetrics(c, cfg.Log); err != nil {
+	if cfg.Log, cfg.Key, cfg.Metrics, stopMetrics, err = startDaemon(c); err != nil {
 		return err
 	}
 	defer stopMetrics()

@@ -61,17 +61,8 @@ logged at most once per source or key per 10 s.`,
 			if cfg.Limits.LookupRate, err = rate(c, "lookup-rate"); err != nil {
 				return err
 			}
-			if err := checkMetrics(c); err != nil {
-				return err
-			}
-			if err := applyMemoryLimit(c); err != nil {
-				return err
-			}
-			if cfg.Log, cfg.Key, err = loggerAndKey(c); err != nil {
-				return err
-			}
 			var stop func()
-			if cfg.Metrics, stop, err = startMetrics(c, cfg.Log); err != nil {
+			if cfg.Log, cfg.Key, cfg.Metrics, stop, err = startDaemon(c); err != nil {
 				return err
 			}
 			defer stop()

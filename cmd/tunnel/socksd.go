@@ -82,17 +82,8 @@ are rate-limited per client address; the PAC file needs no password.`,
 			if cfg.Path, err = pathMode(c); err != nil {
 				return err
 			}
-			if err := checkMetrics(c); err != nil {
-				return err
-			}
-			if err := applyMemoryLimit(c); err != nil {
-				return err
-			}
-			if cfg.Log, cfg.Key, err = loggerAndKey(c); err != nil {
-				return err
-			}
 			var stop func()
-			if cfg.Metrics, stop, err = startMetrics(c, cfg.Log); err != nil {
+			if cfg.Log, cfg.Key, cfg.Metrics, stop, err = startDaemon(c); err != nil {
 				return err
 			}
 			defer stop()
