@@ -16,10 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 )
 
@@ -139,41 +136,11 @@ func (b *bench) footprint() (footprintResult, error) {
 
 // memOf reads VmRSS, RssAnon and RssFile of pid, KiB.
 func memOf(pid int) (memFigure, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	v, err := statusKiB(pid, "VmRSS", "RssAnon", "RssFile")
 	if err != nil {
 		return memFigure{}, err
 	}
-	var m memFigure
-	found := 0
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		var dst *int64
-		switch k {
-		case "VmRSS":
-			dst = &m.rss
-		case "RssAnon":
-			dst = &m.anon
-		case "RssFile":
-			dst = &m.file
-		default:
-			continue
-		}
-		f := strings.Fields(v)
-		if len(f) < 1 {
-			continue
-		}
-		if *dst, err = strconv.ParseInt(f[0], 10, 64); err != nil {
-			return m, fmt.Errorf("/proc/%d/status %s: %w", pid, k, err)
-		}
-		found++
-	}
-	if found != 3 {
-		return m, fmt.Errorf("/proc/%d/status: VmRSS, RssAnon or RssFile missing", pid)
-	}
-	return m, nil
+	return memFigure{rss: v[0], anon: v[1], file: v[2]}, nil
 }
 
 // rows adds the footprint rows to the table, in the direct column (the

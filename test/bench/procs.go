@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -204,19 +205,41 @@ func stopChildren() {
 
 // rssKiB is VmRSS of pid in KiB.
 func rssKiB(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	v, err := statusKiB(pid, "VmRSS")
 	if err != nil {
 		return 0, err
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(rest)
-			if len(f) >= 1 {
-				return strconv.ParseInt(f[0], 10, 64)
-			}
-		}
+	return v[0], nil
+}
+
+// statusKiB reads the named fields of /proc/PID/status (VmRSS, RssAnon,
+// …), KiB, in the order named; a field missing is an error.
+func statusKiB(pid int, names ...string) ([]int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return nil, err
 	}
-	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
+	out := make([]int64, len(names))
+	found := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		k, rest, ok := strings.Cut(line, ":")
+		i := slices.Index(names, k)
+		if !ok || i < 0 {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) < 1 {
+			continue
+		}
+		if out[i], err = strconv.ParseInt(f[0], 10, 64); err != nil {
+			return nil, fmt.Errorf("/proc/%d/status %s: %w", pid, k, err)
+		}
+		found++
+	}
+	if found != len(names) {
+		return nil, fmt.Errorf("/proc/%d/status: %s not all there", pid, strings.Join(names, ", "))
+	}
+	return out, nil
 }
 
 // statFields returns the fields of /proc/PID/stat after the command name
