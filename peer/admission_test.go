@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net"
 	"runtime"
 	"strings"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tunnel-dev/tunnel/peer/identity"
+	"github.com/tunnel-dev/tunnel/test/tcptest"
 	"github.com/tunnel-dev/tunnel/transport"
 	"github.com/tunnel-dev/tunnel/transport/stream"
 )
@@ -124,32 +124,12 @@ func open(t *testing.T, c *quic.Conn, port uint16) (time.Duration, error) {
 	return time.Since(start), err
 }
 
-func echoServer(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	t.Cleanup(func() { ln.Close(); <-done })
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 // A stranger with a key allowed nothing, flooding a -private port with
 // streams, costs the device a constant: a few goroutines, a few log lines,
 // and no delay for an allowed client.
 func TestStrangerCostsConstant(t *testing.T) {
 	friendKey, _ := identity.Generate()
-	agent := &Agent{Ports: []Port{{Remote: 22, Target: echoServer(t), Access: Private, Allowed: []identity.ID{friendKey.ID()}}}}
+	agent := &Agent{Ports: []Port{{Remote: 22, Target: tcptest.Echo(t), Access: Private, Allowed: []identity.ID{friendKey.ID()}}}}
 	n := startAgentNet(t, agent)
 	friend := n.dial(t, n.node(t, friendKey))
 	if _, err := open(t, friend, 22); err != nil {
@@ -239,7 +219,7 @@ func TestStrangerCostsConstant(t *testing.T) {
 // allowed key's are not.
 func TestUnauthorizedConnectionsCapped(t *testing.T) {
 	friendKey, _ := identity.Generate()
-	agent := &Agent{Ports: []Port{{Remote: 22, Target: echoServer(t), Access: Private, Allowed: []identity.ID{friendKey.ID()}}},
+	agent := &Agent{Ports: []Port{{Remote: 22, Target: tcptest.Echo(t), Access: Private, Allowed: []identity.ID{friendKey.ID()}}},
 		Limits: Limits{UnauthorizedPerKey: 2, MaxUnauthorized: 3}}
 	n := startAgentNet(t, agent)
 	strangerKey, _ := identity.Generate()
@@ -280,7 +260,7 @@ func TestUnauthorizedConnectionsCapped(t *testing.T) {
 // at once, for the next stranger.
 func TestAuthorizedReleasesSlot(t *testing.T) {
 	friendKey, _ := identity.Generate()
-	agent := &Agent{Ports: []Port{{Remote: 22, Target: echoServer(t), Access: Private, Allowed: []identity.ID{friendKey.ID()}}},
+	agent := &Agent{Ports: []Port{{Remote: 22, Target: tcptest.Echo(t), Access: Private, Allowed: []identity.ID{friendKey.ID()}}},
 		Limits: Limits{MaxUnauthorized: 1}}
 	n := startAgentNet(t, agent)
 	friend := n.dial(t, n.node(t, friendKey))

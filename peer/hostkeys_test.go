@@ -23,6 +23,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/tunnel-dev/tunnel/peer/identity"
+	"github.com/tunnel-dev/tunnel/test/tcptest"
 	"github.com/tunnel-dev/tunnel/transport/stream"
 )
 
@@ -126,44 +127,6 @@ func signers(t *testing.T) []ssh.Signer {
 	return out
 }
 
-// notSSH is a TCP service that answers like a web server and hangs up.
-func notSSH(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				c.Read(make([]byte, 512))
-				io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-			})
-		}
-	})
-	return ln.Addr().String()
-}
-
-// closedPort is a loopback address nothing listens on.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 func hostKeys(t *testing.T, c *quic.Conn, port uint16) ([][]byte, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -202,7 +165,7 @@ func TestHostKeys(t *testing.T) {
 		{Remote: 22, Target: srv.addr, Access: Public},
 		{Remote: 2222, Target: proxied.addr, Access: Public, ProxyProtocol: true},
 		{Remote: 80, Target: notSSH(t), Access: Public},
-		{Remote: 81, Target: closedPort(t), Access: Public},
+		{Remote: 81, Target: tcptest.ClosedPort(t), Access: Public},
 		{Remote: 23, Target: srv.addr, Access: Private, Allowed: []identity.ID{friendKey.ID()}},
 	}}
 	n := startAgentNet(t, agent)
@@ -411,4 +374,13 @@ func TestStrangerHostKeysAndPingCost(t *testing.T) {
 	if agent.Refused.Streams.Load() == refused {
 		t.Error("after its pings, a stranger's half-open streams were not capped: ping authorized it")
 	}
+}
+
+// notSSH is a TCP service that answers like a web server and hangs up.
+func notSSH(t *testing.T) string {
+	return tcptest.Serve(t, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.Read(make([]byte, 512))
+		io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+	})
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/tunnel-dev/tunnel/peer/identity"
+	"github.com/tunnel-dev/tunnel/test/tcptest"
 	"github.com/tunnel-dev/tunnel/transport"
 	"github.com/tunnel-dev/tunnel/transport/stream"
 )
@@ -68,7 +69,7 @@ func ended(t *testing.T, s transport.HalfConn) error {
 func TestSetPortsRevokesOnlyWhatItNoLongerAllows(t *testing.T) {
 	aKey, _ := identity.Generate()
 	bKey, _ := identity.Generate()
-	target := echoServer(t)
+	target := tcptest.Echo(t)
 	both := []identity.ID{aKey.ID(), bKey.ID()}
 	agent := &Agent{Ports: []Port{
 		{Remote: 22, Target: target, Access: Private, Allowed: both},
@@ -118,7 +119,7 @@ func TestSetPortsRevokesOnlyWhatItNoLongerAllows(t *testing.T) {
 // in force does not allow (run with -race).
 func TestSetPortsRacesStreams(t *testing.T) {
 	aKey, _ := identity.Generate()
-	target := echoServer(t)
+	target := tcptest.Echo(t)
 	allow := []Port{{Remote: 22, Target: target, Access: Private, Allowed: []identity.ID{aKey.ID()}}}
 	deny := []Port{{Remote: 22, Target: target, Access: Private, Allowed: []identity.ID{{1}}}}
 	agent := &Agent{Ports: allow}

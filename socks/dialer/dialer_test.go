@@ -24,6 +24,7 @@ import (
 	"github.com/tunnel-dev/tunnel/resolver"
 	"github.com/tunnel-dev/tunnel/resolver/registry"
 	"github.com/tunnel-dev/tunnel/socks/dialer"
+	"github.com/tunnel-dev/tunnel/test/tcptest"
 	"github.com/tunnel-dev/tunnel/transport"
 )
 
@@ -103,42 +104,9 @@ func waitRegistered(t *testing.T, n *roles.Node) {
 
 func deviceID(d *roles.Device) identity.ID { return d.Node.Transport.Key().ID() }
 
-// echoTCP runs a TCP echo server that half-closes after echoing.
-func echoTCP(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				io.Copy(c, c)
-				c.(*net.TCPConn).CloseWrite()
-				io.Copy(io.Discard, c)
-				c.Close()
-			})
-		}
-	})
-	return ln.Addr().String()
-}
-
-func closedPort(t *testing.T) string {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 func TestDialer(t *testing.T) {
-	echo := echoTCP(t)
-	w := startWorld(t, []peer.Port{{Remote: 22, Target: echo}, {Remote: 9, Target: closedPort(t)}}, nil)
+	echo := tcptest.Echo(t)
+	w := startWorld(t, []peer.Port{{Remote: 22, Target: echo}, {Remote: 9, Target: tcptest.ClosedPort(t)}}, nil)
 	name := deviceID(w.device).String() + ".tunnel"
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -219,7 +187,7 @@ func TestDialer(t *testing.T) {
 // connected: the client checks the key against the name it dialed.
 func TestLyingRegistryCannotImpersonate(t *testing.T) {
 	lp := &lyingPresence{}
-	w := startWorld(t, []peer.Port{{Remote: 22, Target: echoTCP(t)}}, lp)
+	w := startWorld(t, []peer.Port{{Remote: 22, Target: tcptest.Echo(t)}}, lp)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	// The honest case works through the same registry...
@@ -264,7 +232,7 @@ func (l *lyingPresence) Get(context.Context, identity.ID) (registry.Record, erro
 
 // Access modes, decided by the device on the client's key.
 func TestAccessModes(t *testing.T) {
-	echo := echoTCP(t)
+	echo := tcptest.Echo(t)
 	fleetKey, _ := identity.Generate()
 	otherFleet, _ := identity.Generate()
 	// The client key is made first so that a private port can list it.
@@ -438,7 +406,7 @@ func TestReplayedStreamOpenRefused(t *testing.T) {
 // With --path direct the dialer waits for a direct path before the first
 // stream, so no stream byte crosses the relay.
 func TestPathDirectMode(t *testing.T) {
-	w := startWorldPath(t, []peer.Port{{Remote: 22, Target: echoTCP(t)}}, nil, transport.PathDirect)
+	w := startWorldPath(t, []peer.Port{{Remote: 22, Target: tcptest.Echo(t)}}, nil, transport.PathDirect)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	s, err := w.dialer.DialDevice(ctx, deviceID(w.device), 22)
@@ -469,7 +437,7 @@ func TestPathDirectMode(t *testing.T) {
 func TestPathDirectProtected(t *testing.T) {
 	fleetKey, _ := identity.Generate()
 	w := startWorldPath(t, nil, nil, transport.PathDirect)
-	dev := w.addDevice(t, fleetKey.ID(), []peer.Port{{Remote: 24, Target: echoTCP(t), Access: peer.Protected}})
+	dev := w.addDevice(t, fleetKey.ID(), []peer.Port{{Remote: 24, Target: tcptest.Echo(t), Access: peer.Protected}})
 	cred := issue(t, fleetKey, w.client.Transport.Key().ID(), time.Hour, time.Now()).Wire()
 	w.cred.Store(&cred)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)

@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"io"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/tunnel-dev/tunnel/peer"
 	"github.com/tunnel-dev/tunnel/peer/identity"
 	"github.com/tunnel-dev/tunnel/socks/dialer"
+	"github.com/tunnel-dev/tunnel/test/tcptest"
 )
 
 // sshServer runs a real x/crypto/ssh server with one ed25519 host key and
@@ -32,7 +32,7 @@ func sshServer(t *testing.T) (string, ssh.PublicKey) {
 	}
 	cfg := &ssh.ServerConfig{NoClientAuth: true}
 	cfg.AddHostKey(signer)
-	return serve(t, func(c net.Conn) {
+	return tcptest.Serve(t, func(c net.Conn) {
 		if sc, chans, reqs, err := ssh.NewServerConn(c, cfg); err == nil {
 			go ssh.DiscardRequests(reqs)
 			go func() {
@@ -45,38 +45,13 @@ func sshServer(t *testing.T) (string, ssh.PublicKey) {
 	}), signer.PublicKey()
 }
 
-// serve runs handle for each connection to a new loopback listener.
-func serve(t *testing.T, handle func(net.Conn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				handle(c)
-			})
-		}
-	})
-	return ln.Addr().String()
-}
-
 func TestHostKeysAndPing(t *testing.T) {
 	sshAddr, hostKey := sshServer(t)
-	web := serve(t, func(c net.Conn) {
+	web := tcptest.Serve(t, func(c net.Conn) {
 		c.Read(make([]byte, 256))
 		io.WriteString(c, "HTTP/1.0 400 Bad Request\r\n\r\n")
 	})
-	w := startWorld(t, []peer.Port{{Remote: 22, Target: sshAddr}, {Remote: 80, Target: web}, {Remote: 9, Target: closedPort(t)}}, nil)
+	w := startWorld(t, []peer.Port{{Remote: 22, Target: sshAddr}, {Remote: 80, Target: web}, {Remote: 9, Target: tcptest.ClosedPort(t)}}, nil)
 	name := deviceID(w.device).String() + ".tunnel"
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -14,6 +14,7 @@ import (
 	"github.com/tunnel-dev/tunnel/peer"
 	"github.com/tunnel-dev/tunnel/peer/identity"
 	"github.com/tunnel-dev/tunnel/resolver"
+	"github.com/tunnel-dev/tunnel/test/tcptest"
 	"github.com/tunnel-dev/tunnel/transport"
 	"github.com/tunnel-dev/tunnel/transport/stream"
 )
@@ -152,7 +153,7 @@ func dialOnce(t *testing.T, w *world, id identity.ID) time.Duration {
 // the next stream about a second, not an idle timeout: the dialer pings,
 // gets no answer, and opens the stream on a fresh connection.
 func TestStaleConnectionRedialed(t *testing.T) {
-	w := startWorld(t, []peer.Port{{Remote: 22, Target: closedPort(t)}}, nil)
+	w := startWorld(t, []peer.Port{{Remote: 22, Target: tcptest.ClosedPort(t)}}, nil)
 	dev := startStaleDevice(t, w.relay.Addr())
 	dialOnce(t, w, dev.id)
 	dev.goDeaf()
@@ -180,7 +181,7 @@ func TestStaleConnectionRedialed(t *testing.T) {
 // (its Status comes after the stale deadline) but which answers on the
 // connection keeps it: one ping, no second connection, the stream works.
 func TestSlowDeviceNotRedialed(t *testing.T) {
-	w := startWorld(t, []peer.Port{{Remote: 22, Target: closedPort(t)}}, nil)
+	w := startWorld(t, []peer.Port{{Remote: 22, Target: tcptest.ClosedPort(t)}}, nil)
 	dev := startStaleDevice(t, w.relay.Addr())
 	dialOnce(t, w, dev.id)
 	dev.connSlow.Store(int64(2500 * time.Millisecond))
@@ -203,7 +204,7 @@ func TestSlowDeviceNotRedialed(t *testing.T) {
 // checked at once; one whose device does not answer is closed, so that
 // the next stream dials fresh without waiting; a live one is kept.
 func TestTimeJumpChecksConnections(t *testing.T) {
-	w := startWorld(t, []peer.Port{{Remote: 22, Target: closedPort(t)}}, nil)
+	w := startWorld(t, []peer.Port{{Remote: 22, Target: tcptest.ClosedPort(t)}}, nil)
 	deaf := startStaleDevice(t, w.relay.Addr())
 	live := startStaleDevice(t, w.relay.Addr())
 	dialOnce(t, w, deaf.id)
@@ -252,7 +253,7 @@ func TestTimeJumpChecksConnections(t *testing.T) {
 // is not closed under a stream that is still open on it (the path may
 // only be lossy); it is closed once that stream ends.
 func TestStaleConnectionKeepsStreams(t *testing.T) {
-	w := startWorld(t, []peer.Port{{Remote: 22, Target: closedPort(t)}}, nil)
+	w := startWorld(t, []peer.Port{{Remote: 22, Target: tcptest.ClosedPort(t)}}, nil)
 	dev := startStaleDevice(t, w.relay.Addr())
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()

@@ -19,36 +19,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tunnel-dev/tunnel/resolver"
+	"github.com/tunnel-dev/tunnel/test/tcptest"
 	"github.com/tunnel-dev/tunnel/transport"
 )
-
-// echoServer echoes each connection until EOF, then half-closes, and
-// stops when the test ends.
-func echoServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				stop := context.AfterFunc(t.Context(), func() { c.Close() })
-				defer stop()
-				_, _ = io.Copy(c, c)
-				_ = c.(*net.TCPConn).CloseWrite()
-			})
-		}
-	})
-	return ln.Addr().String()
-}
 
 // dialTCP is a DialFunc that reaches addr over loopback TCP, counting its
 // calls and checking it is asked for the spec's target.
@@ -110,7 +83,7 @@ func start(t *testing.T, spec string, mod func(*Config)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &dialTCP{t: t, addr: echoServer(t), host: s.Host, port: s.Port}
+	d := &dialTCP{t: t, addr: tcptest.Echo(t), host: s.Host, port: s.Port}
 	lb := &logBuf{}
 	cfg := Config{Dial: d.dial, Log: zerolog.New(lb)}
 	if mod != nil {

@@ -5,10 +5,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"github.com/tunnel-dev/tunnel/test/tcptest"
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 )
 
@@ -44,17 +44,7 @@ func TestCertFileReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() { io.Copy(c, c); c.Close() })
-		}
-	})
+	tcptest.ServeListener(t, ln, tcptest.EchoConn)
 	dial := func() (*tls.Conn, []byte) {
 		t.Helper()
 		c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true, ServerName: "x." + testDomain})

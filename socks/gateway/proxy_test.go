@@ -24,6 +24,7 @@ import (
 
 	"github.com/tunnel-dev/tunnel/peer/identity"
 	"github.com/tunnel-dev/tunnel/resolver"
+	"github.com/tunnel-dev/tunnel/test/tcptest"
 	"github.com/tunnel-dev/tunnel/transport"
 	"github.com/tunnel-dev/tunnel/transport/stream"
 )
@@ -203,28 +204,6 @@ func startBackend(t *testing.T) *backend {
 	b.Server = httptest.NewServer(mux)
 	t.Cleanup(b.Server.Close)
 	return b
-}
-
-// sshLike runs a TCP server that sends an SSH banner and closes.
-func sshLike(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			io.WriteString(c, "SSH-2.0-OpenSSH_9.2\r\n")
-			c.Close()
-		}
-	})
-	return ln.Addr().String()
 }
 
 // gw is a gateway on loopback in front of a fake device.
@@ -562,4 +541,9 @@ func TestHTTPConnectionCapPerSource(t *testing.T) {
 	if res, _ := get(t, g.client(t, "127.0.0.2"), g.host(80), "/echo", nil); res.StatusCode != 200 {
 		t.Fatalf("another source: %d", res.StatusCode)
 	}
+}
+
+// sshLike runs a TCP server that sends an SSH banner and closes.
+func sshLike(t *testing.T) string {
+	return tcptest.Serve(t, func(c net.Conn) { io.WriteString(c, "SSH-2.0-OpenSSH_9.2\r\n") })
 }
