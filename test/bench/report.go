@@ -145,6 +145,9 @@ func (r *results) ratioToSSH(name, dir string) float64 {
 func (r *results) rateCell(name, dir string) string {
 	v := r.gbps(name, dir)
 	failed := len(r.bulk[name+" "+dir]) - len(v)
+	if len(r.bulk[name+" "+dir]) == 0 {
+		return dash // not measured (-only without bulk)
+	}
 	if len(v) == 0 {
 		return fmt.Sprintf("failed ×%d", failed)
 	}
