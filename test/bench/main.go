@@ -60,6 +60,7 @@ type config struct {
 	timeout     time.Duration
 	bin         string
 	keep        bool
+	only        partSet
 }
 
 var cfg config
@@ -80,7 +81,13 @@ func main() {
 	flag.DurationVar(&cfg.timeout, "timeout", 15*time.Minute, "give up (and clean up) after this long")
 	flag.StringVar(&cfg.bin, "bin", "", "tunnel binary to use instead of building bin/tunnel")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the work directory (logs, homes) at the end")
+	only := flag.String("only", "", "run only these parts, comma-separated, with the setup they need, and print their rows: "+strings.Join(benchParts, ","))
 	flag.Parse()
+	var err error
+	if cfg.only, err = parseParts(*only); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		os.Exit(2)
+	}
 	cfg.bulkBytes = *bulkMiB << 20
 	cfg.streamBytes = *streamKiB << 10
 	if cfg.rounds < 1 || cfg.samples < 1 || cfg.bulkBytes <= 0 || cfg.streams < 1 || cfg.devices < 1 || cfg.idleStreams < 1 {
@@ -103,7 +110,7 @@ func main() {
 	})
 	defer watchdog.Stop()
 
-	err := run()
+	err = run()
 	cleanup(err != nil)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench: FAIL: %v\n", err)
@@ -177,6 +184,8 @@ type bench struct {
 	deviceID  string
 	sDirect   *proc
 	sRelayed  *proc
+	direct    *target // the tunnel's two paths, also in targets
+	relayed   *target
 	targets   []*target // raw, ssh -D, direct, relayed, then quic-go pipe and smallboard.go's
 
 	pipe       *quicPipe // the ceiling (quicpipe.go)
@@ -218,72 +227,115 @@ func run() error {
 	workDir = b.work
 	info := collectHost(root)
 
-	if b.srv, err = startServers(); err != nil {
-		return err
+	ps := cfg.only
+	if ps.needTunnel() {
+		if b.srv, err = startServers(); err != nil {
+			return err
+		}
+		atExit(b.srv.close)
 	}
-	atExit(b.srv.close)
-	if err := b.startSSH(); err != nil {
-		return err
+	if ps.needSSH() {
+		if err := b.startSSH(); err != nil {
+			return err
+		}
+		info.cipher = b.ssh.cipher
 	}
-	info.cipher = b.ssh.cipher
-	if err := os.Mkdir(b.profileDir(), 0o755); err != nil {
-		return err
+	if ps.needTunnel() {
+		if err := os.Mkdir(b.profileDir(), 0o755); err != nil {
+			return err
+		}
+		if err := b.startTunnel(); err != nil {
+			return err
+		}
 	}
-	if err := b.startTunnel(); err != nil {
-		return err
-	}
-	if err := b.startCeiling(); err != nil {
-		return err
-	}
-	info.pipeCipher = b.pipe.cipher
-	if err := b.startSmallBoard(); err != nil {
-		return err
+	if ps.needSSH() {
+		if err := b.startCeiling(); err != nil {
+			return err
+		}
+		info.pipeCipher = b.pipe.cipher
+		if err := b.startSmallBoard(); err != nil {
+			return err
+		}
 	}
 
 	var res results
 	res.host = info
-	progress("== 1. bulk throughput: %d rounds × %d paths × up/down, %d MiB or %s each", cfg.rounds, len(b.targets), cfg.bulkBytes>>20, cfg.bulkCap)
-	if err := b.bulk(&res); err != nil {
-		return err
-	}
-	progress("== 1b. CPU by layer: one profiled upload and download through the pipe, direct and relayed")
-	if err := b.profileLayers(&res); err != nil {
-		return err
-	}
-	progress("== 2. connect + 1-byte echo: %d warm-up + %d samples per path, interleaved", cfg.warmup, cfg.samples)
-	if err := b.latency(&res); err != nil {
-		return err
-	}
-	progress("== 3. %d concurrent streams × %d KiB echo through one socksd", cfg.streams, cfg.streamBytes>>10)
-	for _, t := range b.targets[2:4] {
-		r, err := b.concurrent(t)
-		if err != nil {
+	if ps.has("bulk") {
+		progress("== 1. bulk throughput: %d rounds × %d paths × up/down, %d MiB or %s each", cfg.rounds, len(b.targets), cfg.bulkBytes>>20, cfg.bulkCap)
+		if err := b.bulk(&res); err != nil {
 			return err
 		}
-		res.conc = append(res.conc, r)
 	}
-	progress("== 4. relay memory: %d idle relayed streams, then %d idle devices on a fresh relay", cfg.idleStreams, cfg.devices)
-	if res.idle, err = b.idleStreams(); err != nil {
-		return err
-	}
-	if res.dev, err = b.idleDevices(); err != nil {
-		return err
-	}
-	progress("== 6. footprint: a fresh agent with 2 ports and a fresh socksd, one idle connection, %s idle", *footprintSettle)
-	if res.foot, err = b.footprint(); err != nil {
-		return err
-	}
-	for _, p := range append([]*proc{b.relay, b.device, b.sDirect, b.sRelayed, b.sshD, b.ssh.sshd}, b.extra...) {
-		if err := p.alive(); err != nil {
-			return fmt.Errorf("after the measurements: %w", err)
+	if ps.has("layers") {
+		progress("== 1b. CPU by layer: one profiled upload and download through the pipe, direct and relayed")
+		if err := b.profileLayers(&res); err != nil {
+			return err
 		}
+	}
+	if ps.has("latency") {
+		progress("== 2. connect + 1-byte echo: %d warm-up + %d samples per path, interleaved", cfg.warmup, cfg.samples)
+		if err := b.latency(&res); err != nil {
+			return err
+		}
+	}
+	if ps.has("concurrent") {
+		progress("== 3. %d concurrent streams × %d KiB echo through one socksd", cfg.streams, cfg.streamBytes>>10)
+		for _, t := range []*target{b.direct, b.relayed} {
+			r, err := b.concurrent(t)
+			if err != nil {
+				return err
+			}
+			res.conc = append(res.conc, r)
+		}
+	}
+	if ps.has("streams") {
+		progress("== 4. relay memory: %d idle relayed streams", cfg.idleStreams)
+		if res.idle, err = b.idleStreams(); err != nil {
+			return err
+		}
+	}
+	if ps.has("devices") {
+		progress("== 4b. relay memory: %d idle devices on a fresh relay", cfg.devices)
+		if res.dev, err = b.idleDevices(); err != nil {
+			return err
+		}
+	}
+	if ps.has("footprint") {
+		progress("== 6. footprint: a fresh agent with 2 ports and a fresh socksd, one idle connection, %s idle", *footprintSettle)
+		if res.foot, err = b.footprint(); err != nil {
+			return err
+		}
+	}
+	if err := b.alive(); err != nil {
+		return fmt.Errorf("after the measurements: %w", err)
 	}
 	res.elapsed = time.Since(began)
 	res.host.other = res.host.otherCPU()
 	progress("done in %s", res.elapsed.Round(time.Second))
+	if !ps.all() && !ps.needSSH() {
+		fmt.Print(res.onlyTable(ps))
+		return nil
+	}
 	fmt.Print(res.table())
 	fmt.Print(res.smallBoardTable(b.board.ciphers))
 	fmt.Print(res.layerTable())
+	return nil
+}
+
+// alive checks that every daemon the setup started is still running.
+func (b *bench) alive() error {
+	ps := append([]*proc{b.relay, b.device, b.sDirect, b.sRelayed, b.sshD}, b.extra...)
+	if b.ssh != nil {
+		ps = append(ps, b.ssh.sshd)
+	}
+	for _, p := range ps {
+		if p == nil { // not started: no part chosen with -only needs it
+			continue
+		}
+		if err := p.alive(); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -426,9 +478,14 @@ func (b *bench) startTunnel() error {
 			t.procs = append(t.procs, roleProc{"relay", b.relay})
 		}
 		b.targets = append(b.targets, t)
+		if s.want == "direct" {
+			b.direct = t
+		} else {
+			b.relayed = t
+		}
 	}
 
-	return b.waitPaths(b.targets[2:], b.device)
+	return b.waitPaths([]*target{b.direct, b.relayed}, b.device)
 }
 
 // waitPaths waits for first contact through each of ts (the device may

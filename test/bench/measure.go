@@ -133,12 +133,7 @@ func cpuText(m map[string]float64) string {
 }
 
 func (b *bench) daemonsAlive() error {
-	for _, p := range append([]*proc{b.relay, b.device, b.sDirect, b.sRelayed, b.sshD, b.ssh.sshd}, b.extra...) {
-		if err := p.alive(); err != nil {
-			return err
-		}
-	}
-	return nil
+	return b.alive()
 }
 
 func ncArgs(t *target, port int, extra ...string) []string {
@@ -508,7 +503,7 @@ type idleStreamResult struct {
 // idleStreams holds cfg.idleStreams relayed streams open and idle and
 // reports the memory it costs the relay, the socksd and the agent.
 func (b *bench) idleStreams() (idleStreamResult, error) {
-	t := b.targets[3]
+	t := b.relayed
 	r := idleStreamResult{n: cfg.idleStreams}
 	watch := []struct {
 		role string

@@ -145,6 +145,9 @@ func (r *results) ratioToSSH(name, dir string) float64 {
 func (r *results) rateCell(name, dir string) string {
 	v := r.gbps(name, dir)
 	failed := len(r.bulk[name+" "+dir]) - len(v)
+	if len(r.bulk[name+" "+dir]) == 0 {
+		return dash // not measured (-only without bulk)
+	}
 	if len(v) == 0 {
 		return fmt.Sprintf("failed ×%d", failed)
 	}
@@ -348,14 +351,20 @@ func (r *results) table() string {
 		}
 		return cells
 	}
-	row(fmt.Sprintf("relay RSS per idle device (%d devices, registered in %.1f s)", d.n, d.register.Seconds()),
-		relayedOnly(fmt.Sprintf("%.1f KiB %s (%.1f → %.1f MiB)", per, check(per <= 48), float64(d.before)/1024, float64(d.after)/1024)), "≤ 48 KiB")
+	if d.n > 0 { // 0: not measured (-only)
+		row(fmt.Sprintf("relay RSS per idle device (%d devices, registered in %.1f s)", d.n, d.register.Seconds()),
+			relayedOnly(fmt.Sprintf("%.1f KiB %s (%.1f → %.1f MiB)", per, check(per <= 48), float64(d.before)/1024, float64(d.after)/1024)), "≤ 48 KiB")
+	}
 	var parts []string
 	for _, f := range r.idle.rss {
 		parts = append(parts, fmt.Sprintf("%s %.1f", f.role, float64(f.after-f.before)/float64(r.idle.n)))
 	}
-	r.foot.rows(row)
-	row(fmt.Sprintf("RSS per idle relayed stream (%d streams), KiB", r.idle.n), relayedOnly(strings.Join(parts, " · ")), "")
+	if r.foot.agent.rss > 0 {
+		r.foot.rows(row)
+	}
+	if r.idle.n > 0 {
+		row(fmt.Sprintf("RSS per idle relayed stream (%d streams), KiB", r.idle.n), relayedOnly(strings.Join(parts, " · ")), "")
+	}
 
 	// path checks
 	var pc []string
