@@ -16,11 +16,11 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-# Stamped as make build stamps a checkout (tunnel version); the build context
-# has no .git, so they come as arguments.
+# Built with make build's tags, and stamped as make build stamps a checkout
+# (tunnel version); the build context has no .git, so they come as arguments.
 ARG VERSION=dev
 ARG COMMIT=
-RUN CGO_ENABLED=0 go build -trimpath \
+RUN CGO_ENABLED=0 go build -trimpath -tags urfave_cli_no_docs \
       -ldflags "-s -w -X main.version=${VERSION} -X main.commit=${COMMIT}" \
       -o /out/tunnel ./cmd/tunnel \
  && mkdir -p /out/etc /out/home \

@@ -92,8 +92,6 @@ func (stdio) CloseWrite() error           { return os.Stdout.Close() }
 func (stdio) Abort()                      { os.Stdin.Close(); os.Stdout.Close() }
 func (stdio) Close() error                { os.Stdin.Close(); return nil }
 
-var spliceBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
-
 // Splice copies a→b and b→a until both directions end, passing each EOF on
 // as a half-close, so `cat f | ssh host 'cat > f'` neither hangs nor
 // truncates. If either direction fails, or ctx ends, both are aborted. It
@@ -106,9 +104,7 @@ func Splice(ctx context.Context, a, b HalfConn) (aToB, bToA int64, err error) {
 	}
 	done := make(chan result, 2)
 	pipe := func(dst, src HalfConn, forward bool) {
-		bp := spliceBufs.Get().(*[]byte)
-		n, err := io.CopyBuffer(writerOnly{dst}, readerOnly{src}, *bp)
-		spliceBufs.Put(bp)
+		n, err := spliceCopy(dst, src)
 		if err == nil {
 			err = dst.CloseWrite()
 		}
