@@ -44,7 +44,14 @@ func enableGRO(c *net.UDPConn) bool {
 
 // gsoOOB is the control message asking for segments of size seg.
 func gsoOOB(seg int) []byte {
-	b := make([]byte, syscall.CmsgSpace(2))
+	return putGSOOOB(make([]byte, syscall.CmsgSpace(2)), seg)
+}
+
+// putGSOOOB writes the control message asking for segments of size seg
+// into b, which has room for it, and returns it.
+func putGSOOOB(b []byte, seg int) []byte {
+	b = b[:syscall.CmsgSpace(2)]
+	clear(b)
 	h := (*syscall.Cmsghdr)(unsafe.Pointer(&b[0]))
 	h.Level = solUDP
 	h.Type = udpSegment
@@ -54,8 +61,11 @@ func gsoOOB(seg int) []byte {
 }
 
 // writeGSO sends b as datagrams of seg bytes (the last may be shorter).
+// The control message is built on the stack: one per write would be the
+// data path's only allocation here.
 func writeGSO(c *net.UDPConn, b []byte, seg int, to netip.AddrPort) error {
-	_, _, err := c.WriteMsgUDPAddrPort(b, gsoOOB(seg), to)
+	var oob [32]byte // CmsgSpace(2): 24 bytes on 64-bit, 16 on 32-bit
+	_, _, err := c.WriteMsgUDPAddrPort(b, putGSOOOB(oob[:], seg), to)
 	return err
 }
 
