@@ -209,9 +209,16 @@ func (fn *fuzzNode) reset() {
 	fn.peer.seen = nil
 	fn.peer.keys[0].replay = replayWindow{}
 	fn.peer.mu.Unlock()
-	for len(fn.innerPC.in) > 0 {
-		packetBufs.Put((<-fn.innerPC.in).buf)
+	fn.innerPC.readMu.Lock()
+	for {
+		pkt, ok := fn.innerPC.poll()
+		if !ok {
+			break
+		}
+		fn.innerPC.queued.Add(-1)
+		packetBufs.Put(pkt.buf)
 	}
+	fn.innerPC.readMu.Unlock()
 	for len(fn.gone) > 0 {
 		<-fn.gone
 	}
@@ -285,7 +292,7 @@ func FuzzNodeReceive(f *testing.F) {
 		if gotProved != proved || len(fn.byAddr) > 1 {
 			t.Fatalf("from %s: proved %v (%d addresses), want %v", from, gotProved, len(fn.byAddr), proved)
 		}
-		if got, want := len(fn.innerPC.in), min(queued, cap(fn.innerPC.in)); got != want {
+		if got, want := int(fn.innerPC.queued.Load()), min(queued, fn.innerPC.depth); got != want {
 			t.Fatalf("from %s: %d inner packets queued, want %d", from, got, want)
 		}
 		if got, want := len(fn.gone), min(gone, goneQueue); got != want {

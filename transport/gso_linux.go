@@ -44,7 +44,14 @@ func enableGRO(c *net.UDPConn) bool {
 
 // gsoOOB is the control message asking for segments of size seg.
 func gsoOOB(seg int) []byte {
-	b := make([]byte, syscall.CmsgSpace(2))
+	return putGSOOOB(make([]byte, syscall.CmsgSpace(2)), seg)
+}
+
+// putGSOOOB writes the control message asking for segments of size seg
+// into b, which has room for it, and returns it.
+func putGSOOOB(b []byte, seg int) []byte {
+	b = b[:syscall.CmsgSpace(2)]
+	clear(b)
 	h := (*syscall.Cmsghdr)(unsafe.Pointer(&b[0]))
 	h.Level = solUDP
 	h.Type = udpSegment
@@ -54,8 +61,11 @@ func gsoOOB(seg int) []byte {
 }
 
 // writeGSO sends b as datagrams of seg bytes (the last may be shorter).
+// The control message is built on the stack: one per write would be the
+// data path's only allocation here.
 func writeGSO(c *net.UDPConn, b []byte, seg int, to netip.AddrPort) error {
-	_, _, err := c.WriteMsgUDPAddrPort(b, gsoOOB(seg), to)
+	var oob [32]byte // CmsgSpace(2): 24 bytes on 64-bit, 16 on 32-bit
+	_, _, err := c.WriteMsgUDPAddrPort(b, putGSOOOB(oob[:], seg), to)
 	return err
 }
 
@@ -78,19 +88,40 @@ var groOOBSize = 4 * syscall.CmsgSpace(16)
 // segmentSize returns the segment size a UDP_SEGMENT control message in
 // oob asks for, or 0.
 func segmentSize(oob []byte) int {
-	if len(oob) == 0 {
-		return 0
-	}
-	msgs, err := syscall.ParseSocketControlMessage(oob)
-	if err != nil {
-		return 0
-	}
-	for _, m := range msgs {
-		if m.Header.Level == solUDP && m.Header.Type == udpSegment && len(m.Data) >= 2 {
-			return int(binary.NativeEndian.Uint16(m.Data[:2]))
-		}
+	if d := cmsgData(oob, solUDP, udpSegment); len(d) >= 2 {
+		return int(binary.NativeEndian.Uint16(d[:2]))
 	}
 	return 0
+}
+
+// cmsgLenSize is the size of a control message header's length field:
+// the kernel's size_t.
+const cmsgLenSize = int(unsafe.Sizeof(syscall.Cmsghdr{}.Len))
+
+// cmsgData returns the data of the first control message of level and typ
+// in oob, or nil. It does what syscall.ParseSocketControlMessage does
+// without allocating: that one builds a slice on every call, and this runs
+// on every read and every write of the data path.
+func cmsgData(oob []byte, level, typ int32) []byte {
+	hdr := syscall.CmsgLen(0)
+	for len(oob) >= hdr {
+		var l uint64
+		if cmsgLenSize == 8 {
+			l = binary.NativeEndian.Uint64(oob)
+		} else {
+			l = uint64(binary.NativeEndian.Uint32(oob))
+		}
+		if l < uint64(hdr) || l > uint64(len(oob)) {
+			return nil // malformed: the kernel never writes this
+		}
+		lv := int32(binary.NativeEndian.Uint32(oob[cmsgLenSize:]))
+		ty := int32(binary.NativeEndian.Uint32(oob[cmsgLenSize+4:]))
+		if lv == level && ty == typ {
+			return oob[hdr:l]
+		}
+		oob = oob[min(len(oob), syscall.CmsgSpace(int(l)-hdr)):]
+	}
+	return nil
 }
 
 // readGRO reads one (possibly coalesced) datagram; seg is the size of the
@@ -101,24 +132,16 @@ func readGRO(c *net.UDPConn, b, oob []byte) (n, seg int, from netip.AddrPort, er
 		return 0, 0, from, err
 	}
 	seg = n
-	if oobn > 0 {
-		msgs, perr := syscall.ParseSocketControlMessage(oob[:oobn])
-		if perr == nil {
-			for _, m := range msgs {
-				if m.Header.Level != solUDP || m.Header.Type != udpGRO {
-					continue
-				}
-				// The kernel writes the segment size as an int.
-				s := 0
-				if len(m.Data) >= 4 {
-					s = int(int32(binary.NativeEndian.Uint32(m.Data[:4])))
-				} else if len(m.Data) >= 2 {
-					s = int(binary.NativeEndian.Uint16(m.Data[:2]))
-				}
-				if s > 0 {
-					seg = s
-				}
-			}
+	if d := cmsgData(oob[:oobn], solUDP, udpGRO); d != nil {
+		// The kernel writes the segment size as an int.
+		s := 0
+		if len(d) >= 4 {
+			s = int(int32(binary.NativeEndian.Uint32(d[:4])))
+		} else if len(d) >= 2 {
+			s = int(binary.NativeEndian.Uint16(d[:2]))
+		}
+		if s > 0 {
+			seg = s
 		}
 	}
 	return n, seg, from, nil

@@ -348,12 +348,7 @@ func (n *Node) listenProbe(network string) (*Socket, error) {
 		if via == nil {
 			return // not ours yet: nothing was sent from it
 		}
-		now := n.clock()
-		for len(run) > 0 {
-			f := run[:min(seg, len(run))]
-			run = run[len(f):]
-			n.receiveFrame(f, from, now, via)
-		}
+		n.receiveRun(run, seg, from, via)
 	})
 	if err != nil {
 		return nil, err

@@ -92,36 +92,40 @@ func (c *innerConn) ReadBatch(ms []ipv4.Message, _ int) (int, error) {
 	if len(ms) == 0 {
 		return 0, nil
 	}
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
 	pkt, err := c.next()
-	for i := 0; ; i++ {
-		if err != nil {
-			return i, err
-		}
+	if err != nil {
+		return 0, err
+	}
+	i := 0
+	for {
 		m := &ms[i]
 		m.N = copy(m.Buffers[0], (*pkt.buf)[:pkt.n])
 		m.NN, m.Flags, m.Addr = 0, 0, pkt.addr
 		packetBufs.Put(pkt.buf)
-		if i+1 == len(ms) {
-			return i + 1, nil
+		i++
+		if i == len(ms) {
+			break
 		}
-		select {
-		case pkt = <-c.in:
-		default:
-			return i + 1, nil
+		var ok bool
+		if pkt, ok = c.poll(); !ok {
+			break
 		}
 	}
+	c.queued.Add(int32(-i))
+	return i, nil
 }
 
 // ReadMsgUDP reads one packet; quic-go reads with ReadBatch, this is for
 // the interface.
 func (c *innerConn) ReadMsgUDP(b, _ []byte) (n, oobn, flags int, addr *net.UDPAddr, err error) {
-	pkt, err := c.next()
+	n, a, err := c.ReadFrom(b)
 	if err != nil {
 		return 0, 0, 0, nil, err
 	}
-	n, a, err := c.take(b, pkt)
 	ua, _ := a.(*net.UDPAddr)
-	return n, 0, 0, ua, err
+	return n, 0, 0, ua, nil
 }
 
 func (c *innerConn) LocalAddr() net.Addr { return c.local }

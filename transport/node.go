@@ -278,30 +278,78 @@ func (n *Node) Gone() <-chan Endpoint { return n.gone }
 // never 0, which stands for "never" in the receive stamps.
 func (n *Node) clock() int64 { return max(int64(time.Since(n.epoch)), 1) }
 
-// receive takes a run of frames from the socket. The clock is read once
-// per run, not per frame: the stamps it feeds are for people, and a run
-// arrives in one go.
+// receive takes a run of frames from the socket.
 func (n *Node) receive(run []byte, seg int, from netip.AddrPort) {
-	now := n.clock()
+	n.receiveRun(run, seg, from, nil)
+}
+
+// receiveRun takes a run of frames that arrived on via: a probe socket of a
+// hard-NAT attempt (hardnat.go), which takes part in direct paths only, or
+// the node's socket when nil. The clock is read once per run, not per
+// frame: the stamps it feeds are for people, and a run arrives in one go.
+// The inner packets of the run are queued together at its end (inRun).
+func (n *Node) receiveRun(run []byte, seg int, from netip.AddrPort, via *Socket) {
+	in := inRun{now: n.clock(), from: from, via: via}
 	for len(run) > 0 {
 		f := run[:min(seg, len(run))]
 		run = run[len(f):]
-		n.receiveFrame(f, from, now, nil)
+		n.receiveFrame(f, &in)
+	}
+	in.flush(n)
+}
+
+// inRun is what receiveRun keeps across the frames of one run: the inner
+// packets to queue, and the lookups that hold for the whole run since
+// every frame in it came from one sender.
+type inRun struct {
+	now  int64
+	from netip.AddrPort
+	via  *Socket
+
+	pkts [maxBatch]queuedPacket
+	k    int
+
+	// The direct path from is proved for, once looked up; a disco frame
+	// may prove or forget one, so it makes the next frame look again.
+	direct       *path
+	directLooked bool
+
+	// The last relayed sender, its path and its address.
+	src     Endpoint
+	srcPath *path
+	srcAddr net.Addr
+	srcOK   bool
+}
+
+func (in *inRun) add(n *Node, buf *[]byte, m int, addr net.Addr) {
+	in.pkts[in.k] = queuedPacket{buf, m, addr}
+	in.k++
+	if in.k == len(in.pkts) {
+		in.flush(n)
 	}
 }
 
-// receiveFrame takes one frame that arrived on via: a probe socket of a
-// hard-NAT attempt (hardnat.go), which takes part in direct paths only, or
-// the node's socket when nil.
-func (n *Node) receiveFrame(b []byte, from netip.AddrPort, now int64, via *Socket) {
+func (in *inRun) flush(n *Node) {
+	n.innerPC.deliverRun(in.pkts[:in.k])
+	clear(in.pkts[:in.k])
+	in.k = 0
+}
+
+// receiveFrame takes one frame of a run.
+func (n *Node) receiveFrame(b []byte, in *inRun) {
 	switch b[0] {
 	case frameDiscoPing, frameDiscoPong:
-		n.receiveDisco(b, from, via)
+		n.receiveDisco(b, in.from, in.via)
+		in.directLooked = false
 		return
 	case frameDirect:
-		n.pathMu.RLock()
-		p := n.byAddr[from]
-		n.pathMu.RUnlock()
+		if !in.directLooked {
+			n.pathMu.RLock()
+			in.direct = n.byAddr[in.from]
+			n.pathMu.RUnlock()
+			in.directLooked = true
+		}
+		p := in.direct
 		if p == nil || len(b) == 1 {
 			return
 		}
@@ -309,11 +357,11 @@ func (n *Node) receiveFrame(b []byte, from netip.AddrPort, now int64, via *Socke
 		m := copy(*bp, b[1:])
 		p.DirectIn.Add(uint64(m))
 		p.DirectInPkts.Add(1)
-		p.lastDirectRx.Store(now)
-		n.innerPC.deliver(bp, m, p.addr)
+		p.lastDirectRx.Store(in.now)
+		in.add(n, bp, m, p.addr)
 		return
 	}
-	if via != nil || len(b) < frameHeaderLen || !n.routes.Load().accepts(from) {
+	if in.via != nil || len(b) < frameHeaderLen || !n.routes.Load().accepts(in.from) {
 		return
 	}
 	src := Endpoint(binary.BigEndian.Uint64(b[1:9]))
@@ -330,13 +378,16 @@ func (n *Node) receiveFrame(b []byte, from netip.AddrPort, now int64, via *Socke
 	bp := packetBufs.Get().(*[]byte)
 	m := copy(*bp, b[frameHeaderLen:])
 	n.RelayedIn.Add(uint64(m))
-	n.pathMu.RLock()
-	p := n.paths[src]
-	n.pathMu.RUnlock()
-	if p != nil {
-		p.lastRelayRx.Store(now)
+	if !in.srcOK || in.src != src {
+		n.pathMu.RLock()
+		in.srcPath = n.paths[src]
+		n.pathMu.RUnlock()
+		in.src, in.srcAddr, in.srcOK = src, n.addr(src), true
 	}
-	n.innerPC.deliver(bp, m, n.addr(src))
+	if in.srcPath != nil {
+		in.srcPath.lastRelayRx.Store(in.now)
+	}
+	in.add(n, bp, m, in.srcAddr)
 }
 
 // PeerConnID returns the peer ID of an end-to-end connection.

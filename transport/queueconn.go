@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,24 +24,45 @@ type queuedPacket struct {
 // socket's reader fills and whose writes go to a function. quic-go runs on
 // it. Its read deadline is real: quic-go's Transport.Close sets one to stop
 // its reader and would wait forever otherwise.
+//
+// The queue is a slice behind a mutex, not a channel, so that the socket's
+// reader hands over all the packets of one GRO read at once (deliverRun)
+// and the reader takes them all at once (it swaps the slice for its empty
+// one): one lock and at most one wake-up per run each way, where a channel
+// took a lock per packet and woke the reader for the first packet of a run,
+// which then parked again between packets.
 type queueConn struct {
-	in     chan queuedPacket
 	write  func(b []byte, addr net.Addr) (int, error)
 	local  net.Addr
 	closed chan struct{}
 	once   sync.Once
+	depth  int
+
+	// ready holds a token once packets were queued: the reader waits on it.
+	ready chan struct{}
+	// queued counts the packets in q and in the reader's cur, which
+	// together stay within depth: a full queue drops what arrives.
+	queued atomic.Int32
 
 	mu       sync.Mutex
+	q        []queuedPacket
 	deadline time.Time
 	changed  chan struct{} // closed and replaced when the deadline changes
+
+	// The reader's side: the run it took from q, and where it is in it.
+	// readMu is held by the one reader quic-go runs, so it costs nothing.
+	readMu sync.Mutex
+	cur    []queuedPacket
+	pos    int
 }
 
 func newQueueConn(depth int, local net.Addr, write func([]byte, net.Addr) (int, error)) *queueConn {
 	return &queueConn{
-		in:      make(chan queuedPacket, depth),
 		write:   write,
 		local:   local,
+		depth:   depth,
 		closed:  make(chan struct{}),
+		ready:   make(chan struct{}, 1),
 		changed: make(chan struct{}),
 	}
 }
@@ -48,22 +70,45 @@ func newQueueConn(depth int, local net.Addr, write func([]byte, net.Addr) (int, 
 // deliver queues a packet, taking ownership of buf. A full queue drops the
 // packet, as a full socket buffer would; QUIC recovers.
 func (c *queueConn) deliver(buf *[]byte, n int, addr net.Addr) {
-	select {
-	case c.in <- queuedPacket{buf, n, addr}:
-	default:
-		packetBufs.Put(buf)
+	c.deliverRun([]queuedPacket{{buf, n, addr}})
+}
+
+// deliverRun queues packets in order, taking ownership of their buffers,
+// and drops (and frees) those beyond the queue's depth.
+func (c *queueConn) deliverRun(pkts []queuedPacket) {
+	if len(pkts) == 0 {
+		return
+	}
+	c.mu.Lock()
+	room := max(0, c.depth-int(c.queued.Load()))
+	take := min(room, len(pkts))
+	c.q = append(c.q, pkts[:take]...)
+	c.queued.Add(int32(take))
+	c.mu.Unlock()
+	for _, p := range pkts[take:] {
+		packetBufs.Put(p.buf)
+	}
+	if take > 0 {
+		select {
+		case c.ready <- struct{}{}:
+		default:
+		}
 	}
 }
 
 func (c *queueConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
 	pkt, err := c.next()
 	if err != nil {
 		return 0, nil, err
 	}
+	c.queued.Add(-1)
 	return c.take(p, pkt)
 }
 
-// next waits for a packet, until the conn closes or the read deadline.
+// next waits for a packet, until the conn closes or the read deadline,
+// and takes it off the queue; the caller holds readMu and lowers queued.
 func (c *queueConn) next() (queuedPacket, error) {
 	for {
 		select {
@@ -71,15 +116,12 @@ func (c *queueConn) next() (queuedPacket, error) {
 			return queuedPacket{}, net.ErrClosed
 		default:
 		}
+		if pkt, ok := c.poll(); ok {
+			return pkt, nil
+		}
 		c.mu.Lock()
 		deadline, changed := c.deadline, c.changed
 		c.mu.Unlock()
-		// Fast path: a packet is waiting, no timer needed.
-		select {
-		case pkt := <-c.in:
-			return pkt, nil
-		default:
-		}
 		var timer *time.Timer
 		var timeout <-chan time.Time
 		if !deadline.IsZero() {
@@ -91,9 +133,8 @@ func (c *queueConn) next() (queuedPacket, error) {
 			timeout = timer.C
 		}
 		select {
-		case pkt := <-c.in:
+		case <-c.ready:
 			stopTimer(timer)
-			return pkt, nil
 		case <-c.closed:
 			stopTimer(timer)
 			return queuedPacket{}, net.ErrClosed
@@ -103,6 +144,24 @@ func (c *queueConn) next() (queuedPacket, error) {
 			stopTimer(timer)
 		}
 	}
+}
+
+// poll takes the next queued packet without waiting; the caller holds
+// readMu.
+func (c *queueConn) poll() (queuedPacket, bool) {
+	if c.pos == len(c.cur) {
+		c.mu.Lock()
+		clear(c.cur) // drop the references to delivered buffers and addresses
+		c.cur, c.q = c.q, c.cur[:0]
+		c.mu.Unlock()
+		c.pos = 0
+		if len(c.cur) == 0 {
+			return queuedPacket{}, false
+		}
+	}
+	pkt := c.cur[c.pos]
+	c.pos++
+	return pkt, true
 }
 
 func (c *queueConn) take(p []byte, pkt queuedPacket) (int, net.Addr, error) {
