@@ -11,7 +11,7 @@ package main
 // GSO/GRO), the tunnel's end-to-end quic.Config (transport.PeerQUICConfig:
 // same windows, same 1280-byte packets) and TLS configuration
 // (transport.ServerTLS/ClientTLS: same cipher suite, reported), and the
-// tunnel's splice (transport.Splice: same 64 KiB copies) on both TCP legs.
+// tunnel's splice (transport.Splice: the same buffers) on both TCP legs.
 // What the tunnel adds on top — its UDP socket, relay frames, the virtual
 // conn under quic-go, path probing, SOCKS and the stream header — is
 // absent, so the difference between this column and "tunnel direct" is
