@@ -91,6 +91,7 @@ Long flags take one dash or two: -public and --public are the same.`,
 		// Errors are reported once, by main, with the right exit status.
 		ExitErrHandler: func(*cli.Context, error) {},
 		OnUsageError:   onUsageError,
+		Action:         topLevel,
 	}
 	for _, c := range app.Commands {
 		c.OnUsageError = onUsageError
@@ -99,6 +100,40 @@ Long flags take one dash or two: -public and --public are the same.`,
 }
 
 func onUsageError(_ *cli.Context, err error, _ bool) error { return usageError{err} }
+
+// topLevel runs when no command matched: bare `tunnel` and `tunnel help`
+// show the help, `tunnel help COMMAND` that command's; any other word is a
+// usage error naming the commands (without this, urfave/cli answered a
+// mistyped command with "No help topic" and exit status 1).
+func topLevel(c *cli.Context) error {
+	args := c.Args()
+	if !args.Present() {
+		return cli.ShowAppHelp(c)
+	}
+	if args.First() == "help" {
+		switch args.Len() {
+		case 1:
+			return cli.ShowAppHelp(c)
+		case 2:
+			if c.App.Command(args.Get(1)) != nil {
+				return cli.ShowCommandHelp(c, args.Get(1))
+			}
+			return usagef("no command %q: want %s", args.Get(1), orList(commandNames(c.App)))
+		}
+		return usagef("help takes one command at most, got %q", strings.Join(args.Tail(), " "))
+	}
+	return usagef("unknown command %q: want %s", args.First(), orList(commandNames(c.App)))
+}
+
+func commandNames(app *cli.App) []string {
+	var names []string
+	for _, c := range app.Commands {
+		if !c.Hidden {
+			names = append(names, c.Name)
+		}
+	}
+	return names
+}
 
 // commandGroup makes cmd a group of its Subcommands: run bare, it shows
 // their help; with an unknown word, a usage error naming them; and a bad

@@ -223,6 +223,8 @@ func TestBadCommandLine(t *testing.T) {
 		{[]string{"publish", "--relay", relay, "--nope", "-public", "22"}, "nope"},
 		{[]string{"socksd", "--listen", socks, "--nope"}, "nope"},
 		{[]string{"--nope", "id"}, "nope"},
+		{[]string{"nosuch"}, `unknown command "nosuch"`},
+		{[]string{"help", "nosuch"}, `no command "nosuch"`},
 	}
 	for _, c := range cases {
 		args := append([]string{"--home", home}, c.args...)
