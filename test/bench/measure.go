@@ -556,6 +556,29 @@ type devResult struct {
 	n             int
 	before, after int64
 	register      time.Duration
+	// The relay's CPU seconds over idleFor once the devices are settled:
+	// what keeping idle devices costs (their keep-alives, its pings).
+	idleCPU float64
+	idleFor time.Duration
+}
+
+// devIdleFor is how long the relay's idle CPU is counted: long enough for
+// CPU ticks of 10 ms to add up to a figure (300 devices idle for 20 s took
+// tenths of a second).
+const devIdleFor = 20 * time.Second
+
+// rows gives the relay-per-idle-device rows, through row as in the
+// table's other rows, with the value in its one cell.
+func (d devResult) rows(row func(measure, value, target string)) {
+	per := float64(d.after-d.before) / float64(d.n)
+	row(fmt.Sprintf("relay RSS per idle device (%d devices, registered in %.1f s)", d.n, d.register.Seconds()),
+		fmt.Sprintf("%.1f KiB %s (%.1f → %.1f MiB)", per, check(per <= 48), float64(d.before)/1024, float64(d.after)/1024), "≤ 48 KiB")
+	if d.idleFor > 0 {
+		// % of one core per 1,000 devices: CPU-s per second, per device, × 1000 × 100.
+		pct := d.idleCPU / d.idleFor.Seconds() / float64(d.n) * 1000 * 100
+		row(fmt.Sprintf("relay CPU for idle devices (%d devices, %.0f s)", d.n, d.idleFor.Seconds()),
+			fmt.Sprintf("%.2f CPU-s: %.1f %% of one core per 1,000 devices", d.idleCPU, pct), "")
+	}
 }
 
 // idleDevices starts a fresh relay, registers cfg.devices devices of this
@@ -611,5 +634,12 @@ func (b *bench) idleDevices() (devResult, error) {
 	}
 	progress("%d idle devices registered in %.2f s; relay RSS %s → %s: %.1f KiB per device", r.n, r.register.Seconds(),
 		mib(r.before), mib(r.after), float64(r.after-r.before)/float64(r.n))
+	cpu0, t1 := cpuSeconds(p.pid()), time.Now()
+	time.Sleep(devIdleFor)
+	if err := p.alive(); err != nil {
+		return r, err
+	}
+	r.idleCPU, r.idleFor = cpuSeconds(p.pid())-cpu0, time.Since(t1)
+	progress("relay CPU with %d idle devices: %.2f s in %.1f s", r.n, r.idleCPU, r.idleFor.Seconds())
 	return r, nil
 }

@@ -84,10 +84,7 @@ func (r *results) onlyTable(ps partSet) string {
 		row(fmt.Sprintf("RSS per idle relayed stream (%d streams), KiB", r.idle.n), []string{strings.Join(s, " · ")}, "")
 	}
 	if ps.has("devices") {
-		d := r.dev
-		per := float64(d.after-d.before) / float64(d.n)
-		row(fmt.Sprintf("relay RSS per idle device (%d devices, registered in %.1f s)", d.n, d.register.Seconds()),
-			[]string{fmt.Sprintf("%.1f KiB %s (%.1f → %.1f MiB)", per, check(per <= 48), float64(d.before)/1024, float64(d.after)/1024)}, "≤ 48 KiB")
+		r.dev.rows(func(measure, value, target string) { row(measure, []string{value}, target) })
 	}
 	if ps.has("footprint") {
 		r.foot.rows(row)

@@ -339,8 +339,6 @@ func (r *results) table() string {
 	}
 
 	// 4. relay memory
-	d := r.dev
-	per := float64(d.after-d.before) / float64(d.n)
 	relayedOnly := func(v string) []string {
 		cells := make([]string, len(columns))
 		for i, c := range columns {
@@ -351,9 +349,8 @@ func (r *results) table() string {
 		}
 		return cells
 	}
-	if d.n > 0 { // 0: not measured (-only)
-		row(fmt.Sprintf("relay RSS per idle device (%d devices, registered in %.1f s)", d.n, d.register.Seconds()),
-			relayedOnly(fmt.Sprintf("%.1f KiB %s (%.1f → %.1f MiB)", per, check(per <= 48), float64(d.before)/1024, float64(d.after)/1024)), "≤ 48 KiB")
+	if r.dev.n > 0 { // 0: not measured (-only)
+		r.dev.rows(func(measure, value, target string) { row(measure, relayedOnly(value), target) })
 	}
 	var parts []string
 	for _, f := range r.idle.rss {
