@@ -101,9 +101,8 @@ func (c *innerConn) ReadBatch(ms []ipv4.Message, _ int) (int, error) {
 	i := 0
 	for {
 		m := &ms[i]
-		m.N = copy(m.Buffers[0], (*pkt.buf)[:pkt.n])
-		m.NN, m.Flags, m.Addr = 0, 0, pkt.addr
-		packetBufs.Put(pkt.buf)
+		m.N, m.Addr, _ = c.take(m.Buffers[0], pkt)
+		m.NN, m.Flags = 0, 0
 		i++
 		if i == len(ms) {
 			break
