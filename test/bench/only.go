@@ -77,11 +77,7 @@ func (r *results) onlyTable(ps partSet) string {
 			[]string{fmt.Sprintf("%d/%d in %.2f s %s", c.ok, c.n, c.wall.Seconds(), check(c.ok == c.n))}, "none failing")
 	}
 	if ps.has("streams") {
-		var s []string
-		for _, f := range r.idle.rss {
-			s = append(s, fmt.Sprintf("%s %.1f", f.role, float64(f.after-f.before)/float64(r.idle.n)))
-		}
-		row(fmt.Sprintf("RSS per idle relayed stream (%d streams), KiB", r.idle.n), []string{strings.Join(s, " · ")}, "")
+		row(fmt.Sprintf("RSS per idle relayed stream (%d streams), KiB", r.idle.n), []string{r.idle.perStream()}, "")
 	}
 	if ps.has("devices") {
 		r.dev.rows(func(measure, value, target string) { row(measure, []string{value}, target) })

@@ -352,15 +352,11 @@ func (r *results) table() string {
 	if r.dev.n > 0 { // 0: not measured (-only)
 		r.dev.rows(func(measure, value, target string) { row(measure, relayedOnly(value), target) })
 	}
-	var parts []string
-	for _, f := range r.idle.rss {
-		parts = append(parts, fmt.Sprintf("%s %.1f", f.role, float64(f.after-f.before)/float64(r.idle.n)))
-	}
 	if r.foot.agent.rss > 0 {
 		r.foot.rows(row)
 	}
 	if r.idle.n > 0 {
-		row(fmt.Sprintf("RSS per idle relayed stream (%d streams), KiB", r.idle.n), relayedOnly(strings.Join(parts, " · ")), "")
+		row(fmt.Sprintf("RSS per idle relayed stream (%d streams), KiB", r.idle.n), relayedOnly(r.idle.perStream()), "")
 	}
 
 	// path checks
