@@ -11,6 +11,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/tunnel-dev/tunnel/cmd/roles/procs"
 )
 
 // newTestAuth returns an Authenticator for alice:right (cost 4) and a log
@@ -178,14 +180,14 @@ func BenchmarkAuthFailedCheck(b *testing.B) {
 	}
 	a := NewAuthenticator(pw, AuthLimits{Rate: 1e9, Burst: 1 << 30}, zerolog.Nop())
 	i := 0
-	cpu0 := cpuTime()
+	cpu0 := procs.CPUTime()
 	for b.Loop() {
 		i++
 		if err := a.Check(context.Background(), srcA, "alice", fmt.Sprint("wrong", i)); !errors.Is(err, ErrBadCredentials) {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(time.Millisecond)/float64(i), "cpu-ms/op")
+	b.ReportMetric(float64(procs.CPUTime()-cpu0)/float64(time.Millisecond)/float64(i), "cpu-ms/op")
 }
 
 // An entry `htpasswd -B` (Apache 2.4) made, for a password with a space

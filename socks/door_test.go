@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/tunnel-dev/tunnel/cmd/roles/procs"
 	"github.com/tunnel-dev/tunnel/transport"
 )
 
@@ -337,7 +338,7 @@ func BenchmarkStrangerGuessing(b *testing.B) {
 
 	const period = 5 * time.Second
 	for b.Loop() {
-		checks0, cpu0, start := a.Checks(), cpuTime(), time.Now()
+		checks0, cpu0, start := a.Checks(), procs.CPUTime(), time.Now()
 		attempts := 0
 		for time.Since(start) < period {
 			dctx, dcancel := context.WithTimeout(context.Background(), ioTimeout)
@@ -348,7 +349,7 @@ func BenchmarkStrangerGuessing(b *testing.B) {
 			}
 			attempts++
 		}
-		elapsed, checks, cpu := time.Since(start), a.Checks()-checks0, cpuTime()-cpu0
+		elapsed, checks, cpu := time.Since(start), a.Checks()-checks0, procs.CPUTime()-cpu0
 		b.ReportMetric(float64(attempts)/elapsed.Seconds(), "attempts/s")
 		b.ReportMetric(float64(checks)/elapsed.Seconds(), "checks/s")
 		b.ReportMetric(float64(checks), "checks")

@@ -50,15 +50,20 @@ func pathMode(c *cli.Context) (transport.PathMode, error) {
 }
 
 // startDaemon is what every long-running command but the gateway does once
-// its own flags are checked: check --metrics and apply --memory-limit (so
-// that a usage error creates no key), build the logger the global flags
-// ask for, load (or create) the node's key, and start the metrics
-// listener, which stop stops. On an error nothing is left running.
+// its own flags are checked: check --metrics, apply --memory-limit and
+// check --procs (so that a usage error creates no key), build the logger
+// the global flags ask for, load (or create) the node's key, start the
+// metrics listener and, for the roles with --procs, carry it out; stop
+// stops both. On an error nothing is left running.
 func startDaemon(c *cli.Context) (log zerolog.Logger, key *identity.Key, col *metrics.Collector, stop func(), err error) {
 	if err = checkMetrics(c); err != nil {
 		return log, nil, nil, nil, err
 	}
 	if err = applyMemoryLimit(c); err != nil {
+		return log, nil, nil, nil, err
+	}
+	ps, hasProcs, err := procsSetting(c)
+	if err != nil {
 		return log, nil, nil, nil, err
 	}
 	if log, err = newLogger(c, false); err != nil {
@@ -67,8 +72,11 @@ func startDaemon(c *cli.Context) (log zerolog.Logger, key *identity.Key, col *me
 	if key, err = identity.LoadOrCreate(c.String("home")); err != nil {
 		return log, nil, nil, nil, err
 	}
-	col, stop, err = startMetrics(c, log)
-	return log, key, col, stop, err
+	if col, stop, err = startMetrics(c, log); err != nil || !hasProcs {
+		return log, key, col, stop, err
+	}
+	stopMetrics, stopProcs := stop, applyProcs(ps, log)
+	return log, key, col, func() { stopProcs(); stopMetrics() }, nil
 }
 
 // checkHostPort checks a HOST:PORT flag.

@@ -58,7 +58,7 @@ refusals are logged at most 10 times per key per 10 s.`,
 			limitFlag("max-unauthorized", def.MaxUnauthorized, "connections of keys no port allowed yet, in all"),
 			limitFlag("max-unauthorized-per-key", def.UnauthorizedPerKey, "connections of one key no port allowed yet"),
 			limitFlag("max-unauthorized-streams", def.UnauthorizedStreams, "streams open at a time on such a connection"),
-		}, append(metricsFlags(), memoryLimitFlag())...),
+		}, append(metricsFlags(), memoryLimitFlag(), procsFlag())...),
 		Action: runPublish,
 	}, "public", "private", "protected", "proxy-protocol", "fleet")
 }

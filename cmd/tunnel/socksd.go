@@ -47,7 +47,7 @@ are rate-limited per client address; the PAC file needs no password.`,
 			&cli.BoolFlag{Name: "allow-remote", Usage: "let a --bind listen beyond loopback (whoever reaches it uses this node's key and fleet credentials)"},
 			&cli.BoolFlag{Name: "allow-local-users", EnvVars: []string{"TUNNEL_ALLOW_LOCAL_USERS"},
 				Usage: "serve the loopback clients of every local user, not only this user's and root's (checked on Linux only: elsewhere every local user is served)"},
-		}, append(metricsFlags(), memoryLimitFlag())...),
+		}, append(metricsFlags(), memoryLimitFlag(), procsFlag())...),
 		HideHelpCommand: true,
 		Subcommands:     []*cli.Command{passwdCommand()},
 		Action: func(c *cli.Context) error {
