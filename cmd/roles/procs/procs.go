@@ -26,7 +26,8 @@
 // role sizes by GOMAXPROCS while starting sees the machine, and lowers
 // only after QuietFor of light load. It looks once per Interval; it raises
 // as soon as the one P was busy for RaiseAt of an interval, and lowers
-// only after the load stayed under LowerAt for QuietFor: a load near
+// only after the load stayed under LowerAt for QuietFor, twice as long
+// after each lowering that had to be undone within Relapse: a load near
 // either threshold does not flap. A fixed count, or GOMAXPROCS in the
 // environment, turns it off.
 package procs
@@ -68,12 +69,20 @@ const (
 	// Past it, work waits behind work on the one thread.
 	RaiseAt = 0.75
 	// LowerAt: at the default count, a load under this for QuietFor
-	// lowers to one. The same work costs less on one P (above: about
-	// 0.65×), so what lowers at 0.6 runs at about 0.4 there, well under
-	// RaiseAt.
-	LowerAt = 0.6
+	// lowers to one. It is above RaiseAt because the same work costs more
+	// CPU on several Ps (above: 1.6× per connect, 1.25× per GB): what
+	// lowers at 0.9 runs at 0.55–0.7 on one P, under RaiseAt. A lower
+	// figure would keep a role that several Ps make look busy on them.
+	LowerAt = 0.9
 	// QuietFor is how long the load must stay under LowerAt.
 	QuietFor = 5 * time.Second
+	// Relapse: a raise this soon after a lowering means the lowering was
+	// wrong; the next one then waits twice as long (up to MaxQuietFor),
+	// so that work which costs the same on one P as on several does not
+	// make the count flap. A lowering that holds for Relapse resets the
+	// wait to QuietFor.
+	Relapse     = 30 * time.Second
+	MaxQuietFor = 5 * time.Minute
 )
 
 // Apply carries out s for the whole process and returns what stops it: a
@@ -122,6 +131,8 @@ type Governor struct {
 
 	cur   int
 	quiet time.Duration // how long the load has been under LowerAt
+	need  time.Duration // how long it must be, QuietFor doubled per relapse
+	low   time.Duration // time at one P since the last lowering
 }
 
 // NewGovernor returns a Governor that starts at the default count def;
@@ -153,17 +164,27 @@ func (g *Governor) Step(wall, cpu time.Duration) {
 	if wall <= 0 {
 		return
 	}
+	if g.need == 0 {
+		g.need = g.QuietFor
+	}
 	load := float64(cpu) / float64(wall)
 	switch {
 	case g.cur == 1:
+		g.low += wall
 		if load >= g.RaiseAt {
+			if g.low <= Relapse {
+				g.need = min(2*g.need, MaxQuietFor)
+			}
 			g.set(g.Raise())
+		} else if g.low >= Relapse {
+			g.need = g.QuietFor
 		}
 	case load < g.LowerAt:
 		g.quiet += wall
-		if g.quiet >= g.QuietFor {
+		if g.quiet >= g.need {
 			g.Lower()
 			g.set(1)
+			g.low = 0
 		}
 	default:
 		g.quiet = 0

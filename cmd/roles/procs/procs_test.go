@@ -53,12 +53,12 @@ func (f *fakeGovernor) load(t *testing.T, cores float64, seconds int, want int) 
 func TestGovernorPolicy(t *testing.T) {
 	f := newFake(4)
 	f.load(t, 0.3, 4, 4)   // quiet, but not for 5 s yet
-	f.load(t, 0.7, 1, 4)   // a busy second starts the quiet over
-	f.load(t, 0.59, 4, 4)  // 4 quiet seconds again
-	f.load(t, 0.59, 1, 1)  // the fifth lowers
-	f.load(t, 0.74, 30, 1) // under RaiseAt stays at one however long
+	f.load(t, 0.9, 1, 4)   // a busy second starts the quiet over
+	f.load(t, 0.89, 4, 4)  // 4 quiet seconds again
+	f.load(t, 0.89, 1, 1)  // the fifth lowers
+	f.load(t, 0.74, 40, 1) // under RaiseAt stays at one however long
 	f.load(t, 0.75, 1, 4)  // RaiseAt raises in one step
-	f.load(t, 0.6, 30, 4)  // at LowerAt stays up
+	f.load(t, 0.9, 30, 4)  // at LowerAt stays up
 	f.load(t, 0, 5, 1)
 	if f.lowered != 2 || f.raised != 1 {
 		t.Fatalf("lowered %d times, raised %d; want 2 and 1", f.lowered, f.raised)
@@ -77,6 +77,34 @@ func TestGovernorPolicy(t *testing.T) {
 	if f.cur != 1 || f.raised != 1 {
 		t.Fatalf("a step of no time changed the count")
 	}
+}
+
+// Work that looks the same on one P as on several would flap between
+// them every QuietFor; each raise soon after a lowering doubles the wait
+// before the next lowering, up to MaxQuietFor, and a lowering that holds
+// for Relapse brings the wait back to QuietFor.
+func TestGovernorRelapse(t *testing.T) {
+	f := newFake(2)
+	f.load(t, 0.8, 5, 1) // lowers after QuietFor
+	f.load(t, 0.8, 1, 2) // and is undone at once: the wait doubles
+	f.load(t, 0.8, 9, 2)
+	f.load(t, 0.8, 1, 1) // 10 s
+	f.load(t, 0.8, 1, 2)
+	f.load(t, 0.8, 19, 2)
+	f.load(t, 0.8, 1, 1) // 20 s
+	for range 10 {
+		f.load(t, 0.8, 1, 2)
+		for f.cur != 1 {
+			f.Step(time.Second, 800*time.Millisecond)
+		}
+	}
+	f.load(t, 0.8, 1, 2)
+	f.load(t, 0.8, int(MaxQuietFor/time.Second)-1, 2) // capped at MaxQuietFor
+	f.load(t, 0.8, 1, 1)
+	f.load(t, 0.5, int(Relapse/time.Second), 1) // the lowering holds
+	f.load(t, 0.8, 1, 2)                        // a raise long after: no relapse
+	f.load(t, 0.8, 4, 2)
+	f.load(t, 0.8, 1, 1) // back to QuietFor
 }
 
 // A default that is one (a cgroup shrank) when raising leaves it at one,
@@ -132,7 +160,7 @@ func TestGovernorRuntime(t *testing.T) {
 	g.Changed = func(from, to int) { changes.Add(1) }
 	// Low thresholds, so that a loaded machine that gives the burners
 	// below a core still counts as busy; an idle test process uses ~0.
-	g.RaiseAt, g.LowerAt, g.QuietFor = 0.25, 0.1, 300*time.Millisecond
+	g.RaiseAt, g.LowerAt, g.QuietFor = 0.25, 0.2, 300*time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
