@@ -112,7 +112,7 @@ func (r *results) ratioTo(name, base, dir string) float64 {
 
 func (r *results) smallBoardTable(ciphers []string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nSmall boards: the agent (and the pipe's B) with %s, and with %s too (no AES), in the same rounds; the socksd keeps the default. Pipe ciphers: %s.\n\n",
+	fmt.Fprintf(&b, "\nSmall boards: the agent (and the pipe's B) with %s, and with %s too (no AES), in the same rounds; the socksd keeps its default (--procs auto: one core while light, all while busy), as does the agent of the main columns; the pipe runs at Go's default. Pipe ciphers: %s.\n\n",
 		oneCore, noAES, strings.Join(ciphers, "; "))
 	fmt.Fprintf(&b, "| measure |")
 	for _, c := range boardColumns {
@@ -135,7 +135,7 @@ func (r *results) smallBoardTable(ciphers []string) string {
 	for _, dir := range []string{"up", "down"} {
 		word := map[string]string{"up": "upload", "down": "download"}[dir]
 		row(word+" Gbit/s (nc, 1 stream)", func(name, _ string) string { return r.rateCell(name, dir) })
-		row(word+" ÷ the same path with the default GOMAXPROCS", func(name, base string) string { return ratio(r.ratioTo(name, base, dir)) })
+		row(word+" ÷ the same path with the default (tunnel: --procs auto; pipe: Go's default)", func(name, base string) string { return ratio(r.ratioTo(name, base, dir)) })
 		row(word+" ÷ ssh -D", func(name, _ string) string { return ratio(r.ratioTo(name, "ssh -D", dir)) })
 	}
 	row("connect + 1-byte echo, median ms", func(name, _ string) string {
