@@ -395,7 +395,7 @@ func (b *bench) profileLayers(res *results) error {
 		}
 		res.layers = append(res.layers, lr)
 	}
-	return b.daemonsAlive()
+	return b.alive()
 }
 
 func waitExists(file string, p *proc) error {

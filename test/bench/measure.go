@@ -110,7 +110,7 @@ func (b *bench) bulk(res *results) error {
 					progress("%s   path after the run: %s (want %s)", msg, r.pathBad, t.wantPath)
 				}
 				res.bulk[t.name+" "+dir] = append(res.bulk[t.name+" "+dir], r)
-				if err := b.daemonsAlive(); err != nil {
+				if err := b.alive(); err != nil {
 					return err
 				}
 			}
@@ -130,10 +130,6 @@ func cpuText(m map[string]float64) string {
 		}
 	}
 	return "  cpu: " + strings.Join(parts, ", ")
-}
-
-func (b *bench) daemonsAlive() error {
-	return b.alive()
 }
 
 func ncArgs(t *target, port int, extra ...string) []string {
@@ -321,7 +317,7 @@ func (b *bench) latency(res *results) error {
 		progress("%-15s connect+echo median %s  p90 %s  (%d samples, %d failed%s)", t.name,
 			fmtDur(quantileDur(s, 0.5)), fmtDur(quantileDur(s, 0.9)), len(s), res.latFail[t.name], last)
 	}
-	return b.daemonsAlive()
+	return b.alive()
 }
 
 // ---- 3: concurrent streams ----
@@ -435,7 +431,7 @@ func (b *bench) concurrent(t *target) (concResult, error) {
 	for _, f := range r.rss {
 		progress("%-15s   %-6s RSS %s → peak %s → %s", t.name, f.role, mib(f.before), mib(f.peak), mib(f.after))
 	}
-	return r, b.daemonsAlive()
+	return r, b.alive()
 }
 
 func errText(m map[string]int) string {
@@ -559,7 +555,7 @@ func (b *bench) idleStreams() (idleStreamResult, error) {
 		r.rss[i].after = v
 		progress("%d idle relayed streams: %-6s RSS %s → %s: %+.1f KiB per stream", r.n, w.role, mib(r.rss[i].before), mib(v), float64(v-r.rss[i].before)/float64(r.n))
 	}
-	return r, b.daemonsAlive()
+	return r, b.alive()
 }
 
 type devResult struct {

@@ -143,17 +143,18 @@ func (r *results) ratioToSSH(name, dir string) float64 {
 }
 
 func (r *results) rateCell(name, dir string) string {
-	v := r.gbps(name, dir)
-	failed := len(r.bulk[name+" "+dir]) - len(v)
-	if len(r.bulk[name+" "+dir]) == 0 {
+	runs := r.bulk[name+" "+dir]
+	if len(runs) == 0 {
 		return dash // not measured (-only without bulk)
 	}
+	v := r.gbps(name, dir)
+	failed := len(runs) - len(v)
 	if len(v) == 0 {
 		return fmt.Sprintf("failed ×%d", failed)
 	}
 	s := fmt.Sprintf("%.2f (%.2f–%.2f)", quantile(v, 0.5), quantile(v, 0), quantile(v, 1))
 	capped := 0
-	for _, run := range r.bulk[name+" "+dir] {
+	for _, run := range runs {
 		if run.err == nil && run.capped {
 			capped++
 		}
