@@ -19,7 +19,7 @@
 // a socksd under a download, can use more than one core of crypto and
 // copying; one P would cap it there.
 //
-// Invariants: the Governor moves between exactly two counts, one and the
+// Invariants: the governor moves between exactly two counts, one and the
 // runtime's default (runtime.SetDefaultGOMAXPROCS: the CPUs this process
 // may use, its cgroup's limit included), and changes nothing on a machine
 // where that default is one. It starts at the default, so that whatever a
@@ -45,7 +45,7 @@ import (
 // Setting is what --procs asks for: Auto, or a fixed count of Ps.
 type Setting int
 
-// Auto runs a Governor.
+// Auto runs a governor.
 const Auto Setting = 0
 
 // Parse reads a --procs value: "auto" or a whole number from 1.
@@ -61,7 +61,7 @@ func Parse(s string) (Setting, error) {
 }
 
 const (
-	// Interval is how often the Governor reads the process's CPU time.
+	// Interval is how often the governor reads the process's CPU time.
 	// An idle role pays one timer wake-up and one getrusage per Interval.
 	Interval = time.Second
 	// RaiseAt: at one P, a load of this many cores (CPU time over wall
@@ -87,9 +87,9 @@ const (
 
 // Apply carries out s for the whole process and returns what stops it: a
 // fixed count is set at once (and stop does nothing); Auto starts a
-// Governor, unless GOMAXPROCS is in the environment (the user chose) or
+// governor, unless GOMAXPROCS is in the environment (the user chose) or
 // the default is one already. changed, if not nil, is told each change the
-// Governor makes.
+// governor makes.
 func Apply(s Setting, changed func(from, to int)) (stop func()) {
 	if s != Auto {
 		runtime.GOMAXPROCS(int(s))
@@ -98,17 +98,54 @@ func Apply(s Setting, changed func(from, to int)) (stop func()) {
 	if os.Getenv("GOMAXPROCS") != "" || runtime.GOMAXPROCS(0) <= 1 {
 		return func() {}
 	}
-	g := NewGovernor(runtime.GOMAXPROCS(0))
-	g.CPU = CPUTime
-	g.Lower = func() { runtime.GOMAXPROCS(1) }
-	g.Raise = func() int { runtime.SetDefaultGOMAXPROCS(); return runtime.GOMAXPROCS(0) }
-	g.Changed = changed
+	return processGovernor(changed).start(Interval)
+}
+
+// governor holds the two-count policy. Its hooks are the process's own
+// (processGovernor) or a test's.
+type governor struct {
+	cpu     func() time.Duration // CPU time the process used so far
+	lower   func()               // go to one P
+	raise   func() int           // go to the default; returns it
+	changed func(from, to int)   // may be nil
+
+	// The policy's figures: RaiseAt, LowerAt and QuietFor unless a test
+	// wants others.
+	raiseAt, lowerAt float64
+	quietFor         time.Duration
+
+	cur   int
+	quiet time.Duration // how long the load has been under lowerAt
+	need  time.Duration // how long it must be, quietFor doubled per relapse
+	low   time.Duration // time at one P since the last lowering
+}
+
+// newGovernor returns a governor that starts at the default count def;
+// the caller sets the hooks. Its methods are for one goroutine.
+func newGovernor(def int) *governor {
+	return &governor{cur: def, raiseAt: RaiseAt, lowerAt: LowerAt, quietFor: QuietFor}
+}
+
+// processGovernor is a governor of this process's runtime, by its CPU
+// time, starting at the runtime's current count.
+func processGovernor(changed func(from, to int)) *governor {
+	g := newGovernor(runtime.GOMAXPROCS(0))
+	g.cpu = CPUTime
+	g.lower = func() { runtime.GOMAXPROCS(1) }
+	g.raise = func() int { runtime.SetDefaultGOMAXPROCS(); return runtime.GOMAXPROCS(0) }
+	g.changed = changed
+	return g
+}
+
+// start runs g on a goroutine of its own, looking once per every, and
+// returns what stops it and waits for it.
+func (g *governor) start(every time.Duration) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		g.Run(ctx, Interval)
+		g.run(ctx, every)
 	}()
 	return func() {
 		cancel()
@@ -116,73 +153,48 @@ func Apply(s Setting, changed func(from, to int)) (stop func()) {
 	}
 }
 
-// Governor holds the two-count policy. Its hooks are the process's own in
-// Apply and a test's elsewhere.
-type Governor struct {
-	CPU     func() time.Duration // CPU time the process used so far
-	Lower   func()               // go to one P
-	Raise   func() int           // go to the default; returns it
-	Changed func(from, to int)   // may be nil
-
-	// The policy's figures: RaiseAt, LowerAt and QuietFor unless a test
-	// wants others.
-	RaiseAt, LowerAt float64
-	QuietFor         time.Duration
-
-	cur   int
-	quiet time.Duration // how long the load has been under LowerAt
-	need  time.Duration // how long it must be, QuietFor doubled per relapse
-	low   time.Duration // time at one P since the last lowering
-}
-
-// NewGovernor returns a Governor that starts at the default count def;
-// the caller sets the hooks. Its methods are for one goroutine.
-func NewGovernor(def int) *Governor {
-	return &Governor{cur: def, RaiseAt: RaiseAt, LowerAt: LowerAt, QuietFor: QuietFor}
-}
-
-// Run looks at the load once per every until ctx ends.
-func (g *Governor) Run(ctx context.Context, every time.Duration) {
+// run looks at the load once per every until ctx ends.
+func (g *governor) run(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
-	last, lastCPU := time.Now(), g.CPU()
+	last, lastCPU := time.Now(), g.cpu()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			cpu := g.CPU()
-			g.Step(now.Sub(last), cpu-lastCPU)
+			cpu := g.cpu()
+			g.step(now.Sub(last), cpu-lastCPU)
 			last, lastCPU = now, cpu
 		}
 	}
 }
 
-// Step takes the wall time since the last step and the CPU time the
+// step takes the wall time since the last step and the CPU time the
 // process used in it, and changes the count if the policy says so.
-func (g *Governor) Step(wall, cpu time.Duration) {
+func (g *governor) step(wall, cpu time.Duration) {
 	if wall <= 0 {
 		return
 	}
 	if g.need == 0 {
-		g.need = g.QuietFor
+		g.need = g.quietFor
 	}
 	load := float64(cpu) / float64(wall)
 	switch {
 	case g.cur == 1:
 		g.low += wall
-		if load >= g.RaiseAt {
+		if load >= g.raiseAt {
 			if g.low <= Relapse {
 				g.need = min(2*g.need, MaxQuietFor)
 			}
-			g.set(g.Raise())
+			g.set(g.raise())
 		} else if g.low >= Relapse {
-			g.need = g.QuietFor
+			g.need = g.quietFor
 		}
-	case load < g.LowerAt:
+	case load < g.lowerAt:
 		g.quiet += wall
 		if g.quiet >= g.need {
-			g.Lower()
+			g.lower()
 			g.set(1)
 			g.low = 0
 		}
@@ -191,10 +203,10 @@ func (g *Governor) Step(wall, cpu time.Duration) {
 	}
 }
 
-func (g *Governor) set(n int) {
+func (g *governor) set(n int) {
 	from := g.cur
 	g.cur, g.quiet = n, 0
-	if g.Changed != nil && from != n {
-		g.Changed(from, n)
+	if g.changed != nil && from != n {
+		g.changed(from, n)
 	}
 }

@@ -1,7 +1,6 @@
 package procs
 
 import (
-	"context"
 	"os"
 	"runtime"
 	"sync"
@@ -25,23 +24,23 @@ func TestParse(t *testing.T) {
 
 // fakeGovernor records what the policy does, one second per step.
 type fakeGovernor struct {
-	*Governor
+	*governor
 	lowered, raised int
 	changes         [][2]int
 }
 
 func newFake(def int) *fakeGovernor {
-	f := &fakeGovernor{Governor: NewGovernor(def)}
-	f.Lower = func() { f.lowered++ }
-	f.Raise = func() int { f.raised++; return def }
-	f.Changed = func(from, to int) { f.changes = append(f.changes, [2]int{from, to}) }
+	f := &fakeGovernor{governor: newGovernor(def)}
+	f.lower = func() { f.lowered++ }
+	f.raise = func() int { f.raised++; return def }
+	f.changed = func(from, to int) { f.changes = append(f.changes, [2]int{from, to}) }
 	return f
 }
 
 func (f *fakeGovernor) load(t *testing.T, cores float64, seconds int, want int) {
 	t.Helper()
 	for range seconds {
-		f.Step(time.Second, time.Duration(cores*float64(time.Second)))
+		f.step(time.Second, time.Duration(cores*float64(time.Second)))
 	}
 	if f.cur != want {
 		t.Fatalf("after %d s at %.2f cores: %d procs, want %d", seconds, cores, f.cur, want)
@@ -72,8 +71,8 @@ func TestGovernorPolicy(t *testing.T) {
 			t.Fatalf("changes %v; want %v", f.changes, want)
 		}
 	}
-	f.Step(0, time.Second) // no time passed: no load to judge
-	f.Step(-time.Second, time.Second)
+	f.step(0, time.Second) // no time passed: no load to judge
+	f.step(-time.Second, time.Second)
 	if f.cur != 1 || f.raised != 1 {
 		t.Fatalf("a step of no time changed the count")
 	}
@@ -95,7 +94,7 @@ func TestGovernorRelapse(t *testing.T) {
 	for range 10 {
 		f.load(t, 0.8, 1, 2)
 		for f.cur != 1 {
-			f.Step(time.Second, 800*time.Millisecond)
+			f.step(time.Second, 800*time.Millisecond)
 		}
 	}
 	f.load(t, 0.8, 1, 2)
@@ -108,7 +107,7 @@ func TestGovernorRelapse(t *testing.T) {
 }
 
 // A default that is one (a cgroup shrank) when raising leaves it at one,
-// and a Governor started at one never lowers.
+// and a governor started at one never lowers.
 func TestGovernorDefaultOne(t *testing.T) {
 	f := newFake(1)
 	f.load(t, 0, 10, 1)
@@ -152,23 +151,12 @@ func TestGovernorRuntime(t *testing.T) {
 	if def < 2 {
 		t.Skipf("the default is %d P: nothing to govern", def)
 	}
-	g := NewGovernor(def)
-	g.CPU = CPUTime
-	g.Lower = func() { runtime.GOMAXPROCS(1) }
-	g.Raise = func() int { runtime.SetDefaultGOMAXPROCS(); return runtime.GOMAXPROCS(0) }
 	var changes atomic.Int32
-	g.Changed = func(from, to int) { changes.Add(1) }
+	g := processGovernor(func(from, to int) { changes.Add(1) })
 	// Low thresholds, so that a loaded machine that gives the burners
 	// below a core still counts as busy; an idle test process uses ~0.
-	g.RaiseAt, g.LowerAt, g.QuietFor = 0.25, 0.2, 300*time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		g.Run(ctx, 50*time.Millisecond)
-	}()
-	defer func() { cancel(); wg.Wait() }()
+	g.raiseAt, g.lowerAt, g.quietFor = 0.25, 0.2, 300*time.Millisecond
+	defer g.start(50 * time.Millisecond)()
 
 	waitProcs(t, 1, "idle")
 	var stop atomic.Bool
