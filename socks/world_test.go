@@ -20,6 +20,7 @@ import (
 	"github.com/tunnel-dev/tunnel/resolver"
 	"github.com/tunnel-dev/tunnel/socks"
 	"github.com/tunnel-dev/tunnel/socks/dialer"
+	"github.com/tunnel-dev/tunnel/test/tcptest"
 )
 
 // socksd is a running `tunnel socksd` with a rendezvous node and a device
@@ -50,7 +51,7 @@ func startSocksdWith(t *testing.T, set func(*roles.ClientConfig)) socksd {
 	waits = append(waits, relay.Wait)
 	relays := []resolver.RelayAddr{relay.Addr()}
 	dev, err := roles.StartDevice(ctx, roles.DeviceConfig{Key: dk, Relays: relays, Log: zerolog.Nop(),
-		Ports: []peer.Port{{Remote: 22, Target: echoServer(t)}}})
+		Ports: []peer.Port{{Remote: 22, Target: tcptest.Echo(t)}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,32 +77,6 @@ func newKey(t *testing.T) *identity.Key {
 		t.Fatal(err)
 	}
 	return k
-}
-
-// echoServer echoes each connection and half-closes after the client's.
-func echoServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	t.Cleanup(func() { ln.Close(); <-done })
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-				c.(*net.TCPConn).CloseWrite()
-			}()
-		}
-	}()
-	return ln.Addr().String()
 }
 
 // The SOCKS5 client against a real socksd: a stream that works, and each

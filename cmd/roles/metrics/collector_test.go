@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/tunnel-dev/tunnel/peer/identity"
 	"github.com/tunnel-dev/tunnel/resolver"
 	"github.com/tunnel-dev/tunnel/socks/dialer"
+	"github.com/tunnel-dev/tunnel/test/tcptest"
 )
 
 // value is the sample of name whose labels include want; -1 if none.
@@ -56,23 +56,8 @@ func value(t *testing.T, g prometheus.Gatherer, name string, want map[string]str
 // a rendezvous node, a device and a client node; real streams move the
 // series they should.
 func TestCollectorCountsRealTraffic(t *testing.T) {
-	echo, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		for {
-			c, err := echo.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
-	defer echo.Close()
-	closed, _ := net.Listen("tcp", "127.0.0.1:0")
-	closedAddr := closed.Addr().String()
-	closed.Close()
+	echo := tcptest.Echo(t)
+	closedAddr := tcptest.ClosedPort(t)
 
 	col := metrics.NewCollector()
 	reg := metrics.NewRegistry(col)
@@ -85,8 +70,8 @@ func TestCollectorCountsRealTraffic(t *testing.T) {
 	dkey, _ := identity.Generate()
 	someone, _ := identity.Generate()
 	dev, err := roles.StartDevice(ctx, roles.DeviceConfig{Key: dkey, Relays: []resolver.RelayAddr{relay.Addr()}, Metrics: col,
-		Ports: []peer.Port{{Remote: 7, Target: echo.Addr().String(), Access: peer.Public},
-			{Remote: 22, Target: echo.Addr().String(), Access: peer.Private, Allowed: []identity.ID{someone.ID()}},
+		Ports: []peer.Port{{Remote: 7, Target: echo, Access: peer.Public},
+			{Remote: 22, Target: echo, Access: peer.Private, Allowed: []identity.ID{someone.ID()}},
 			{Remote: 9, Target: closedAddr, Access: peer.Public}},
 		Log: zerolog.Nop()})
 	if err != nil {
