@@ -133,9 +133,10 @@ func PeerQUICConfig() *quic.Config {
 		EnableDatagrams: true,
 		// quic-go never sees a path switch (innerconn.go), so a packet
 		// size it learned on a direct path would stay in use on a relay
-		// path with a smaller MTU and be lost there for good; packets keep
-		// quic-go's initial 1280 bytes (1317 on an IPv4 wire in a relay
-		// frame), which any common path carries.
+		// path with a smaller MTU and be lost there for good. Packets
+		// have one size, and the node sends them whole or in two
+		// fragments as each path allows (pathsize.go).
 		DisablePathMTUDiscovery: true,
+		InitialPacketSize:       innerPacketSize,
 	}
 }

@@ -47,6 +47,27 @@ package transport
 //
 // toRelay and fromRelay have the same header size on purpose: the relay
 // rewrites a header in place to forward a frame.
+//
+// The payload of a direct, toRelay or fromRelay frame is one inner QUIC
+// packet, whose first byte has a top bit set, or one of these, whose first
+// byte has both clear (pathsize.go and reassembly.go):
+//
+//	fragment: one half of an inner packet too big for the path
+//	  type     uint8     0x07
+//	  id       uint32    the sender's number for the packet
+//	  index    uint8     0 (the first half) or 1
+//	  data     …
+//
+//	sizeProbe: does the path carry a whole packet?
+//	  type     uint8     0x08
+//	  txid     [8]byte   random
+//	  padding  …         zeros, to a payload of innerPacketSize
+//
+//	sizeAck: the answer, sent back the way the probe came
+//	  type     uint8     0x09
+//	  txid     [8]byte   the probe's
+//
+// The relay reads none of them: a payload is opaque to it.
 
 import (
 	"crypto/hmac"
@@ -62,6 +83,14 @@ const (
 	frameDiscoPing = 0x04
 	frameDiscoPong = 0x05
 	frameDirect    = 0x06
+)
+
+// Payload types other than an inner QUIC packet.
+const (
+	payloadFragment  = 0x07
+	payloadSizeProbe = 0x08
+	payloadSizeAck   = 0x09
+	sizeAckLen       = 1 + 8
 )
 
 const (

@@ -219,6 +219,7 @@ func (fn *fuzzNode) reset() {
 		packetBufs.Put(pkt.buf)
 	}
 	fn.innerPC.readMu.Unlock()
+	fn.reasm.close()
 	for len(fn.gone) > 0 {
 		<-fn.gone
 	}
@@ -235,15 +236,24 @@ func fuzzDisco(typ byte) []byte {
 
 func FuzzNodeReceive(f *testing.F) {
 	fn := newFuzzNode(f)
+	// Payloads start as a QUIC short-header packet does (0x40), or as a
+	// fragment of packet 5.
 	relayed := func(src Endpoint, size int) []byte {
 		b := toRelay(src, size)
-		b[0] = frameFromRelay
+		b[0], b[frameHeaderLen] = frameFromRelay, 0x40
 		return b
 	}
-	direct := func(size int) []byte { return append([]byte{frameDirect}, make([]byte, size-1)...) }
+	direct := func(size int) []byte { return append([]byte{frameDirect, 0x40}, make([]byte, size-2)...) }
+	frag := func(hdr []byte, i byte, size int) []byte {
+		b := append(slices.Clone(hdr), payloadFragment, 0, 0, 0, 5, i)
+		return append(b, make([]byte, size-len(b))...)
+	}
+	fromB := binary.BigEndian.AppendUint64([]byte{frameFromRelay}, uint64(fuzzEPB))
 	f.Add(relayed(fuzzEPB, 1200), uint16(0), uint8(0))
 	f.Add(slices.Concat(fuzzDisco(frameDiscoPing), direct(discoLen)), uint16(discoLen), uint8(2))
 	f.Add(binary.BigEndian.AppendUint64([]byte{frameGone}, uint64(fuzzEPB)), uint16(0), uint8(1))
+	f.Add(slices.Concat(frag(fromB, 1, 300), frag(fromB, 1, 300), frag(fromB, 0, 300)), uint16(300), uint8(0))
+	f.Add(slices.Concat(fuzzDisco(frameDiscoPing), frag([]byte{frameDirect}, 0, discoLen), frag([]byte{frameDirect}, 1, 40)), uint16(discoLen), uint8(2))
 	f.Fuzz(func(t *testing.T, run []byte, segIn uint16, fromSel uint8) {
 		if len(run) == 0 || len(run) > fuzzMaxRun {
 			return
@@ -262,6 +272,26 @@ func FuzzNodeReceive(f *testing.F) {
 		var proved bool
 		var queued, gone int
 		var relayedIn, directIn uint64
+		// Fragments join by sender and id (reassembly.go): a well-formed
+		// one counts as received; its pair's second half queues a packet.
+		type fragKey struct {
+			src Endpoint
+			id  uint32
+		}
+		halves := map[fragKey]uint8{}
+		fragment := func(src Endpoint, p []byte) {
+			if len(p) <= fragHeaderLen || len(p)-fragHeaderLen > fragMaxPiece || p[5] > 1 {
+				return
+			}
+			k := fragKey{src, binary.BigEndian.Uint32(p[1:5])}
+			if halves[k]&(1<<p[5]) == 0 {
+				halves[k] |= 1 << p[5]
+				if halves[k] == 3 {
+					queued++
+					delete(halves, k)
+				}
+			}
+		}
 		for off := 0; off < len(run); off += seg {
 			d := run[off:min(off+seg, len(run))]
 			switch {
@@ -272,16 +302,28 @@ func FuzzNodeReceive(f *testing.F) {
 					proved = true
 				}
 			case d[0] == frameDirect:
-				if proved && len(d) > 1 {
+				switch {
+				case !proved || len(d) == 1:
+				case d[1]&0xc0 != 0:
 					queued++
 					directIn += uint64(min(len(d)-1, packetBufSize))
+				case d[1] == payloadFragment:
+					directIn += uint64(len(d) - 1)
+					fragment(fuzzEPB, d[1:])
 				}
 			case !fromRelay || len(d) < frameHeaderLen:
 			case d[0] == frameGone:
 				gone++
 			case d[0] == frameFromRelay && len(d) > frameHeaderLen:
-				queued++
-				relayedIn += uint64(min(len(d)-frameHeaderLen, packetBufSize))
+				p := d[frameHeaderLen:]
+				switch {
+				case p[0]&0xc0 != 0:
+					queued++
+					relayedIn += uint64(min(len(p), packetBufSize))
+				case p[0] == payloadFragment:
+					relayedIn += uint64(len(p))
+					fragment(Endpoint(binary.BigEndian.Uint64(d[1:9])), p)
+				}
 			}
 		}
 		relayed0, direct0 := fn.RelayedIn.Load(), fn.peer.DirectIn.Load()

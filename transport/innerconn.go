@@ -29,7 +29,7 @@ import (
 // segments (what decides GSO), and the options they set — DF, TOS
 // reception — land there and not on the real socket. On the real socket DF
 // (IP_PMTUDISC_PROBE) would turn the kernel's fragmentation of our
-// 1317-byte IPv4 packets on a smaller-MTU interface (a 1280-byte WireGuard
+// 1437-byte IPv4 packets on a smaller-MTU interface (a 1280-byte WireGuard
 // or Tailscale link) into send errors, and every packet would be lost.
 type innerConn struct {
 	*queueConn

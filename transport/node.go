@@ -70,6 +70,9 @@ type Node struct {
 	// testCandidates, when set, replaces the candidates the node offers:
 	// tests put a forwarder between two nodes with it.
 	testCandidates func() []netip.AddrPort
+	// testUnsized makes the node take payloads as a node from before
+	// packet sizing did (pathsize.go): every one is a QUIC packet.
+	testUnsized bool
 
 	// Lock order: pathMu before path.mu, and pathMu before addrMu;
 	// path.mu and addrMu are never held together, and scopeMu is taken
@@ -85,6 +88,11 @@ type Node struct {
 
 	// Bytes of inner traffic, for status and metrics.
 	RelayedIn, RelayedOut atomic.Uint64
+
+	// fragID numbers the packets this node fragments; reasm joins the
+	// fragments it receives (reassembly.go).
+	fragID atomic.Uint32
+	reasm  reassembly
 
 	// epoch is what receive times are counted from (clock).
 	epoch time.Time
@@ -211,6 +219,7 @@ func (n *Node) Close() error {
 	err := errors.Join(n.inner.Close(), n.outer.Close())
 	n.innerPC.Close()
 	n.wg.Wait()
+	n.reasm.close()
 	return errors.Join(err, n.sock.Close())
 }
 
@@ -237,22 +246,22 @@ func (n *Node) addr(ep Endpoint) *net.UDPAddr {
 // network without one would, and QUIC retransmits.
 func (n *Node) send(ep Endpoint, b []byte, seg int) {
 	mode := n.Mode()
-	if mode != PathRelay {
-		n.pathMu.RLock()
-		p := n.paths[ep]
-		n.pathMu.RUnlock()
-		if p != nil {
-			if a, ok := p.current(time.Now()); ok {
-				n.sockTo(p, a).WriteSegments(directHeader[:], b, seg, a)
-				// Counted once written: a ping sent after this call trails
-				// these packets on the path (the liveness rule, disco.go).
-				p.DirectOut.Add(uint64(len(b)))
-				p.DirectOutPkts.Add(uint64((len(b) + seg - 1) / seg))
-				return
-			}
-			if mode == PathDirect && p.everBest.Load() {
-				return // the direct path is gone; never relay
-			}
+	now := time.Now()
+	n.pathMu.RLock()
+	p := n.paths[ep]
+	n.pathMu.RUnlock()
+	if mode != PathRelay && p != nil {
+		if a, ok := p.current(now); ok {
+			frag, padded, unpadded := p.sizeFor(&p.sizeDirect, a, now)
+			bytes, frames := n.sendSized(n.sockTo(p, a), directHeader[:], b, seg, a, sizingOf(frag), padded, unpadded)
+			// Counted once written: a ping sent after this call trails
+			// these packets on the path (the liveness rule, disco.go).
+			p.DirectOut.Add(bytes)
+			p.DirectOutPkts.Add(frames)
+			return
+		}
+		if mode == PathDirect && p.everBest.Load() {
+			return // the direct path is gone; never relay
 		}
 	}
 	relay, ok := n.routes.Load().relayFor(ep)
@@ -262,7 +271,15 @@ func (n *Node) send(ep Endpoint, b []byte, seg int) {
 	var hdr [frameHeaderLen]byte
 	hdr[0] = frameToRelay
 	binary.BigEndian.PutUint64(hdr[1:], uint64(ep))
-	n.sock.WriteSegments(hdr[:], b, seg, relay.Addr)
+	// Before the connection is tracked (its handshake) there is no path
+	// to keep a size in (pathsize.go).
+	sz, padded, unpadded := sendBoth, uint64(0), uint64(0)
+	if p != nil {
+		var frag bool
+		frag, padded, unpadded = p.sizeFor(&p.sizeRelay, relay.Addr, now)
+		sz = sizingOf(frag)
+	}
+	n.sendSized(n.sock, hdr[:], b, seg, relay.Addr, sz, padded, unpadded)
 	n.RelayedOut.Add(uint64(len(b)))
 }
 
@@ -353,6 +370,10 @@ func (n *Node) receiveFrame(b []byte, in *inRun) {
 		if p == nil || len(b) == 1 {
 			return
 		}
+		if b[1]&0xc0 == 0 && !n.testUnsized {
+			n.receiveDirectPayload(b[1:], p, in)
+			return
+		}
 		bp := packetBufs.Get().(*[]byte)
 		m := copy(*bp, b[1:])
 		p.DirectIn.Add(uint64(m))
@@ -375,19 +396,78 @@ func (n *Node) receiveFrame(b []byte, in *inRun) {
 	case b[0] != frameFromRelay || len(b) == frameHeaderLen:
 		return
 	}
-	bp := packetBufs.Get().(*[]byte)
-	m := copy(*bp, b[frameHeaderLen:])
-	n.RelayedIn.Add(uint64(m))
 	if !in.srcOK || in.src != src {
 		n.pathMu.RLock()
 		in.srcPath = n.paths[src]
 		n.pathMu.RUnlock()
 		in.src, in.srcAddr, in.srcOK = src, n.addr(src), true
 	}
+	payload := b[frameHeaderLen:]
+	if payload[0]&0xc0 == 0 && !n.testUnsized {
+		n.receiveRelayedPayload(payload, in)
+		return
+	}
+	bp := packetBufs.Get().(*[]byte)
+	m := copy(*bp, payload)
+	n.RelayedIn.Add(uint64(m))
 	if in.srcPath != nil {
 		in.srcPath.lastRelayRx.Store(in.now)
 	}
 	in.add(n, bp, m, in.srcAddr)
+}
+
+// receiveDirectPayload takes a payload other than a QUIC packet from p's
+// direct path.
+func (n *Node) receiveDirectPayload(b []byte, p *path, in *inRun) {
+	switch b[0] {
+	case payloadFragment:
+		p.DirectIn.Add(uint64(len(b)))
+		p.DirectInPkts.Add(1)
+		p.lastDirectRx.Store(in.now)
+		if bp, m := n.reasm.add(p.ep, b); bp != nil {
+			in.add(n, bp, m, p.addr)
+		}
+	case payloadSizeProbe:
+		if len(b) >= sizeAckLen {
+			sock := in.via
+			if sock == nil {
+				sock = n.sock
+			}
+			_ = sock.WriteTo(appendSizeAck(append(make([]byte, 0, 1+sizeAckLen), frameDirect), b), in.from)
+		}
+	case payloadSizeAck:
+		if len(b) == sizeAckLen {
+			p.sizeAcked(binary.BigEndian.Uint64(b[1:]), false, time.Now())
+		}
+	}
+}
+
+// receiveRelayedPayload takes a payload other than a QUIC packet that the
+// relay brought from in.src.
+func (n *Node) receiveRelayedPayload(b []byte, in *inRun) {
+	switch b[0] {
+	case payloadFragment:
+		n.RelayedIn.Add(uint64(len(b)))
+		if in.srcPath != nil {
+			in.srcPath.lastRelayRx.Store(in.now)
+		}
+		if bp, m := n.reasm.add(in.src, b); bp != nil {
+			in.add(n, bp, m, in.srcAddr)
+		}
+	case payloadSizeProbe:
+		// Answered to any sender the relay vouches for: an ack is
+		// smaller than the probe, and goes only back to it.
+		if len(b) >= sizeAckLen {
+			var hdr [frameHeaderLen]byte
+			hdr[0] = frameToRelay
+			binary.BigEndian.PutUint64(hdr[1:], uint64(in.src))
+			_ = n.sock.WriteTo(appendSizeAck(hdr[:], b), in.from)
+		}
+	case payloadSizeAck:
+		if len(b) == sizeAckLen && in.srcPath != nil {
+			in.srcPath.sizeAcked(binary.BigEndian.Uint64(b[1:]), true, time.Now())
+		}
+	}
 }
 
 // PeerConnID returns the peer ID of an end-to-end connection.

@@ -84,6 +84,10 @@ type path struct {
 	DirectIn, DirectOut         atomic.Uint64 // payload bytes
 	DirectInPkts, DirectOutPkts atomic.Uint64 // frames
 
+	// What is known of the size of the direct path in use and of the
+	// relay path (pathsize.go); guarded by mu.
+	sizeDirect, sizeRelay sizeState
+
 	// When a packet of the peer's last arrived on each path, by the
 	// node's clock (0: never). Status shows the one of the path in use,
 	// so that a path that says direct but carries nothing is visible.

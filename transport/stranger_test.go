@@ -334,11 +334,14 @@ func waitUntil(t *testing.T, d time.Duration, cond func() bool) {
 // forwarder carries datagrams between two nodes the way a NAT on the path
 // would: what reaches near goes out of far to one node, what reaches far
 // goes out of near to the other. With drop set it black-holes direct data
-// frames and lets pings and pongs through.
+// frames and lets pings and pongs through; with maxSize set it drops every
+// datagram larger, as a path with a small MTU whose ICMP is filtered does.
 type forwarder struct {
-	near, far *net.UDPConn
-	drop      atomic.Bool
-	dropped   atomic.Int64
+	near, far  *net.UDPConn
+	drop       atomic.Bool
+	dropped    atomic.Int64
+	maxSize    atomic.Int64
+	droppedBig atomic.Int64
 }
 
 // newForwarder forwards what reaches near to b (from far) and what
@@ -365,6 +368,10 @@ func newForwarder(t *testing.T, a, b netip.AddrPort) *forwarder {
 			}
 			if n > 0 && buf[0] == frameDirect && f.drop.Load() {
 				f.dropped.Add(1)
+				continue
+			}
+			if m := f.maxSize.Load(); m > 0 && int64(n) > m {
+				f.droppedBig.Add(1)
 				continue
 			}
 			out.WriteToUDPAddrPort(buf[:n], to)

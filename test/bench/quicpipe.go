@@ -9,7 +9,7 @@ package main
 //
 // each with its own quic.Transport on its own UDP socket (quic-go's own
 // GSO/GRO), the tunnel's end-to-end quic.Config (transport.PeerQUICConfig:
-// same windows, same 1280-byte packets) and TLS configuration
+// same windows, same packet size) and TLS configuration
 // (transport.ServerTLS/ClientTLS: same cipher suite, reported), and the
 // tunnel's splice (transport.Splice: the same buffers) on both TCP legs.
 // What the tunnel adds on top — its UDP socket, relay frames, the virtual

@@ -367,7 +367,7 @@ func TestPathLossDelay(t *testing.T) {
 
 // A client whose home link has the IPv6 minimum MTU, 1280 bytes, as
 // WireGuard and Tailscale interfaces have. Our datagrams are larger (an
-// inner packet of 1280 bytes in a frame, 1309–1317 bytes on the wire), so
+// inner packet of 1400 bytes in a frame, 1429–1437 bytes on the wire), so
 // they must be fragmented on the way. That needs plain sends where a GSO
 // write is refused as too big for the path (the kernel segments but never
 // fragments), and no DF-and-ignore-ICMP (IP_PMTUDISC_PROBE) on a node's
