@@ -56,7 +56,7 @@ func (e *ReplyError) Unwrap() error {
 // OutcomeReply), e.g. "not allowed (0x02): access denied, or not a
 // .tunnel host".
 func ReplyText(code byte) string {
-	name := replyNames[code]
+	name := replyName(code)
 	if name == "" {
 		name = "failed"
 	}
@@ -76,17 +76,31 @@ func ReplyText(code byte) string {
 	return text
 }
 
-// replyNames are what reply codes say, as a SOCKS client shows them.
-var replyNames = map[byte]string{
-	ReplySucceeded:           "succeeded",
-	ReplyGeneralFailure:      "failed",
-	ReplyNotAllowed:          "not allowed",
-	ReplyNetworkUnreachable:  "network unreachable",
-	ReplyHostUnreachable:     "host unreachable",
-	ReplyConnectionRefused:   "refused",
-	ReplyTTLExpired:          "timed out",
-	ReplyCommandNotSupported: "command not supported",
-	ReplyAddressNotSupported: "address type not supported",
+// replyName is what a reply code says, as a SOCKS client shows it ("" for
+// a code it does not know). A switch, not a map literal: a map would be
+// built at package init in every role, for the few that print replies.
+func replyName(code byte) string {
+	switch code {
+	case ReplySucceeded:
+		return "succeeded"
+	case ReplyGeneralFailure:
+		return "failed"
+	case ReplyNotAllowed:
+		return "not allowed"
+	case ReplyNetworkUnreachable:
+		return "network unreachable"
+	case ReplyHostUnreachable:
+		return "host unreachable"
+	case ReplyConnectionRefused:
+		return "refused"
+	case ReplyTTLExpired:
+		return "timed out"
+	case ReplyCommandNotSupported:
+		return "command not supported"
+	case ReplyAddressNotSupported:
+		return "address type not supported"
+	}
+	return ""
 }
 
 // ErrNoAcceptableMethod: the server accepts none of the methods offered

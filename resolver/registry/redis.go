@@ -38,8 +38,11 @@ import (
 
 var errMalformedRecord = errors.New("malformed presence record")
 
-// delIfOurs deletes KEYS[1] only if its value is ARGV[1].
-var delIfOurs = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
+// delIfOurs deletes KEYS[1] only if its value is ARGV[1]. It becomes a
+// redis.Script where it runs, not at package init: NewScript hashes it,
+// work (and code paged in) that every role would pay at start and only a
+// node with Redis needs.
+const delIfOurs = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`
 
 // RedisPresence stores presence in Redis for nodes that share it. Node and
 // Advertise name this node: Get returns them for devices homed here, and
@@ -172,7 +175,7 @@ func (p *RedisPresence) Delete(ctx context.Context, id identity.ID, rec Record) 
 		delete(p.local, id)
 	}
 	p.mu.Unlock()
-	err := delIfOurs.Run(ctx, p.Client, []string{p.devKey(id)}, p.value(rec)).Err()
+	err := redis.NewScript(delIfOurs).Run(ctx, p.Client, []string{p.devKey(id)}, p.value(rec)).Err()
 	return p.outcome("delete", err)
 }
 

@@ -19,6 +19,8 @@ import (
 // so that parts of several roles in one process (socksd and its embedded
 // rendezvous node) sum into one set of series.
 type Collector struct {
+	desc descs // set once by NewCollector, read-only after
+
 	mu       sync.Mutex
 	relays   []relayPart
 	nodes    []*transport.Node
@@ -37,7 +39,7 @@ type relayPart struct {
 }
 
 // NewCollector returns a Collector of nothing yet.
-func NewCollector() *Collector { return &Collector{} }
+func NewCollector() *Collector { return &Collector{desc: newDescs()} }
 
 // AddRelay adds a rendezvous node: its registry server and packet relay.
 func (c *Collector) AddRelay(srv *registry.Server, fwd *transport.Relay) {
@@ -116,33 +118,44 @@ const (
 	LimitBindConns          = "bind_conns"           // connections per bind
 )
 
-var (
-	descDevices = prometheus.NewDesc("tunnel_relay_devices",
-		"Devices registered at this rendezvous node.", nil, nil)
-	descLookups = prometheus.NewDesc("tunnel_relay_lookups_total",
-		"Lookups this rendezvous node answered, by result.", []string{"result"}, nil)
-	descForwarded = prometheus.NewDesc("tunnel_relay_forwarded_bytes_total",
-		"Bytes of relay frames this rendezvous node forwarded between nodes.", nil, nil)
-	descRegistryErrors = prometheus.NewDesc("tunnel_registry_errors_total",
-		"Failures of the presence backend (the shared Redis registry).", nil, nil)
-	descStreams = prometheus.NewDesc("tunnel_streams_total",
-		"Streams by side (client: opened by this node; device: served by it) and outcome, counted when the outcome is known.",
-		[]string{"side", "outcome"}, nil)
-	descStreamBytes = prometheus.NewDesc("tunnel_stream_bytes_total",
-		"Payload bytes of streams by side and direction (up: from the client towards the device's service).",
-		[]string{"side", "direction"}, nil)
-	descPeers = prometheus.NewDesc("tunnel_peers",
-		"End-to-end connections of this node, by the path they take now.", []string{"path"}, nil)
-	descGatewayRequests = prometheus.NewDesc("tunnel_gateway_requests_total",
-		"HTTP(S) requests the public gateway answered, by status code.", []string{"code"}, nil)
-	descLimited = prometheus.NewDesc("tunnel_limited_total",
-		"What a limit refused, by the limit.", []string{"what"}, nil)
-)
+// descs are the series' descriptions. NewDesc checks and hashes names
+// and labels: done in NewCollector, not at package init, so that a
+// process without --metrics never runs (or pages in) that code.
+type descs struct {
+	devices, lookups, forwarded, registryErrors, streams,
+	streamBytes, peers, gatewayRequests, limited *prometheus.Desc
+}
+
+func newDescs() descs {
+	return descs{
+		devices: prometheus.NewDesc("tunnel_relay_devices",
+			"Devices registered at this rendezvous node.", nil, nil),
+		lookups: prometheus.NewDesc("tunnel_relay_lookups_total",
+			"Lookups this rendezvous node answered, by result.", []string{"result"}, nil),
+		forwarded: prometheus.NewDesc("tunnel_relay_forwarded_bytes_total",
+			"Bytes of relay frames this rendezvous node forwarded between nodes.", nil, nil),
+		registryErrors: prometheus.NewDesc("tunnel_registry_errors_total",
+			"Failures of the presence backend (the shared Redis registry).", nil, nil),
+		streams: prometheus.NewDesc("tunnel_streams_total",
+			"Streams by side (client: opened by this node; device: served by it) and outcome, counted when the outcome is known.",
+			[]string{"side", "outcome"}, nil),
+		streamBytes: prometheus.NewDesc("tunnel_stream_bytes_total",
+			"Payload bytes of streams by side and direction (up: from the client towards the device's service).",
+			[]string{"side", "direction"}, nil),
+		peers: prometheus.NewDesc("tunnel_peers",
+			"End-to-end connections of this node, by the path they take now.", []string{"path"}, nil),
+		gatewayRequests: prometheus.NewDesc("tunnel_gateway_requests_total",
+			"HTTP(S) requests the public gateway answered, by status code.", []string{"code"}, nil),
+		limited: prometheus.NewDesc("tunnel_limited_total",
+			"What a limit refused, by the limit.", []string{"what"}, nil),
+	}
+}
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descDevices, descLookups, descForwarded, descRegistryErrors, descStreams,
-		descStreamBytes, descPeers, descGatewayRequests, descLimited} {
+	ds := &c.desc
+	for _, d := range []*prometheus.Desc{ds.devices, ds.lookups, ds.forwarded, ds.registryErrors, ds.streams,
+		ds.streamBytes, ds.peers, ds.gatewayRequests, ds.limited} {
 		ch <- d
 	}
 }
@@ -176,11 +189,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			limited[LimitRelayLookups] += r.srv.Refused.Lookups.Load()
 			limited[LimitRelayRegistrations] += r.srv.Refused.Registrations.Load()
 		}
-		gauge(descDevices, devices)
-		counter(descForwarded, fwd)
-		counter(descRegistryErrors, errs)
+		gauge(c.desc.devices, devices)
+		counter(c.desc.forwarded, fwd)
+		counter(c.desc.registryErrors, errs)
 		for _, res := range registry.LookupResults() {
-			counter(descLookups, lookups[res], res.String())
+			counter(c.desc.lookups, lookups[res], res.String())
 		}
 	}
 	if len(c.nodes) > 0 {
@@ -190,8 +203,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			direct, relayed = direct+d, relayed+r
 			limited[LimitProbes] += n.ProbesDeferred()
 		}
-		gauge(descPeers, int64(direct), "direct")
-		gauge(descPeers, int64(relayed), "relayed")
+		gauge(c.desc.peers, int64(direct), "direct")
+		gauge(c.desc.peers, int64(relayed), "relayed")
 	}
 	if len(c.dialers) > 0 {
 		var up, down, aborted uint64
@@ -206,11 +219,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 		for i, o := range outcomes {
-			counter(descStreams, counts[i], "client", o.String())
+			counter(c.desc.streams, counts[i], "client", o.String())
 		}
-		counter(descStreams, aborted, "client", "aborted")
-		counter(descStreamBytes, up, "client", "up")
-		counter(descStreamBytes, down, "client", "down")
+		counter(c.desc.streams, aborted, "client", "aborted")
+		counter(c.desc.streamBytes, up, "client", "up")
+		counter(c.desc.streamBytes, down, "client", "down")
 	}
 	if len(c.agents) > 0 {
 		var up, down uint64
@@ -227,10 +240,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			limited[LimitDeviceStreams] += a.Refused.Streams.Load()
 		}
 		for i, o := range outcomes {
-			counter(descStreams, counts[i], "device", o.String())
+			counter(c.desc.streams, counts[i], "device", o.String())
 		}
-		counter(descStreamBytes, up, "device", "up")
-		counter(descStreamBytes, down, "device", "down")
+		counter(c.desc.streamBytes, up, "device", "up")
+		counter(c.desc.streamBytes, down, "device", "down")
 	}
 	if len(c.https) > 0 {
 		codes := map[string]uint64{}
@@ -238,7 +251,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			h.Requests.Each(func(code string, n uint64) { codes[code] += n })
 		}
 		for code, n := range codes {
-			counter(descGatewayRequests, n, code)
+			counter(c.desc.gatewayRequests, n, code)
 		}
 	}
 	for _, l := range c.limiters {
@@ -257,6 +270,6 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		limited[LimitBindConns] += b.OverCap()
 	}
 	for what, n := range limited {
-		counter(descLimited, n, what)
+		counter(c.desc.limited, n, what)
 	}
 }
