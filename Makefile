@@ -55,7 +55,8 @@ LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 # the UPnP client are plain HTTP), and 0.5 MiB less mapped binary is
 # 0.2-0.3 MiB less RSS in an idle agent and socksd (BENCHMARKS.md,
 # Footprint).
-# .ci/release.sh, the Dockerfile and test/e2e build with the same tags.
+# .ci/release.sh, the Dockerfile, test/e2e and test/bench (without -bin)
+# build with the same tags.
 TAGS := urfave_cli_no_docs,nethttpomithttp2
 
 # All packages except the end-to-end suite (which has its own target).

@@ -214,9 +214,11 @@ func run() error {
 	} else {
 		b.bin = filepath.Join(root, "bin", "tunnel")
 		progress("building %s", b.bin)
-		cmd := exec.Command("go", "build", "-o", b.bin, "./cmd/tunnel")
+		// As `make build`: static, and with its tags, which change the
+		// footprint rows (BENCHMARKS.md, Footprint).
+		cmd := exec.Command("go", "build", "-tags", "urfave_cli_no_docs,nethttpomithttp2", "-o", b.bin, "./cmd/tunnel")
 		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as `make build`
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("go build ./cmd/tunnel: %v\n%s", err, out)
 		}
