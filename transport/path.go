@@ -415,6 +415,10 @@ type PeerInfo struct {
 	// SinceRx is how long ago a packet of the peer last arrived on the
 	// path in use (Direct or Relay); -1 if none ever did.
 	SinceRx time.Duration
+	// Packets is how the path in use carries packets (pathsize.go):
+	// "whole", "fragments", "probing" (no answer yet) or "unprobed" (the
+	// peer answers no probe: a node from before packet sizing).
+	Packets string
 }
 
 // tracked is one live end-to-end connection of a node.
@@ -906,8 +910,10 @@ func (n *Node) info(t *tracked, rt *routes, now time.Time, clock int64) PeerInfo
 	if a, ok := t.path.current(now); ok && n.Mode() != PathRelay {
 		info.Direct = a
 		last = &t.path.lastDirectRx
+		info.Packets = t.path.packets(&t.path.sizeDirect, a)
 	} else {
 		info.Relay, _ = rt.relayFor(t.path.ep)
+		info.Packets = t.path.packets(&t.path.sizeRelay, info.Relay.Addr)
 	}
 	info.SinceRx = -1
 	if at := last.Load(); at != 0 {

@@ -137,6 +137,23 @@ func (s *sizeState) due(now time.Time) bool {
 	return s.rounds > 0 || s.verdict == sizeUnknown || now.Sub(s.at) >= sizeRecheck
 }
 
+// packets describes s for people (PeerInfo.Packets), as of packets to to.
+func (p *path) packets(s *sizeState, to netip.AddrPort) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case s.to != to:
+		return "probing" // nothing sent there yet
+	case s.fragments():
+		return "fragments"
+	case s.verdict == sizeWhole:
+		return "whole"
+	case s.verdict == sizeMute:
+		return "unprobed"
+	}
+	return "probing"
+}
+
 // sizeAcked takes the ack of a probe to the direct address (relayed
 // false) or through the relay.
 func (p *path) sizeAcked(txid uint64, relayed bool, now time.Time) {

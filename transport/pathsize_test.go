@@ -300,6 +300,9 @@ func TestRelayPathSize(t *testing.T) {
 			if cliSize.fragments() != small || devSize.fragments() != small {
 				t.Fatalf("fragments: client %v (%+v), device %v (%+v); want %v", cliSize.fragments(), cliSize, devSize.fragments(), devSize, small)
 			}
+			if got, want := cli.Peers()[0].Packets, map[bool]string{false: "whole", true: "fragments"}[small]; got != want {
+				t.Fatalf("status says %q, want %q", got, want)
+			}
 			if !small && (cliSize.verdict != sizeWhole || devSize.verdict != sizeWhole) {
 				t.Fatalf("verdicts: client %d, device %d; want whole (%d)", cliSize.verdict, devSize.verdict, sizeWhole)
 			}
@@ -372,6 +375,9 @@ func TestUnsizedPeerGetsWholePackets(t *testing.T) {
 					s = direct
 				}
 				if s.verdict == sizeMute {
+					if got := cli.Peers()[0].Packets; got != "unprobed" {
+						t.Fatalf("status says %q, want unprobed", got)
+					}
 					break
 				}
 				if s.fragments() || time.Now().After(deadline) {

@@ -47,6 +47,10 @@ type PeerStatus struct {
 	// path in use, in milliseconds; -1 if none ever did. A path that says
 	// direct but carries nothing shows here.
 	LastRxms float64 `json:"last_rx_ms"`
+	// Packets is how the path in use carries packets: "whole",
+	// "fragments" (it drops large datagrams), "probing" or "unprobed"
+	// (the peer is a version that answers no size probe).
+	Packets string `json:"packets"`
 }
 
 // statusRoles are the roles that answer status, in the order
@@ -71,7 +75,7 @@ func StatusOf(role string, n *Node) Status {
 	}
 	for _, p := range tn.Peers() {
 		sp := PeerStatus{ID: p.ID.String(), Endpoint: p.Endpoint.String(), RTTms: float64(p.RTT.Microseconds()) / 1000,
-			Streams: p.Streams, BytesOut: p.BytesOut, BytesIn: p.BytesIn, LastRxms: -1}
+			Streams: p.Streams, BytesOut: p.BytesOut, BytesIn: p.BytesIn, LastRxms: -1, Packets: p.Packets}
 		if p.SinceRx >= 0 {
 			sp.LastRxms = float64(p.SinceRx.Microseconds()) / 1000
 		}
@@ -143,13 +147,13 @@ func WriteStatus(w io.Writer, docs []Status) error {
 			continue
 		}
 		sort.Slice(d.Peers, func(a, b int) bool { return d.Peers[a].ID < d.Peers[b].ID })
-		fmt.Fprintln(tw, "  PEER\tPATH\tRTT\tLAST RX\tSTREAMS\tSENT\tRECEIVED")
+		fmt.Fprintln(tw, "  PEER\tPATH\tPACKETS\tRTT\tLAST RX\tSTREAMS\tSENT\tRECEIVED")
 		for _, p := range d.Peers {
 			path := "direct " + p.Via
 			if p.Path != "direct" {
 				path = "relayed via " + p.Via
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%.1f ms\t%s\t%d\t%s\t%s\n", p.ID, path, p.RTTms, agoText(p.LastRxms), p.Streams, bytesText(p.BytesOut), bytesText(p.BytesIn))
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%.1f ms\t%s\t%d\t%s\t%s\n", p.ID, path, orDash(p.Packets), p.RTTms, agoText(p.LastRxms), p.Streams, bytesText(p.BytesOut), bytesText(p.BytesIn))
 		}
 	}
 	return tw.Flush()

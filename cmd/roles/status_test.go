@@ -205,8 +205,8 @@ func echo(t *testing.T) string {
 func TestWriteStatusLastRx(t *testing.T) {
 	doc := Status{Role: "socksd", ID: "me", Relay: "127.0.0.1:4242", Registered: true, PathMode: "auto",
 		Peers: []PeerStatus{
-			{ID: "a", Path: "direct", Via: "192.0.2.1:5000", LastRxms: 300},
-			{ID: "b", Path: "relayed", Via: "127.0.0.1:4242", LastRxms: -1},
+			{ID: "a", Path: "direct", Via: "192.0.2.1:5000", LastRxms: 300, Packets: "whole"},
+			{ID: "b", Path: "relayed", Via: "127.0.0.1:4242", LastRxms: -1, Packets: "fragments"},
 			{ID: "c", Path: "relayed", Via: "127.0.0.1:4242", LastRxms: 125_000},
 		}}
 	var out bytes.Buffer
@@ -214,13 +214,21 @@ func TestWriteStatusLastRx(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(out.String(), "\n")
-	if len(lines) < 5 || !strings.Contains(lines[1], "LAST RX") {
-		t.Fatalf("no LAST RX column:\n%s", out.String())
+	if len(lines) < 5 || !strings.Contains(lines[1], "LAST RX") || !strings.Contains(lines[1], "PACKETS") {
+		t.Fatalf("no LAST RX or PACKETS column:\n%s", out.String())
 	}
-	col := strings.Index(lines[1], "LAST RX")
-	for i, want := range []string{"0.3 s ago", "never", "2 min ago"} {
-		if l := lines[2+i]; len(l) < col || !strings.HasPrefix(l[col:], want) {
-			t.Errorf("peer line %q: want %q under LAST RX (column %d)", l, want, col)
+	for _, c := range []struct {
+		head string
+		want []string
+	}{
+		{"LAST RX", []string{"0.3 s ago", "never", "2 min ago"}},
+		{"PACKETS", []string{"whole", "fragments", "-"}},
+	} {
+		col := strings.Index(lines[1], c.head)
+		for i, want := range c.want {
+			if l := lines[2+i]; len(l) < col || !strings.HasPrefix(l[col:], want) {
+				t.Errorf("peer line %q: want %q under %s (column %d)", l, want, c.head, col)
+			}
 		}
 	}
 }

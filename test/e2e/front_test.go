@@ -146,6 +146,7 @@ func TestStatusLastRx(t *testing.T) {
 		Peers []struct {
 			ID       string   `json:"id"`
 			LastRxms *float64 `json:"last_rx_ms"`
+			Packets  string   `json:"packets"`
 		} `json:"peers"`
 	}
 	if err := json.Unmarshal(r.Stdout, &docs); err != nil {
@@ -156,6 +157,11 @@ func TestStatusLastRx(t *testing.T) {
 			if p.ID == e.deviceID {
 				if p.LastRxms == nil || *p.LastRxms < 0 || *p.LastRxms > 60_000 {
 					t.Fatalf("last_rx_ms of %s: %v; want a recent time", p.ID, p.LastRxms)
+				}
+				// Loopback carries 1400-byte packets whole, and the size
+				// probes went with the request.
+				if p.Packets != "whole" {
+					t.Fatalf("packets of %s: %q, want whole", p.ID, p.Packets)
 				}
 				return
 			}
