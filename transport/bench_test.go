@@ -210,7 +210,8 @@ func BenchmarkNodeReceive(b *testing.B) {
 			run := make([]byte, 0, pkts*seg)
 			for range pkts {
 				run = append(run, tc.hdr...)
-				run = append(run, make([]byte, size)...)
+				run = append(run, 0x40) // a QUIC short header's first byte
+				run = append(run, make([]byte, size-1)...)
 			}
 			ms := make([]ipv4.Message, 8)
 			for i := range ms {
