@@ -317,19 +317,9 @@ func TestRelayPathSize(t *testing.T) {
 // The same on a direct path: the hole is on the only direct path between
 // the two nodes, which stays in use with fragments.
 func TestDirectPathSize(t *testing.T) {
-	tn := newTestNet(t)
-	dev, cli := tn.node(t), tn.node(t)
-	f := newForwarder(t, cli.LocalAddr(), dev.LocalAddr())
-	f.maxSize.Store(1300)
-	dev.testCandidates = func() []netip.AddrPort { return []netip.AddrPort{f.nearAddr()} }
-	cli.testCandidates = func() []netip.AddrPort { return []netip.AddrPort{f.farAddr()} }
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn := dialEcho(t, ctx, cli, dev)
-	echoOver(t, ctx, conn, 1<<10, "to authorize")
-	waitUntil(t, 10*time.Second, func() bool {
-		return directVia(cli) == f.nearAddr() && directVia(dev) == f.farAddr()
-	})
+	dev, cli, f, conn := forwardedPair(t, ctx, 1300)
 	in0 := dev.Peers()[0].BytesIn
 	echoOver(t, ctx, conn, 4<<20, "through the hole")
 	if directVia(cli) != f.nearAddr() || directVia(dev) != f.farAddr() {

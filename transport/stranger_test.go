@@ -383,6 +383,27 @@ func newForwarder(t *testing.T, a, b netip.AddrPort) *forwarder {
 	return f
 }
 
+// forwardedPair starts two nodes on one relay whose only direct path
+// crosses a forwarder (dropping datagrams over maxSize bytes if it is not
+// 0), dials an echo connection from cli to dev, and returns once the
+// connection runs direct through the forwarder both ways.
+func forwardedPair(t *testing.T, ctx context.Context, maxSize int64) (dev, cli *Node, f *forwarder, conn *quic.Conn) {
+	t.Helper()
+	tn := newTestNet(t)
+	dev, cli = tn.node(t), tn.node(t)
+	f = newForwarder(t, cli.LocalAddr(), dev.LocalAddr())
+	f.maxSize.Store(maxSize)
+	// Each node is reached only through the forwarder.
+	dev.testCandidates = func() []netip.AddrPort { return []netip.AddrPort{f.nearAddr()} }
+	cli.testCandidates = func() []netip.AddrPort { return []netip.AddrPort{f.farAddr()} }
+	conn = dialEcho(t, ctx, cli, dev)
+	echoOver(t, ctx, conn, 1<<10, "to authorize")
+	waitUntil(t, 10*time.Second, func() bool {
+		return directVia(cli) == f.nearAddr() && directVia(dev) == f.farAddr()
+	})
+	return dev, cli, f, conn
+}
+
 func (f *forwarder) nearAddr() netip.AddrPort { return f.near.LocalAddr().(*net.UDPAddr).AddrPort() }
 func (f *forwarder) farAddr() netip.AddrPort  { return f.far.LocalAddr().(*net.UDPAddr).AddrPort() }
 
@@ -414,19 +435,9 @@ func TestBlackHoledPathIsLeft(t *testing.T) {
 		{"a few bytes", 100},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			tn := newTestNet(t)
-			dev, cli := tn.node(t), tn.node(t)
-			f := newForwarder(t, cli.LocalAddr(), dev.LocalAddr())
-			// Each node is reached only through the forwarder.
-			dev.testCandidates = func() []netip.AddrPort { return []netip.AddrPort{f.nearAddr()} }
-			cli.testCandidates = func() []netip.AddrPort { return []netip.AddrPort{f.farAddr()} }
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			conn := dialEcho(t, ctx, cli, dev)
-			echoOver(t, ctx, conn, 1<<10, "to authorize")
-			waitUntil(t, 10*time.Second, func() bool {
-				return directVia(cli) == f.nearAddr() && directVia(dev) == f.farAddr()
-			})
+			dev, cli, f, conn := forwardedPair(t, ctx, 0)
 			echoOver(t, ctx, conn, 1<<20, "through the forwarder")
 
 			f.drop.Store(true)
