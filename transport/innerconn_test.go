@@ -267,8 +267,9 @@ func TestRelayForwardsRun(t *testing.T) {
 	}
 }
 
-// A destination a GSO write was too big for gets plain writes for a while,
-// then GSO again.
+// A destination a GSO write was too big for gets plain writes of
+// datagrams that large for a while, then GSO again; smaller datagrams keep
+// GSO.
 func TestSmallPathExpires(t *testing.T) {
 	sock, err := ListenSocket("127.0.0.1:0", nil)
 	if err != nil {
@@ -276,17 +277,24 @@ func TestSmallPathExpires(t *testing.T) {
 	}
 	defer sock.Close()
 	a, b := netip.MustParseAddrPort("192.0.2.1:1"), netip.MustParseAddrPort("192.0.2.2:1")
-	if sock.smallPath(a) {
+	if sock.tooBig(a, 1401) {
 		t.Fatal("small before any refusal")
 	}
-	sock.markSmallPath(a)
-	if !sock.smallPath(a) || sock.smallPath(b) {
-		t.Fatal("the refusal must count for its destination only")
+	sock.markSmallPath(a, 1401)
+	if !sock.tooBig(a, 1401) || !sock.tooBig(a, 1500) || sock.tooBig(b, 1401) {
+		t.Fatal("the refusal must count for its destination only, and for datagrams as large")
+	}
+	if sock.tooBig(a, 715) {
+		t.Fatal("a refusal of 1401-byte datagrams counts for 715-byte ones")
+	}
+	sock.markSmallPath(a, 1500) // a larger refusal keeps the smaller size
+	if !sock.tooBig(a, 1401) {
+		t.Fatal("a later, larger refusal raised the size")
 	}
 	sock.smallMu.Lock()
-	sock.small[a] = time.Now().Add(-time.Second)
+	sock.small[a] = smallPath{until: time.Now().Add(-time.Second), size: 1401}
 	sock.smallMu.Unlock()
-	if sock.smallPath(a) || sock.nSmall.Load() != 0 {
+	if sock.tooBig(a, 1401) || sock.nSmall.Load() != 0 {
 		t.Fatal("an expired refusal still counts")
 	}
 }

@@ -27,6 +27,12 @@ package transport
 //     change (it takes whole packets of any size, and cannot join
 //     fragments), or the path is dead. Packets go whole, as before.
 //
+// A path the kernel knows to be smaller than our datagrams (a WireGuard
+// interface of 1420 bytes on the way: it refuses a GSO write as too big,
+// socket.go) gets fragments too when the peer joins them, though probes
+// pass it: the kernel would fragment each datagram, sent one by one, where
+// our fragments leave in GSO runs.
+//
 // Until a probe comes back, a node sends packets whole. Before a
 // connection is tracked — its handshake, when quic-go pads packets to the
 // full size — packets larger than safePayload go both whole and as
@@ -93,9 +99,10 @@ type sizeState struct {
 }
 
 // sizeFor says whether large packets to to must go as fragments on the
-// path s is about, and returns the txids of a round of probes to send now
-// (0: none due). A new to starts over: nothing known.
-func (p *path) sizeFor(s *sizeState, to netip.AddrPort, now time.Time) (fragment bool, padded, unpadded uint64) {
+// path s is about and whether the peer joins fragments (it answered a
+// probe), and returns the txids of a round of probes to send now (0: none
+// due). A new to starts over: nothing known.
+func (p *path) sizeFor(s *sizeState, to netip.AddrPort, now time.Time) (fragment, joins bool, padded, unpadded uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if s.to != to {
@@ -110,7 +117,8 @@ func (p *path) sizeFor(s *sizeState, to netip.AddrPort, now time.Time) (fragment
 		s.rounds++
 		padded, unpadded = s.padded, s.unpadded
 	}
-	return s.fragments(), padded, unpadded
+	joins = s.answered || s.verdict == sizeWhole || s.verdict == sizeSmall
+	return s.fragments(), joins, padded, unpadded
 }
 
 // fragments says whether large packets go as fragments: on a small path,
@@ -200,13 +208,21 @@ const (
 )
 
 // sendSized sends a run of packets to to with hdr before each, as sz
-// says, and a round of probes if padded is not 0. It returns the payload
+// says (joins: the peer answered a probe, so it joins fragments), and a
+// round of probes if padded is not 0. It returns the payload
 // bytes and frames sent, what the liveness rule counts on a direct path.
-func (n *Node) sendSized(sock *Socket, hdr, b []byte, seg int, to netip.AddrPort, sz sizing, padded, unpadded uint64) (bytes, frames uint64) {
+func (n *Node) sendSized(sock *Socket, hdr, b []byte, seg int, to netip.AddrPort, sz sizing, joins bool, padded, unpadded uint64) (bytes, frames uint64) {
 	if padded != 0 {
 		buf := append(make([]byte, 0, len(hdr)+innerPacketSize), hdr...)
 		_ = sock.WriteTo(appendSizeProbe(buf, padded, true), to)
 		_ = sock.WriteTo(appendSizeProbe(buf, unpadded, false), to)
+	}
+	if sz == sendWhole && joins && seg > safePayload && sock.tooBig(to, len(hdr)+seg) {
+		// The kernel knows the path is smaller than our datagrams (a
+		// WireGuard link of 1420 bytes on the way) and refused a GSO
+		// write: it would fragment each one, sent one by one. Our
+		// fragments go in GSO runs instead.
+		sz = sendFragments
 	}
 	if sz != sendFragments || seg <= safePayload {
 		sock.WriteSegments(hdr, b, seg, to)

@@ -33,7 +33,7 @@ func TestSizeStateSchedule(t *testing.T) {
 	round := func(p *path, s *sizeState, at time.Time, wantFrag bool) (padded, unpadded uint64, when time.Time) {
 		t.Helper()
 		for range 8 * int(sizeRecheck/sizeRetry) {
-			frag, pd, up := p.sizeFor(s, to, at)
+			frag, _, pd, up := p.sizeFor(s, to, at)
 			if frag != wantFrag {
 				t.Fatalf("at +%v: fragments %v, want %v", at.Sub(t0), frag, wantFrag)
 			}
@@ -53,7 +53,7 @@ func TestSizeStateSchedule(t *testing.T) {
 		p := newPath(1, nil)
 		s := &p.sizeRelay
 		pd, up, at := round(p, s, t0, false)
-		if _, again, _ := p.sizeFor(s, to, at.Add(sizeRetry/2)); again != 0 {
+		if _, _, again, _ := p.sizeFor(s, to, at.Add(sizeRetry/2)); again != 0 {
 			t.Fatal("a second round before sizeRetry")
 		}
 		p.sizeAcked(pd+2, true, at) // not its txid
@@ -62,12 +62,15 @@ func TestSizeStateSchedule(t *testing.T) {
 			t.Fatalf("verdict %d after acks that were not the probe's", s.verdict)
 		}
 		p.sizeAcked(up, true, at) // the unpadded one first: fragments meanwhile
-		if frag, _, _ := p.sizeFor(s, to, at); !frag {
+		if frag, _, _, _ := p.sizeFor(s, to, at); !frag {
 			t.Fatal("whole packets to a peer that joins fragments, on a path not proven")
 		}
 		p.sizeAcked(pd, true, at)
 		if s.verdict != sizeWhole {
 			t.Fatalf("verdict %d after the ack, want whole", s.verdict)
+		}
+		if _, joins, _, _ := p.sizeFor(s, to, at); !joins {
+			t.Fatal("a peer that answered probes does not join fragments")
 		}
 		// Nothing more until the recheck.
 		if _, _, when := round(p, s, at, false); when.Sub(at) < sizeRecheck {
@@ -88,7 +91,7 @@ func TestSizeStateSchedule(t *testing.T) {
 			t.Fatalf("verdict %d, want small", s.verdict)
 		}
 		// Another address is another path: nothing known there.
-		if frag, _, _ := p.sizeFor(s, netip.MustParseAddrPort("192.0.2.2:7"), at); frag {
+		if frag, _, _, _ := p.sizeFor(s, netip.MustParseAddrPort("192.0.2.2:7"), at); frag {
 			t.Fatal("a new address inherited the old one's verdict")
 		}
 	})
@@ -100,8 +103,8 @@ func TestSizeStateSchedule(t *testing.T) {
 		for range sizeTries {
 			_, _, at = round(p, s, at, false)
 		}
-		if frag, _, _ := p.sizeFor(s, to, at.Add(sizeRetry)); frag || s.verdict != sizeMute {
-			t.Fatalf("verdict %d, fragments %v after %d unanswered rounds; want mute, whole", s.verdict, frag, sizeTries)
+		if frag, joins, _, _ := p.sizeFor(s, to, at.Add(sizeRetry)); frag || joins || s.verdict != sizeMute {
+			t.Fatalf("verdict %d, fragments %v, joins %v after %d unanswered rounds; want mute, whole, no", s.verdict, frag, joins, sizeTries)
 		}
 	})
 
@@ -120,7 +123,7 @@ func TestSizeStateSchedule(t *testing.T) {
 			t.Fatalf("verdict %d before the recheck, want small", s.verdict)
 		}
 		p.sizeAcked(pd, true, at)
-		if frag, _, _ := p.sizeFor(s, to, at); frag || s.verdict != sizeWhole {
+		if frag, _, _, _ := p.sizeFor(s, to, at); frag || s.verdict != sizeWhole {
 			t.Fatalf("verdict %d, fragments %v; want whole", s.verdict, frag)
 		}
 	})
@@ -378,4 +381,33 @@ func TestUnsizedPeerGetsWholePackets(t *testing.T) {
 			echoOver(t, ctx, conn, 4<<20, "whole")
 		})
 	}
+}
+
+// A path the kernel refused a GSO write on (a link smaller than our
+// datagrams) gets fragments when the peer joins them, whole packets when it
+// does not; smaller packets are not affected.
+func TestSmallPathGetsFragments(t *testing.T) {
+	tx, to, got := captureSocket(t)
+	var n Node
+	hdr := []byte{frameDirect}
+	run := bytes.Repeat([]byte{0x40}, 3*innerPacketSize)
+	tx.markSmallPath(to, len(hdr)+innerPacketSize)
+	for _, joins := range []bool{true, false} {
+		_, frames := n.sendSized(tx, hdr, run, innerPacketSize, to, sendWhole, joins, 0, 0)
+		fs := got(int(frames))
+		fragments := 0
+		for _, f := range fs {
+			if f[1] == payloadFragment {
+				fragments++
+			}
+		}
+		if want := map[bool]int{true: 6, false: 0}[joins]; fragments != want || len(fs) != int(frames) {
+			t.Fatalf("joins %v: %d frames, %d fragments; want %d fragments", joins, len(fs), fragments, want)
+		}
+	}
+	small := bytes.Repeat([]byte{0x40}, 3*safePayload)
+	if _, frames := n.sendSized(tx, hdr, small, safePayload, to, sendWhole, true, 0, 0); frames != 3 {
+		t.Fatalf("%d frames for 3 packets of %d bytes, want them whole", frames, safePayload)
+	}
+	got(3)
 }

@@ -34,12 +34,19 @@ type Socket struct {
 	gsoOff atomic.Bool // set once the kernel refused a GSO write
 	gro    bool
 
-	// Destinations a GSO write was too big for, and until when to send
-	// to them one datagram at a time (writeRun). nSmall counts them, so
-	// that the common case takes no lock.
+	// Destinations a GSO write was too big for: until when to send
+	// datagrams of that size or more to them one at a time (writeRun).
+	// nSmall counts them, so that the common case takes no lock.
 	smallMu sync.Mutex
-	small   map[netip.AddrPort]time.Time
+	small   map[netip.AddrPort]smallPath
 	nSmall  atomic.Int32
+}
+
+// smallPath is a destination whose path MTU, as the kernel knows it, is
+// below datagrams of size bytes.
+type smallPath struct {
+	until time.Time
+	size  int
 }
 
 // ListenSocket opens a UDP socket on addr ("127.0.0.1:0", ":7443", …) and
@@ -195,7 +202,7 @@ func (s *Socket) WriteSegments(hdr, b []byte, seg int, to netip.AddrPort) {
 // writeRun sends run, k datagrams of dgram bytes (the last may be
 // shorter), with one GSO write when it can.
 func (s *Socket) writeRun(run []byte, dgram, k int, to netip.AddrPort) {
-	if k > 1 && !s.gsoOff.Load() && !s.smallPath(to) {
+	if k > 1 && !s.gsoOff.Load() && !s.tooBig(to, dgram) {
 		err := writeGSO(s.udp, run, dgram, to)
 		switch {
 		case err == nil:
@@ -204,8 +211,8 @@ func (s *Socket) writeRun(run []byte, dgram, k int, to netip.AddrPort) {
 			// The path MTU the kernel knows for to (a 1280-byte link
 			// on the way, learned from ICMP) is below our datagrams.
 			// GSO cannot fragment, plain sends can: this run and the
-			// next ones to to go one by one.
-			s.markSmallPath(to)
+			// next ones of datagrams as large to to go one by one.
+			s.markSmallPath(to, dgram)
 		case gsoUnsupported(err):
 			s.gsoOff.Store(true)
 		default:
@@ -219,28 +226,34 @@ func (s *Socket) writeRun(run []byte, dgram, k int, to netip.AddrPort) {
 	}
 }
 
-func (s *Socket) smallPath(to netip.AddrPort) bool {
+// tooBig says whether the kernel refused a GSO write of dgram-byte
+// datagrams to to, or of smaller ones, within smallPathFor.
+func (s *Socket) tooBig(to netip.AddrPort, dgram int) bool {
 	if s.nSmall.Load() == 0 {
 		return false
 	}
 	s.smallMu.Lock()
 	defer s.smallMu.Unlock()
-	until, ok := s.small[to]
-	if ok && time.Now().After(until) {
+	sp, ok := s.small[to]
+	if ok && time.Now().After(sp.until) {
 		delete(s.small, to)
 		s.nSmall.Store(int32(len(s.small)))
 		return false
 	}
-	return ok
+	return ok && dgram >= sp.size
 }
 
-func (s *Socket) markSmallPath(to netip.AddrPort) {
+func (s *Socket) markSmallPath(to netip.AddrPort, dgram int) {
 	s.smallMu.Lock()
 	defer s.smallMu.Unlock()
 	if s.small == nil || len(s.small) >= 4096 {
-		s.small = make(map[netip.AddrPort]time.Time) // bounded: forget all, relearn
+		s.small = make(map[netip.AddrPort]smallPath) // bounded: forget all, relearn
 	}
-	s.small[to] = time.Now().Add(smallPathFor)
+	size := dgram
+	if sp, ok := s.small[to]; ok && sp.size < size {
+		size = sp.size
+	}
+	s.small[to] = smallPath{until: time.Now().Add(smallPathFor), size: size}
 	s.nSmall.Store(int32(len(s.small)))
 }
 
