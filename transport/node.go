@@ -252,8 +252,7 @@ func (n *Node) send(ep Endpoint, b []byte, seg int) {
 	n.pathMu.RUnlock()
 	if mode != PathRelay && p != nil {
 		if a, ok := p.current(now); ok {
-			frag, joins, padded, unpadded := p.sizeFor(&p.sizeDirect, a, now)
-			bytes, frames := n.sendSized(n.sockTo(p, a), directHeader[:], b, seg, a, sizingOf(frag), joins, padded, unpadded)
+			bytes, frames := n.sendSized(n.sockTo(p, a), directHeader[:], b, seg, a, p.sizeFor(&p.sizeDirect, a, now))
 			// Counted once written: a ping sent after this call trails
 			// these packets on the path (the liveness rule, disco.go).
 			p.DirectOut.Add(bytes)
@@ -273,13 +272,11 @@ func (n *Node) send(ep Endpoint, b []byte, seg int) {
 	binary.BigEndian.PutUint64(hdr[1:], uint64(ep))
 	// Before the connection is tracked (its handshake) there is no path
 	// to keep a size in (pathsize.go).
-	sz, joins, padded, unpadded := sendBoth, false, uint64(0), uint64(0)
+	pl := sizePlan{sz: sendBoth}
 	if p != nil {
-		var frag bool
-		frag, joins, padded, unpadded = p.sizeFor(&p.sizeRelay, relay.Addr, now)
-		sz = sizingOf(frag)
+		pl = p.sizeFor(&p.sizeRelay, relay.Addr, now)
 	}
-	n.sendSized(n.sock, hdr[:], b, seg, relay.Addr, sz, joins, padded, unpadded)
+	n.sendSized(n.sock, hdr[:], b, seg, relay.Addr, pl)
 	n.RelayedOut.Add(uint64(len(b)))
 }
 

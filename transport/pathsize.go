@@ -98,16 +98,25 @@ type sizeState struct {
 	answered bool // an unpadded probe of these rounds came back
 }
 
-// sizeFor says whether large packets to to must go as fragments on the
-// path s is about and whether the peer joins fragments (it answered a
-// probe), and returns the txids of a round of probes to send now (0: none
-// due). A new to starts over: nothing known.
-func (p *path) sizeFor(s *sizeState, to netip.AddrPort, now time.Time) (fragment, joins bool, padded, unpadded uint64) {
+// sizePlan is how a run of packets goes out on a path (sendSized): sz,
+// whether the peer joins fragments (it answered a probe), and the txids
+// of a round of probes to send with it (0: none).
+type sizePlan struct {
+	sz               sizing
+	joins            bool
+	padded, unpadded uint64
+}
+
+// sizeFor plans a run of packets to to on the path s is about: whole or
+// as fragments, and a round of probes if one is due now. A new to starts
+// over: nothing known.
+func (p *path) sizeFor(s *sizeState, to netip.AddrPort, now time.Time) sizePlan {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if s.to != to {
 		*s = sizeState{to: to}
 	}
+	var pl sizePlan
 	if s.due(now) {
 		var b [16]byte
 		_, _ = rand.Read(b[:])
@@ -115,10 +124,13 @@ func (p *path) sizeFor(s *sizeState, to netip.AddrPort, now time.Time) (fragment
 		s.unpadded = binary.BigEndian.Uint64(b[8:]) | 1
 		s.sentAt = now
 		s.rounds++
-		padded, unpadded = s.padded, s.unpadded
+		pl.padded, pl.unpadded = s.padded, s.unpadded
 	}
-	joins = s.answered || s.verdict == sizeWhole || s.verdict == sizeSmall
-	return s.fragments(), joins, padded, unpadded
+	if s.fragments() {
+		pl.sz = sendFragments
+	}
+	pl.joins = s.answered || s.verdict == sizeWhole || s.verdict == sizeSmall
+	return pl
 }
 
 // fragments says whether large packets go as fragments: on a small path,
@@ -207,17 +219,17 @@ const (
 	sendBoth // whole and as fragments: a path not tracked yet
 )
 
-// sendSized sends a run of packets to to with hdr before each, as sz
-// says (joins: the peer answered a probe, so it joins fragments), and a
-// round of probes if padded is not 0. It returns the payload
-// bytes and frames sent, what the liveness rule counts on a direct path.
-func (n *Node) sendSized(sock *Socket, hdr, b []byte, seg int, to netip.AddrPort, sz sizing, joins bool, padded, unpadded uint64) (bytes, frames uint64) {
-	if padded != 0 {
+// sendSized sends a run of packets to to with hdr before each, and the
+// probes, as pl says. It returns the payload bytes and frames sent, what
+// the liveness rule counts on a direct path.
+func (n *Node) sendSized(sock *Socket, hdr, b []byte, seg int, to netip.AddrPort, pl sizePlan) (bytes, frames uint64) {
+	if pl.padded != 0 {
 		buf := append(make([]byte, 0, len(hdr)+innerPacketSize), hdr...)
-		_ = sock.WriteTo(appendSizeProbe(buf, padded, true), to)
-		_ = sock.WriteTo(appendSizeProbe(buf, unpadded, false), to)
+		_ = sock.WriteTo(appendSizeProbe(buf, pl.padded, true), to)
+		_ = sock.WriteTo(appendSizeProbe(buf, pl.unpadded, false), to)
 	}
-	if sz == sendWhole && joins && seg > safePayload && sock.tooBig(to, len(hdr)+seg) {
+	sz := pl.sz
+	if sz == sendWhole && pl.joins && seg > safePayload && sock.tooBig(to, len(hdr)+seg) {
 		// The kernel knows the path is smaller than our datagrams (a
 		// WireGuard link of 1420 bytes on the way) and refused a GSO
 		// write: it would fragment each one, sent one by one. Our
@@ -233,11 +245,4 @@ func (n *Node) sendSized(sock *Socket, hdr, b []byte, seg int, to netip.AddrPort
 		bytes, frames = bytes+fb, frames+ff
 	}
 	return bytes, frames
-}
-
-func sizingOf(fragment bool) sizing {
-	if fragment {
-		return sendFragments
-	}
-	return sendWhole
 }

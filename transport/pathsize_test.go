@@ -33,7 +33,8 @@ func TestSizeStateSchedule(t *testing.T) {
 	round := func(p *path, s *sizeState, at time.Time, wantFrag bool) (padded, unpadded uint64, when time.Time) {
 		t.Helper()
 		for range 8 * int(sizeRecheck/sizeRetry) {
-			frag, _, pd, up := p.sizeFor(s, to, at)
+			pl := p.sizeFor(s, to, at)
+			frag, pd, up := pl.sz == sendFragments, pl.padded, pl.unpadded
 			if frag != wantFrag {
 				t.Fatalf("at +%v: fragments %v, want %v", at.Sub(t0), frag, wantFrag)
 			}
@@ -53,7 +54,7 @@ func TestSizeStateSchedule(t *testing.T) {
 		p := newPath(1, nil)
 		s := &p.sizeRelay
 		pd, up, at := round(p, s, t0, false)
-		if _, _, again, _ := p.sizeFor(s, to, at.Add(sizeRetry/2)); again != 0 {
+		if again := p.sizeFor(s, to, at.Add(sizeRetry/2)).padded; again != 0 {
 			t.Fatal("a second round before sizeRetry")
 		}
 		p.sizeAcked(pd+2, true, at) // not its txid
@@ -62,14 +63,14 @@ func TestSizeStateSchedule(t *testing.T) {
 			t.Fatalf("verdict %d after acks that were not the probe's", s.verdict)
 		}
 		p.sizeAcked(up, true, at) // the unpadded one first: fragments meanwhile
-		if frag, _, _, _ := p.sizeFor(s, to, at); !frag {
+		if frag := p.sizeFor(s, to, at).sz == sendFragments; !frag {
 			t.Fatal("whole packets to a peer that joins fragments, on a path not proven")
 		}
 		p.sizeAcked(pd, true, at)
 		if s.verdict != sizeWhole {
 			t.Fatalf("verdict %d after the ack, want whole", s.verdict)
 		}
-		if _, joins, _, _ := p.sizeFor(s, to, at); !joins {
+		if joins := p.sizeFor(s, to, at).joins; !joins {
 			t.Fatal("a peer that answered probes does not join fragments")
 		}
 		// Nothing more until the recheck.
@@ -91,7 +92,7 @@ func TestSizeStateSchedule(t *testing.T) {
 			t.Fatalf("verdict %d, want small", s.verdict)
 		}
 		// Another address is another path: nothing known there.
-		if frag, _, _, _ := p.sizeFor(s, netip.MustParseAddrPort("192.0.2.2:7"), at); frag {
+		if frag := p.sizeFor(s, netip.MustParseAddrPort("192.0.2.2:7"), at).sz == sendFragments; frag {
 			t.Fatal("a new address inherited the old one's verdict")
 		}
 	})
@@ -103,7 +104,8 @@ func TestSizeStateSchedule(t *testing.T) {
 		for range sizeTries {
 			_, _, at = round(p, s, at, false)
 		}
-		if frag, joins, _, _ := p.sizeFor(s, to, at.Add(sizeRetry)); frag || joins || s.verdict != sizeMute {
+		pl := p.sizeFor(s, to, at.Add(sizeRetry))
+		if frag, joins := pl.sz == sendFragments, pl.joins; frag || joins || s.verdict != sizeMute {
 			t.Fatalf("verdict %d, fragments %v, joins %v after %d unanswered rounds; want mute, whole, no", s.verdict, frag, joins, sizeTries)
 		}
 	})
@@ -123,7 +125,7 @@ func TestSizeStateSchedule(t *testing.T) {
 			t.Fatalf("verdict %d before the recheck, want small", s.verdict)
 		}
 		p.sizeAcked(pd, true, at)
-		if frag, _, _, _ := p.sizeFor(s, to, at); frag || s.verdict != sizeWhole {
+		if frag := p.sizeFor(s, to, at).sz == sendFragments; frag || s.verdict != sizeWhole {
 			t.Fatalf("verdict %d, fragments %v; want whole", s.verdict, frag)
 		}
 	})
@@ -393,7 +395,7 @@ func TestSmallPathGetsFragments(t *testing.T) {
 	run := bytes.Repeat([]byte{0x40}, 3*innerPacketSize)
 	tx.markSmallPath(to, len(hdr)+innerPacketSize)
 	for _, joins := range []bool{true, false} {
-		_, frames := n.sendSized(tx, hdr, run, innerPacketSize, to, sendWhole, joins, 0, 0)
+		_, frames := n.sendSized(tx, hdr, run, innerPacketSize, to, sizePlan{sz: sendWhole, joins: joins})
 		fs := got(int(frames))
 		fragments := 0
 		for _, f := range fs {
@@ -406,7 +408,7 @@ func TestSmallPathGetsFragments(t *testing.T) {
 		}
 	}
 	small := bytes.Repeat([]byte{0x40}, 3*safePayload)
-	if _, frames := n.sendSized(tx, hdr, small, safePayload, to, sendWhole, true, 0, 0); frames != 3 {
+	if _, frames := n.sendSized(tx, hdr, small, safePayload, to, sizePlan{sz: sendWhole, joins: true}); frames != 3 {
 		t.Fatalf("%d frames for 3 packets of %d bytes, want them whole", frames, safePayload)
 	}
 	got(3)
