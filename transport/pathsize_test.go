@@ -223,8 +223,8 @@ func TestFragmentsRoundTrip(t *testing.T) {
 		if payload != bytesOut {
 			t.Fatalf("seg %d: %d payload bytes arrived, %d counted", tc.seg, payload, bytesOut)
 		}
-		if r.used != 0 {
-			t.Fatalf("%d partial packets left", r.used)
+		if n := r.held(); n != 0 {
+			t.Fatalf("%d partial packets left", n)
 		}
 	}
 }
@@ -244,8 +244,8 @@ func TestReassemblyBounded(t *testing.T) {
 		if bp, _ := r.add(Endpoint(id%3), frag(id, 0, []byte("first"))); bp != nil {
 			t.Fatal("one half made a packet")
 		}
-		if r.used > reassemblySlots {
-			t.Fatalf("%d partial packets held, bound %d", r.used, reassemblySlots)
+		if n := r.held(); n > reassemblySlots {
+			t.Fatalf("%d partial packets held, bound %d", n, reassemblySlots)
 		}
 	}
 	for _, bad := range [][]byte{

@@ -99,7 +99,6 @@ func (s *Socket) writeFragments(hdr, b []byte, seg int, to netip.AddrPort, ids *
 type reassembly struct {
 	mu    sync.Mutex
 	slots [reassemblySlots]fragSlot
-	used  int // slots in use
 	clock uint64
 }
 
@@ -145,12 +144,10 @@ func (r *reassembly) add(src Endpoint, b []byte) (*[]byte, int) {
 		if j < 0 {
 			j = oldest
 			packetBufs.Put(r.slots[j].buf)
-			r.used--
 		}
 		r.clock++
 		s = &r.slots[j]
 		*s = fragSlot{src: src, id: id, age: r.clock, buf: packetBufs.Get().(*[]byte)}
-		r.used++
 	}
 	if s.have&(1<<i) != 0 {
 		return nil, 0 // a duplicate
@@ -163,7 +160,6 @@ func (r *reassembly) add(src Endpoint, b []byte) (*[]byte, int) {
 	buf := s.buf
 	m := s.n[0] + copy((*buf)[s.n[0]:], (*buf)[fragMaxPiece:fragMaxPiece+s.n[1]])
 	*s = fragSlot{}
-	r.used--
 	return buf, m
 }
 
@@ -177,5 +173,17 @@ func (r *reassembly) close() {
 		}
 		r.slots[j] = fragSlot{}
 	}
-	r.used = 0
+}
+
+// held counts the packets waiting for their other half.
+func (r *reassembly) held() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for j := range r.slots {
+		if r.slots[j].buf != nil {
+			n++
+		}
+	}
+	return n
 }
