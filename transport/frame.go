@@ -45,6 +45,9 @@ package transport
 //	  type     uint8     0x06
 //	  payload  …         one inner QUIC packet
 //
+//	keep, node → relay, and kept, relay → node: a registration held
+//	without a connection (0x0A and 0x0B; their layout is in lease.go)
+//
 // toRelay and fromRelay have the same header size on purpose: the relay
 // rewrites a header in place to forward a frame.
 //

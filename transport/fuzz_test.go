@@ -120,6 +120,8 @@ func FuzzRelayForward(f *testing.F) {
 	f.Add(toRelay(fuzzEPB, 1200), uint16(0), true)
 	f.Add(slices.Concat(toRelay(fuzzEPB, 100), toRelay(fuzzEPB, 100), toRelay(fuzzEPA, 100), toRelay(7, 100), toRelay(fuzzEPB, 60)), uint16(100), true)
 	f.Add(toRelay(fuzzEPB, 1200), uint16(0), false)
+	k, _ := identity.Generate()
+	f.Add(slices.Concat(appendKeep(nil, Lease{Endpoint: fuzzEPA, ID: k.ID(), Expires: 1 << 40}, 1, false), toRelay(fuzzEPB, keepLen-frameHeaderLen)), uint16(keepLen), true)
 	f.Fuzz(func(t *testing.T, run []byte, segIn uint16, attached bool) {
 		if len(run) == 0 || len(run) > fuzzMaxRun {
 			return
@@ -133,13 +135,15 @@ func FuzzRelayForward(f *testing.F) {
 		// place as forwarded (fromRelay, stamped with the sender's
 		// Endpoint), turned into a gone frame (a toRelay frame to an
 		// Endpoint not attached), or untouched; from a stranger,
-		// everything untouched and dropped.
+		// everything untouched and dropped. A run that starts with a keep
+		// is all keeps, which this relay (no lease secret) drops.
 		want := bytes.Clone(run)
 		var fwd, drop uint64
+		keeps := run[0] == frameKeep
 		for off := 0; off < len(want); off += seg {
 			d := want[off:min(off+seg, len(want))]
 			switch {
-			case !attached || len(d) < frameHeaderLen || d[0] != frameToRelay:
+			case keeps || !attached || len(d) < frameHeaderLen || d[0] != frameToRelay:
 				drop++
 			case Endpoint(binary.BigEndian.Uint64(d[1:9])) == fuzzEPA || Endpoint(binary.BigEndian.Uint64(d[1:9])) == fuzzEPB:
 				d[0] = frameFromRelay

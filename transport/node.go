@@ -86,6 +86,10 @@ type Node struct {
 	addrMu sync.Mutex
 	addrs  map[Endpoint]*net.UDPAddr
 
+	// The lease the node keeps at its relay, and the answers (lease.go).
+	lease atomic.Pointer[leaseKeeping]
+	kept  chan uint64
+
 	// Bytes of inner traffic, for status and metrics.
 	RelayedIn, RelayedOut atomic.Uint64
 
@@ -102,11 +106,14 @@ type Node struct {
 // that in a burst are dropped, and the sender's next packet brings another.
 const goneQueue = 64
 
+// keptQueue bounds the lease answers waiting to be read (Kept).
+const keptQueue = 8
+
 // NewNode opens a node's socket on listen (usually ":0").
 func NewNode(key *identity.Key, listen string) (*Node, error) {
 	n := &Node{key: key, addrs: make(map[Endpoint]*net.UDPAddr),
 		paths: make(map[Endpoint]*path), byAddr: make(map[netip.AddrPort]*path), conns: make(map[*quic.Conn]*tracked),
-		gone: make(chan Endpoint, goneQueue), probes: rate.NewLimiter(probeRate, probeBurst), hard: newHardBudgets(), epoch: time.Now()}
+		gone: make(chan Endpoint, goneQueue), kept: make(chan uint64, keptQueue), probes: rate.NewLimiter(probeRate, probeBurst), hard: newHardBudgets(), epoch: time.Now()}
 	n.endpoint, n.nonce = NewEndpoint(key.ID())
 	n.routes.Store(noRoutes)
 	sock, err := ListenSocket(listen, n.receive)
@@ -355,6 +362,11 @@ func (n *Node) receiveFrame(b []byte, in *inRun) {
 	case frameDiscoPing, frameDiscoPong:
 		n.receiveDisco(b, in.from, in.via)
 		in.directLooked = false
+		return
+	case frameKept:
+		if in.via == nil {
+			n.receiveKept(b, in.from)
+		}
 		return
 	case frameDirect:
 		if !in.directLooked {

@@ -2,8 +2,10 @@ package transport
 
 // The relay: how end-to-end packets cross a rendezvous node.
 //
-// Every node keeps one QUIC connection to its relay (outer) on the same UDP
-// socket it uses for everything else, and registers an Endpoint there. The
+// Every node dials a QUIC connection to its relay (outer) on the same UDP
+// socket it uses for everything else, and registers an Endpoint there; it
+// keeps the connection open, or, a device, closes it and holds the
+// registration on a lease, with keep frames (lease.go). The
 // end-to-end QUIC packets (inner) between two nodes travel as the payload
 // of relay frames (toRelay, fromRelay and gone; their layout is in
 // frame.go), sent as plain UDP datagrams on that same socket.
@@ -55,6 +57,11 @@ type Relay struct {
 	mu     sync.RWMutex
 	byEP   map[Endpoint]netip.AddrPort
 	byAddr map[netip.AddrPort]Endpoint
+
+	// Leases (lease.go): the registry's handler of keeps, and what
+	// Listen makes of it with the secret lease keys derive from.
+	onKeep  func(Keep, netip.AddrPort) bool
+	leasing atomic.Pointer[leasing]
 
 	// Counters for logs and metrics: frames forwarded, their bytes
 	// (headers included, as they leave), and frames dropped.
@@ -115,6 +122,14 @@ func (r *Relay) Attach(ep Endpoint, addr netip.AddrPort) (detach func()) {
 	}
 }
 
+// Route returns the address frames for ep go to, if ep is attached.
+func (r *Relay) Route(ep Endpoint) (netip.AddrPort, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	addr, ok := r.byEP[ep]
+	return addr, ok
+}
+
 // Attached returns the number of attached endpoints.
 func (r *Relay) Attached() int {
 	r.mu.RLock()
@@ -126,6 +141,15 @@ func (r *Relay) Attached() int {
 // Consecutive frames to one Endpoint are rewritten in place and leave in
 // one write.
 func (r *Relay) forward(run []byte, seg int, from netip.AddrPort) {
+	if run[0] == frameKeep {
+		// Keeps come one per datagram, seconds apart, from addresses
+		// that may not be attached (yet): a node whose NAT moved, or one
+		// this relay forgot in a restart.
+		for off := 0; off < len(run); off += seg {
+			r.keep(run[off:min(off+seg, len(run))], from)
+		}
+		return
+	}
 	r.mu.RLock()
 	src, ok := r.byAddr[from]
 	r.mu.RUnlock()
@@ -216,6 +240,9 @@ func (r *Relay) Listen(key *identity.Key, cfg ListenConfig) (*quic.Listener, err
 	mac.Write([]byte("tunnel relay stateless reset key"))
 	var srk quic.StatelessResetKey
 	copy(srk[:], mac.Sum(nil))
+	mac.Reset()
+	mac.Write([]byte("tunnel relay lease secret"))
+	r.leasing.Store(&leasing{secret: mac.Sum(nil), keep: r.onKeep})
 	r.tr = &quic.Transport{Conn: r.sock.PacketConn(), StatelessResetKey: &srk,
 		ConnContext: cfg.Admit, VerifySourceAddress: cfg.Validate}
 	qc := RelayQUICConfig()
