@@ -40,8 +40,9 @@ type Client struct {
 	cfg  Config
 
 	mu        sync.Mutex
-	conn      *quic.Conn    // the registered home session; nil while down
-	ready     chan struct{} // closed while conn is registered
+	conn      *quic.Conn    // the registered home session; nil while down or leased
+	leased    bool          // registered on a lease, its connection closed
+	ready     chan struct{} // closed while registered
 	active    RelayAddr     // the relay of the current or last home session
 	homeRoute transport.RelayRoute
 	runCtx    context.Context // Run's; nil when Run is not running
@@ -73,7 +74,7 @@ func (c *Client) Relays() []RelayAddr { return c.cfg.Relays }
 func (c *Client) Home() (RelayAddr, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.active, c.conn != nil
+	return c.active, c.conn != nil || c.leased
 }
 
 // Registrations counts the node's registrations with a home node: one,
@@ -156,53 +157,122 @@ func newBackoff() *backoff.ExponentialBackOff {
 	return bo
 }
 
-// homeSession dials, registers, and waits for the connection to end.
+// homeSession dials, registers, and holds the registration until it
+// ends: with the connection, or with its lease (lease.go) when the relay
+// granted one. After a network change, and when a lease is half gone, it
+// registers again on a new connection before it lets the old registration
+// go, so a device is never absent from the registry in between.
 func (c *Client) homeSession(ctx context.Context) error {
+	s, err := c.openHome(ctx, "")
+	if err != nil {
+		return err
+	}
+	for {
+		why, err := c.hold(ctx, s)
+		if why == "" {
+			c.down(s)
+			return err
+		}
+		next, nerr := c.openHome(ctx, why)
+		if nerr != nil {
+			// After a network change the new network may not carry
+			// traffic yet: leave this session too, and let Run dial again
+			// after its backoff.
+			c.down(s)
+			if why == whyNetwork {
+				return fmt.Errorf("%w: %w", errNetworkChanged, nerr)
+			}
+			return nerr
+		}
+		s.conn.CloseWithError(0, why)
+		s = next
+	}
+}
+
+// Why a home session registers again.
+const (
+	whyNetwork = "network changed"
+	whyRenew   = "lease renewal"
+)
+
+// homeReg is a registered home session: its relay, its outer connection
+// (closed once leased), and what the registration gave.
+type homeReg struct {
+	ra   RelayAddr
+	ap   netip.AddrPort
+	conn *quic.Conn
+	registered
+}
+
+// openHome dials the home relay (the best of several), registers, and
+// makes the registration the live one. why says why it registers again,
+// if it does.
+func (c *Client) openHome(ctx context.Context, why string) (*homeReg, error) {
 	ra, ap, conn, err := c.connect(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer func() { conn.CloseWithError(0, "") }() // the last session: moveHome may replace conn
 	c.mu.Lock()
-	c.homeRoute = transport.RelayRoute{Addr: ap, Name: ra.String()}
-	c.publishRoutes()
+	if route := (transport.RelayRoute{Addr: ap, Name: ra.String()}); route != c.homeRoute {
+		c.homeRoute = route
+		c.publishRoutes()
+	}
 	c.mu.Unlock()
-	observed, err := register(ctx, conn, c.node, c.cfg.Publishes)
+	reg, err := register(ctx, conn, c.node, c.cfg.Publishes, c.cfg.Publishes)
 	if err != nil {
-		return fmt.Errorf("register at relay %s: %w", ra, err)
+		conn.CloseWithError(0, "")
+		return nil, fmt.Errorf("register at relay %s: %w", ra, err)
+	}
+	s := &homeReg{ra: ra, ap: ap, conn: conn, registered: reg}
+	if s.lease != nil {
+		// The registration outlives the connection; lookups, rare on a
+		// device, dial their own (current).
+		conn.CloseWithError(0, "leased")
 	}
 	c.mu.Lock()
+	if c.conn == nil && !c.leased {
+		close(c.ready)
+	}
 	c.active = ra
-	c.conn = conn
-	close(c.ready)
+	c.conn, c.leased = conn, s.lease != nil
+	if c.leased {
+		c.conn = nil
+	}
 	c.mu.Unlock()
 	c.registrations.Add(1)
-	c.node.SetObserved(observed)
-	c.cfg.Log.Info().Str("relay", ra.String()).Str("observed", observed.String()).
-		Str("endpoint", c.node.Endpoint().String()).Msg("registered with relay")
-	for c.heartbeatUntilMoved(ctx, conn, c.cfg.Log) {
-		next, err := c.moveHome(ctx)
-		if err != nil {
-			// The new network may not carry traffic yet: leave this
-			// session too, and let Run dial again after its backoff.
-			conn.CloseWithError(0, "network changed")
-			c.mu.Lock()
-			c.conn = nil
-			c.ready = make(chan struct{})
-			c.mu.Unlock()
-			return fmt.Errorf("%w: %w", errNetworkChanged, err)
-		}
-		conn.CloseWithError(0, "network changed")
-		conn = next
+	c.node.SetObserved(reg.observed)
+	ev := c.cfg.Log.Info().Str("relay", ra.String()).Str("observed", reg.observed.String()).
+		Str("endpoint", c.node.Endpoint().String()).Bool("leased", s.lease != nil)
+	if why != "" {
+		ev = ev.Str("why", why)
 	}
+	ev.Msg("registered with relay")
+	return s, nil
+}
+
+// hold holds registration s until it ends (why "", and the cause), the
+// host's network changes (whyNetwork), or its lease is to be renewed
+// (whyRenew).
+func (c *Client) hold(ctx context.Context, s *homeReg) (why string, err error) {
+	if s.lease != nil {
+		return c.keepLease(ctx, s)
+	}
+	if c.heartbeatUntilMoved(ctx, s.conn, c.cfg.Log) {
+		return whyNetwork, nil
+	}
+	if err := context.Cause(s.conn.Context()); err != nil && ctx.Err() == nil {
+		return "", err
+	}
+	return "", ctx.Err()
+}
+
+// down marks the node unregistered after session s ended.
+func (c *Client) down(s *homeReg) {
+	s.conn.CloseWithError(0, "")
 	c.mu.Lock()
-	c.conn = nil
+	c.conn, c.leased = nil, false
 	c.ready = make(chan struct{})
 	c.mu.Unlock()
-	if err := context.Cause(conn.Context()); err != nil && ctx.Err() == nil {
-		return err
-	}
-	return ctx.Err()
 }
 
 // connect dials the relay, or the best of several.
@@ -258,23 +328,32 @@ func (c *Client) relayName() string {
 }
 
 // current returns the registered home connection, waiting up to
-// lookupWait.
-func (c *Client) current(ctx context.Context) (*quic.Conn, error) {
+// lookupWait, and what to call when done with it. A node registered on a
+// lease has none open: it gets a connection of its own to the same relay,
+// which done closes.
+func (c *Client) current(ctx context.Context) (conn *quic.Conn, done func(), err error) {
 	t := time.NewTimer(lookupWait)
 	defer t.Stop()
 	for {
 		c.mu.Lock()
-		conn, ready := c.conn, c.ready
+		conn, leased, ra, ready := c.conn, c.leased, c.active, c.ready
 		c.mu.Unlock()
 		if conn != nil {
-			return conn, nil
+			return conn, func() {}, nil
+		}
+		if leased {
+			_, conn, err := dialRelay(ctx, c.node, ra)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%w: %w", ErrRegistryUnavailable, err)
+			}
+			return conn, func() { conn.CloseWithError(0, "") }, nil
 		}
 		select {
 		case <-ready:
 		case <-t.C:
-			return nil, fmt.Errorf("%w: no connection to %s", ErrRegistryUnavailable, c.relayName())
+			return nil, nil, fmt.Errorf("%w: no connection to %s", ErrRegistryUnavailable, c.relayName())
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: %w", ErrRegistryUnavailable, ctx.Err())
+			return nil, nil, fmt.Errorf("%w: %w", ErrRegistryUnavailable, ctx.Err())
 		}
 	}
 }
@@ -290,10 +369,11 @@ func (c *Client) Lookup(ctx context.Context, id identity.ID) (transport.Endpoint
 }
 
 func (c *Client) lookup(ctx context.Context, id identity.ID) (wire.Found, error) {
-	conn, err := c.current(ctx)
+	conn, done, err := c.current(ctx)
 	if err != nil {
 		return wire.Found{}, fmt.Errorf("look up %s: %w", id.Short(), err)
 	}
+	defer done()
 	status, reply, err := request(ctx, conn, wire.ReqLookup, wire.LookupBody(id))
 	if err != nil {
 		return wire.Found{}, fmt.Errorf("look up %s: %w: %w", id.Short(), ErrRegistryUnavailable, err)

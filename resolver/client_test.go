@@ -18,6 +18,7 @@ import (
 // rendezvous runs a registry on a loopback relay until the test ends.
 type rendezvous struct {
 	key      *identity.Key
+	srv      *registry.Server
 	relay    *transport.Relay
 	presence *registry.MemoryPresence
 	addr     RelayAddr
@@ -32,17 +33,30 @@ func startRendezvous(t *testing.T, listen string) *rendezvous {
 
 func startRendezvousKey(t *testing.T, listen string, key *identity.Key) *rendezvous {
 	t.Helper()
+	return startRendezvousWith(t, listen, key, nil)
+}
+
+// startRendezvousWith starts a rendezvous node with key (a new one if
+// nil) whose server set changes before it serves.
+func startRendezvousWith(t *testing.T, listen string, key *identity.Key, set func(*registry.Server)) *rendezvous {
+	t.Helper()
+	if key == nil {
+		key, _ = identity.Generate()
+	}
 	relay, err := transport.ListenRelay(listen)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := registry.NewMemoryPresence()
 	srv := &registry.Server{Key: key, Relay: relay, Presence: p, Log: zerolog.Nop()}
+	if set != nil {
+		set(srv)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { srv.Serve(ctx); relay.Close(); close(done) }()
 	var once sync.Once
-	rv := &rendezvous{key: key, relay: relay, presence: p,
+	rv := &rendezvous{key: key, srv: srv, relay: relay, presence: p,
 		addr: RelayAddr{ID: key.ID(), HostPort: relay.Socket().LocalAddr().String()}}
 	rv.stop = func() { once.Do(func() { cancel(); <-done }) }
 	t.Cleanup(rv.stop)
@@ -225,7 +239,7 @@ func TestSquatAfterRelayRestart(t *testing.T) {
 	}
 	defer conn.CloseWithError(0, "")
 	// The stranger even knows the nonce: the endpoint is still not its.
-	status, _, err := request(ctx, conn, wire.ReqRegister, wire.RegisterBody(dev.Endpoint(), dev.EndpointNonce(), true))
+	status, _, err := request(ctx, conn, wire.ReqRegister, wire.Register{Endpoint: dev.Endpoint(), Nonce: dev.EndpointNonce(), Publishes: true}.Body())
 	if err != nil || status != wire.StatusBadRequest {
 		t.Fatalf("the stranger's registration of the device's endpoint: %s, %v; want refused", wire.StatusText(status), err)
 	}
@@ -238,5 +252,53 @@ func TestSquatAfterRelayRestart(t *testing.T) {
 	cli, _ := startClient(t, rv2.addr, false)
 	if ep, err := cli.Lookup(ctx, dev.Key().ID()); err != nil || ep != dev.Endpoint() {
 		t.Fatalf("lookup after the squat: %v, %v", ep, err)
+	}
+}
+
+// A device registers on a lease: the relay holds no connection for it
+// once it is registered, it stays registered and found, it looks up on a
+// connection of its own, and it renews the lease when half is gone.
+func TestDeviceHoldsLease(t *testing.T) {
+	rv := startRendezvousWith(t, "127.0.0.1:0", nil, func(s *registry.Server) { s.LeaseTTL = 2 * time.Second })
+	cli, _ := startClient(t, rv.addr, false)
+	devc, dev := startClient(t, rv.addr, true)
+	waitFor(t, func() bool { return rv.srv.Stats.Conns.Load() == 1 })
+	if _, ok := devc.Home(); !ok {
+		t.Fatal("the leased device says it is not registered")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	// Renewals (TTL 2 s: one a second), each a registration, with the
+	// device found throughout.
+	for devc.Registrations() < 4 {
+		if ep, err := cli.Lookup(ctx, dev.Key().ID()); err != nil || ep != dev.Endpoint() {
+			t.Fatalf("lookup of the leased device: %v, %v (after %d registrations)", ep, err, devc.Registrations())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The device's own lookup dials, asks, and closes.
+	if ep, err := devc.Lookup(ctx, cli.Node().Key().ID()); !errors.Is(err, ErrOffline) {
+		t.Fatalf("the device's lookup of a client: %v, %v; want ErrOffline", ep, err)
+	}
+	if ep, err := devc.Lookup(ctx, dev.Key().ID()); err != nil || ep != dev.Endpoint() {
+		t.Fatalf("the device's lookup of itself: %v, %v", ep, err)
+	}
+	waitFor(t, func() bool { return rv.srv.Stats.Conns.Load() == 1 })
+}
+
+// A device on a relay that grants no lease (an older one) holds its
+// registration on its connection, as before.
+func TestDeviceWithoutLease(t *testing.T) {
+	rv := startRendezvousWith(t, "127.0.0.1:0", nil, func(s *registry.Server) { s.NoLeases = true })
+	cli, _ := startClient(t, rv.addr, false)
+	_, dev := startClient(t, rv.addr, true)
+	time.Sleep(300 * time.Millisecond)
+	if n := rv.srv.Stats.Conns.Load(); n != 2 {
+		t.Fatalf("%d connections at a relay without leases, want 2", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if ep, err := cli.Lookup(ctx, dev.Key().ID()); err != nil || ep != dev.Endpoint() {
+		t.Fatalf("lookup: %v, %v", ep, err)
 	}
 }

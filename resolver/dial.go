@@ -227,7 +227,7 @@ func (c *Client) viaSession(ctx context.Context, ra RelayAddr, vs *viaSession, f
 		return false, err
 	}
 	defer conn.CloseWithError(0, "")
-	if _, err := register(ctx, conn, c.node, false); err != nil {
+	if _, err := register(ctx, conn, c.node, false, false); err != nil {
 		return false, fmt.Errorf("register at %s: %w", ra, err)
 	}
 	c.mu.Lock()

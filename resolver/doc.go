@@ -1,6 +1,7 @@
 // Package resolver turns .tunnel names into end-to-end connections: it
 // parses names, and it owns a node's rendezvous sessions and routing —
-// the registered outer connection to its home rendezvous node (heartbeat,
+// the registration at its home rendezvous node (on an outer connection
+// with a heartbeat, or for a device on a lease it keeps without one;
 // reconnect, the choice among several), the extra sessions a redirect to a
 // device's home node needs, and the node's routing table of relays — so
 // that callers dial a device by ID (Client.DialPeer) and never manage

@@ -45,19 +45,38 @@ func dialRelay(ctx context.Context, node *transport.Node, ra RelayAddr) (netip.A
 	return ap, conn, nil
 }
 
-// register registers node's Endpoint on conn and returns the address the
-// relay saw the node at.
-func register(ctx context.Context, conn *quic.Conn, node *transport.Node, publishes bool) (netip.AddrPort, error) {
+// registered is what a registration gave: the address the relay saw the
+// node at, and the lease, if the node asked for one and the relay granted
+// it (nil otherwise).
+type registered struct {
+	observed netip.AddrPort
+	lease    *transport.Lease
+	ttl      time.Duration
+}
+
+// register registers node's Endpoint on conn, asking for a lease if
+// lease is set.
+func register(ctx context.Context, conn *quic.Conn, node *transport.Node, publishes, lease bool) (registered, error) {
 	rctx, cancel := context.WithTimeout(ctx, wire.RequestTimeout)
 	defer cancel()
-	status, reply, err := request(rctx, conn, wire.ReqRegister, wire.RegisterBody(node.Endpoint(), node.EndpointNonce(), publishes))
+	req := wire.Register{Endpoint: node.Endpoint(), Nonce: node.EndpointNonce(), Publishes: publishes, Lease: lease}
+	status, reply, err := request(rctx, conn, wire.ReqRegister, req.Body())
 	if err != nil {
-		return netip.AddrPort{}, err
+		return registered{}, err
 	}
 	if status != wire.StatusOK {
-		return netip.AddrPort{}, errors.New(wire.StatusText(status))
+		return registered{}, errors.New(wire.StatusText(status))
 	}
-	return wire.ParseObserved(reply)
+	observed, g, err := wire.ParseRegistered(reply)
+	if err != nil {
+		return registered{}, err
+	}
+	reg := registered{observed: observed}
+	if g != nil && lease {
+		reg.lease = &transport.Lease{Endpoint: req.Endpoint, ID: node.Key().ID(), Device: publishes, Expires: g.Expires, Key: g.Key}
+		reg.ttl = g.TTL
+	}
+	return reg, nil
 }
 
 // heartbeat pings the relay until the connection or ctx ends, and ends

@@ -16,6 +16,11 @@ const (
 	// is likely gone and the node waits for nothing else.
 	pingTimeout     = 5 * time.Second
 	jumpPingTimeout = time.Second
+	// keepRetry is how soon an unanswered keep of a lease is sent again
+	// (lease.go); releaseWait bounds the release of a lease when the node
+	// stops.
+	keepRetry   = time.Second
+	releaseWait = 300 * time.Millisecond
 	// dialRelayTimeout bounds dialing a rendezvous node.
 	dialRelayTimeout = transport.HandshakeTimeout + time.Second
 

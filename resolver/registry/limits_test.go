@@ -119,15 +119,15 @@ func TestRelayLookupRateAndRegistrations(t *testing.T) {
 	srv, key, relay, _ := limitedServer(t, Limits{LookupRate: 5, MaxRegistrations: 2})
 	a, b, c := dialServer(t, key, relay), dialServer(t, key, relay), dialServer(t, key, relay)
 	for _, n := range []*rawNode{a, b} {
-		if status, _ := n.ask(t, wire.ReqRegister, wire.RegisterBody(n.node.Endpoint(), n.node.EndpointNonce(), true)); status != wire.StatusOK {
+		if status, _ := n.ask(t, wire.ReqRegister, wire.Register{Endpoint: n.node.Endpoint(), Nonce: n.node.EndpointNonce(), Publishes: true}.Body()); status != wire.StatusOK {
 			t.Fatalf("register: %s", wire.StatusText(status))
 		}
 	}
-	if status, _ := c.ask(t, wire.ReqRegister, wire.RegisterBody(c.node.Endpoint(), c.node.EndpointNonce(), true)); status != wire.StatusBusy {
+	if status, _ := c.ask(t, wire.ReqRegister, wire.Register{Endpoint: c.node.Endpoint(), Nonce: c.node.EndpointNonce(), Publishes: true}.Body()); status != wire.StatusBusy {
 		t.Fatalf("a third registration: %s, want busy", wire.StatusText(status))
 	}
 	// a registering again replaces its own registration: not a new one.
-	if status, _ := a.ask(t, wire.ReqRegister, wire.RegisterBody(a.node.Endpoint(), a.node.EndpointNonce(), true)); status != wire.StatusOK {
+	if status, _ := a.ask(t, wire.ReqRegister, wire.Register{Endpoint: a.node.Endpoint(), Nonce: a.node.EndpointNonce(), Publishes: true}.Body()); status != wire.StatusOK {
 		t.Fatalf("re-registration at the cap: %s", wire.StatusText(status))
 	}
 	ok, busy := 0, 0
@@ -157,7 +157,7 @@ func TestRelayHandshakeRate(t *testing.T) {
 	srv, key, relay, _ := limitedServer(t, Limits{HandshakeRate: 1})
 	for i := range 5 {
 		n := dialServer(t, key, relay)
-		if status, _ := n.ask(t, wire.ReqRegister, wire.RegisterBody(n.node.Endpoint(), n.node.EndpointNonce(), false)); status != wire.StatusOK {
+		if status, _ := n.ask(t, wire.ReqRegister, wire.Register{Endpoint: n.node.Endpoint(), Nonce: n.node.EndpointNonce(), Publishes: false}.Body()); status != wire.StatusOK {
 			t.Fatalf("node %d: %s", i, wire.StatusText(status))
 		}
 	}

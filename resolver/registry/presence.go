@@ -6,8 +6,9 @@
 //
 // Invariants: a node registers only the ID whose key it proved in the TLS
 // handshake of its connection; an Endpoint belongs to the key that holds
-// its live registration; a registration ends with its connection, and a
-// device's record is removed only if it is still that registration's.
+// its live registration; a registration ends with its connection, or, a
+// leased one, when its keeps stop or the node releases it; and a device's
+// record is removed only if it is still that registration's.
 package registry
 
 import (

@@ -33,35 +33,66 @@ type Server struct {
 	// Stats counts the rest of the server's work.
 	Stats Stats
 
-	guard *guard
-	mu    sync.Mutex
-	regs  map[transport.Endpoint]*registration // the live registration of each endpoint
+	// LeaseTTL is how long the leases it grants last; zero takes
+	// DefaultLeaseTTL.
+	LeaseTTL time.Duration
+	// NoLeases makes the server grant no lease, as one from before
+	// leases did: for tests of newer nodes against it.
+	NoLeases bool
+	// leaseIdle, when set, replaces the package's (tests).
+	leaseIdle time.Duration
+
+	guard   *guard
+	mu      sync.Mutex
+	regs    map[transport.Endpoint]*registration // the live registration of each endpoint
+	records chan recordOp                        // records to write for keeps (lease.go)
 }
 
 // Serve accepts connections until ctx ends. It returns after every
 // goroutine it started has returned.
 func (s *Server) Serve(ctx context.Context) error {
 	s.guard = newGuard(s.Limits, &s.Refused, s.Log)
+	s.mu.Lock()
+	s.regs = make(map[transport.Endpoint]*registration)
+	s.records = make(chan recordOp, recordQueue)
+	s.mu.Unlock()
+	if !s.NoLeases {
+		s.Relay.SetKeepHandler(s.keep)
+	}
 	ln, err := s.Relay.Listen(s.Key, s.guard.listenConfig())
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	s.regs = make(map[transport.Endpoint]*registration)
-	s.mu.Unlock()
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { s.sweepLeases(ctx) })
+	wg.Go(func() { s.writeRecords(ctx) })
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
 	if err := transport.ServeConns(ctx, ln, s.serveConn); err != nil {
 		return fmt.Errorf("accept relay connection: %w", err)
 	}
 	return nil
 }
 
-// registration is one node's state on one connection.
+// registration is one node's state on one connection, or on a lease
+// (lease.go) once the node closed it.
 type registration struct {
 	id       identity.ID
 	endpoint transport.Endpoint
+	device   bool
+	// leased: the registration outlives its connection; expires names
+	// the lease (the relay's, as in the keeps).
+	leased  bool
+	expires uint64
+
+	// Guarded by Server.mu once the registration is in Server.regs.
 	addr     netip.AddrPort
 	detach   func()
-	device   bool
+	seq      uint64    // the last keep taken
+	lastKeep time.Time // or the registration's time, before any keep
 }
 
 func (s *Server) serveConn(ctx context.Context, conn *quic.Conn) {
@@ -70,6 +101,8 @@ func (s *Server) serveConn(ctx context.Context, conn *quic.Conn) {
 		conn.CloseWithError(1, "no identity")
 		return
 	}
+	s.Stats.Conns.Add(1)
+	defer s.Stats.Conns.Add(-1)
 	log := s.Log.With().Str("peer", id.Short()).Str("addr", conn.RemoteAddr().String()).Logger()
 	log.Debug().Msg("relay connection")
 	var mu sync.Mutex
@@ -77,7 +110,7 @@ func (s *Server) serveConn(ctx context.Context, conn *quic.Conn) {
 	defer func() {
 		mu.Lock()
 		defer mu.Unlock()
-		if reg != nil {
+		if reg != nil && !reg.leased {
 			s.unregister(reg, log)
 		}
 		conn.CloseWithError(0, "")
@@ -126,7 +159,18 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn, id identity.ID, ty
 		if !ok {
 			return wire.StatusInternal, nil
 		}
-		r := &registration{id: id, endpoint: ep, addr: addr, device: device}
+		r := &registration{id: id, endpoint: ep, addr: addr, device: device, lastKeep: time.Now()}
+		var grant *wire.Grant
+		if req.Lease {
+			ttl := DefaultLeaseTTL
+			if s.LeaseTTL > 0 {
+				ttl = s.LeaseTTL.Truncate(time.Second)
+			}
+			if l, ok := s.Relay.Lease(id, ep, device, ttl); ok && ttl > 0 {
+				r.leased, r.expires = true, l.Expires
+				grant = &wire.Grant{Expires: l.Expires, TTL: ttl, Key: l.Key}
+			}
+		}
 		mu.Lock()
 		if *reg != nil {
 			s.unregister(*reg, log)
@@ -155,9 +199,9 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn, id identity.ID, ty
 		if device {
 			s.Stats.Devices.Add(1)
 		}
+		r.detach = s.Relay.Attach(ep, addr)
 		s.regs[ep] = r
 		s.mu.Unlock()
-		r.detach = s.Relay.Attach(ep, addr)
 		*reg = r
 		mu.Unlock()
 		if device {
@@ -172,23 +216,22 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn, id identity.ID, ty
 				}
 			}
 		}
-		log.Info().Str("endpoint", ep.String()).Bool("device", device).Msg("node registered")
+		log.Info().Str("endpoint", ep.String()).Bool("device", device).Bool("leased", grant != nil).Msg("node registered")
+		if grant != nil {
+			return wire.StatusOK, wire.GrantBody(addr, *grant)
+		}
 		return wire.StatusOK, wire.ObservedBody(addr)
 	case wire.ReqPing:
 		// QUIC follows a node whose NAT mapping changed (connection
 		// migration); the relay route follows QUIC here.
 		if addr, ok := udpAddr(conn.RemoteAddr()); ok {
 			mu.Lock()
-			if r := *reg; r != nil && r.addr != addr {
+			if r := *reg; r != nil {
 				s.mu.Lock()
-				live := s.regs[r.endpoint] == r
-				s.mu.Unlock()
-				if live {
-					r.detach()
-					r.detach = s.Relay.Attach(r.endpoint, addr)
-					log.Info().Str("endpoint", r.endpoint.String()).Str("from", r.addr.String()).Str("to", addr.String()).Msg("node moved")
-					r.addr = addr
+				if s.regs[r.endpoint] == r {
+					s.moveLocked(r, addr, log)
 				}
+				s.mu.Unlock()
 			}
 			mu.Unlock()
 		}
@@ -234,37 +277,64 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn, id identity.ID, ty
 	return wire.StatusBadRequest, nil
 }
 
-// unregister undoes a registration; the caller holds the connection's lock.
-// A registration that a newer one replaced undoes nothing: the relay route
-// is the newer one's, even when it came from the same address.
+// moveLocked moves r's relay route to addr, if it is elsewhere; the
+// caller holds s.mu, and r is live.
+func (s *Server) moveLocked(r *registration, addr netip.AddrPort, log zerolog.Logger) {
+	if r.addr == addr {
+		return
+	}
+	r.detach()
+	r.detach = s.Relay.Attach(r.endpoint, addr)
+	log.Info().Str("endpoint", r.endpoint.String()).Str("from", r.addr.String()).Str("to", addr.String()).Msg("node moved")
+	r.addr = addr
+}
+
+// unregister undoes a registration; the caller holds the connection's
+// lock, if the registration has one. A registration that a newer one
+// replaced undoes nothing: the relay route is the newer one's, even when
+// it came from the same address.
 func (s *Server) unregister(r *registration, log zerolog.Logger) {
 	s.mu.Lock()
-	live := s.regs[r.endpoint] == r
-	if live {
-		delete(s.regs, r.endpoint)
-		r.detach()
-		if r.device {
-			s.Stats.Devices.Add(-1)
-		}
-	}
+	live := s.dropLocked(r)
 	s.mu.Unlock()
 	if !live {
 		log.Debug().Str("endpoint", r.endpoint.String()).Msg("replaced connection gone")
 		return
 	}
+	s.forget(r)
+	log.Info().Str("endpoint", r.endpoint.String()).Msg("node gone")
+}
+
+// dropLocked takes r out of the registry and the relay if it is the live
+// registration of its endpoint, and reports whether it was; the caller
+// holds s.mu.
+func (s *Server) dropLocked(r *registration) bool {
+	if s.regs[r.endpoint] != r {
+		return false
+	}
+	delete(s.regs, r.endpoint)
+	r.detach()
 	if r.device {
-		// A fresh context: the server's may already be done, and the record
-		// must still go.
-		ctx, cancel := context.WithTimeout(context.Background(), removeTimeout)
-		defer cancel()
-		if err := s.Presence.Delete(ctx, r.id, Record{Endpoint: r.endpoint}); err != nil {
-			s.Stats.Errors.Add(1)
-			if !errors.Is(err, ErrUnavailable) {
-				log.Error().Err(err).Msg("remove presence")
-			}
+		s.Stats.Devices.Add(-1)
+	}
+	return true
+}
+
+// forget removes the record of a device whose registration was dropped.
+func (s *Server) forget(r *registration) {
+	if !r.device {
+		return
+	}
+	// A fresh context: the server's may already be done, and the record
+	// must still go.
+	ctx, cancel := context.WithTimeout(context.Background(), removeTimeout)
+	defer cancel()
+	if err := s.Presence.Delete(ctx, r.id, Record{Endpoint: r.endpoint}); err != nil {
+		s.Stats.Errors.Add(1)
+		if !errors.Is(err, ErrUnavailable) {
+			s.Log.Error().Err(err).Str("peer", r.id.Short()).Msg("remove presence")
 		}
 	}
-	log.Info().Str("endpoint", r.endpoint.String()).Msg("node gone")
 }
 
 func udpAddr(a net.Addr) (netip.AddrPort, bool) {

@@ -82,14 +82,14 @@ func TestServerRegisterLookup(t *testing.T) {
 	dev := dialServer(t, key, relay)
 	cli := dialServer(t, key, relay)
 
-	status, reply := dev.ask(t, wire.ReqRegister, wire.RegisterBody(dev.node.Endpoint(), dev.node.EndpointNonce(), true))
+	status, reply := dev.ask(t, wire.ReqRegister, wire.Register{Endpoint: dev.node.Endpoint(), Nonce: dev.node.EndpointNonce(), Publishes: true}.Body())
 	if status != wire.StatusOK {
 		t.Fatalf("register: %s", wire.StatusText(status))
 	}
 	if obs, err := wire.ParseObserved(reply); err != nil || obs != dev.node.LocalAddr() {
 		t.Fatalf("observed %v (%v), want %v", obs, err, dev.node.LocalAddr())
 	}
-	if status, _ := cli.ask(t, wire.ReqRegister, wire.RegisterBody(cli.node.Endpoint(), cli.node.EndpointNonce(), false)); status != wire.StatusOK {
+	if status, _ := cli.ask(t, wire.ReqRegister, wire.Register{Endpoint: cli.node.Endpoint(), Nonce: cli.node.EndpointNonce(), Publishes: false}.Body()); status != wire.StatusOK {
 		t.Fatalf("register client: %s", wire.StatusText(status))
 	}
 	if p.Len() != 1 || relay.Attached() != 2 {
@@ -118,8 +118,8 @@ func TestServerRegisterLookup(t *testing.T) {
 		body []byte
 	}{
 		{wire.ReqRegister, []byte{1, 2, 3}},
-		{wire.ReqRegister, wire.RegisterBody(0, transport.EndpointNonce{}, true)},
-		{wire.ReqRegister, wire.RegisterBody(cli.node.Endpoint(), transport.EndpointNonce{9}, false)}, // another nonce
+		{wire.ReqRegister, wire.Register{Endpoint: 0, Nonce: transport.EndpointNonce{}, Publishes: true}.Body()},
+		{wire.ReqRegister, wire.Register{Endpoint: cli.node.Endpoint(), Nonce: transport.EndpointNonce{9}, Publishes: false}.Body()}, // another nonce
 		{wire.ReqLookup, []byte("short")},
 		{99, nil},
 	} {
@@ -151,7 +151,7 @@ func TestServerEndpointBoundToKey(t *testing.T) {
 	key, relay := testServer(t, p)
 	dev := dialServer(t, key, relay)
 	stranger := dialServer(t, key, relay)
-	squat := wire.RegisterBody(dev.node.Endpoint(), dev.node.EndpointNonce(), true)
+	squat := wire.Register{Endpoint: dev.node.Endpoint(), Nonce: dev.node.EndpointNonce(), Publishes: true}.Body()
 	if status, _ := stranger.ask(t, wire.ReqRegister, squat); status != wire.StatusBadRequest {
 		t.Fatalf("a stranger registering the device's endpoint first: %s, want bad request", wire.StatusText(status))
 	}
@@ -173,7 +173,7 @@ func TestServerReregisterSameAddress(t *testing.T) {
 	p := NewMemoryPresence()
 	key, relay := testServer(t, p)
 	dev := dialServer(t, key, relay)
-	if status, _ := dev.ask(t, wire.ReqRegister, wire.RegisterBody(dev.node.Endpoint(), dev.node.EndpointNonce(), true)); status != wire.StatusOK {
+	if status, _ := dev.ask(t, wire.ReqRegister, wire.Register{Endpoint: dev.node.Endpoint(), Nonce: dev.node.EndpointNonce(), Publishes: true}.Body()); status != wire.StatusOK {
 		t.Fatalf("register: %s", wire.StatusText(status))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -184,7 +184,7 @@ func TestServerReregisterSameAddress(t *testing.T) {
 	}
 	second := &rawNode{dev.node, conn2}
 	defer conn2.CloseWithError(0, "")
-	if status, _ := second.ask(t, wire.ReqRegister, wire.RegisterBody(dev.node.Endpoint(), dev.node.EndpointNonce(), true)); status != wire.StatusOK {
+	if status, _ := second.ask(t, wire.ReqRegister, wire.Register{Endpoint: dev.node.Endpoint(), Nonce: dev.node.EndpointNonce(), Publishes: true}.Body()); status != wire.StatusOK {
 		t.Fatalf("register again: %s", wire.StatusText(status))
 	}
 	dev.conn.CloseWithError(0, "") // the old connection ends
@@ -214,7 +214,7 @@ func TestServerReregisterNewAddress(t *testing.T) {
 	key, relay := testServer(t, p)
 	relayAddr := relay.Socket().LocalAddr()
 	dev := dialServer(t, key, relay)
-	body := wire.RegisterBody(dev.node.Endpoint(), dev.node.EndpointNonce(), true)
+	body := wire.Register{Endpoint: dev.node.Endpoint(), Nonce: dev.node.EndpointNonce(), Publishes: true}.Body()
 	if status, _ := dev.ask(t, wire.ReqRegister, body); status != wire.StatusOK {
 		t.Fatalf("register: %s", wire.StatusText(status))
 	}
@@ -253,7 +253,7 @@ func TestServerReregisterNewAddress(t *testing.T) {
 		n.SetRoutes(transport.RelayRoute{Addr: relayAddr}, nil)
 	}
 	cli := dialServer(t, key, relay)
-	if status, _ := cli.ask(t, wire.ReqRegister, wire.RegisterBody(cli.node.Endpoint(), cli.node.EndpointNonce(), false)); status != wire.StatusOK {
+	if status, _ := cli.ask(t, wire.ReqRegister, wire.Register{Endpoint: cli.node.Endpoint(), Nonce: cli.node.EndpointNonce(), Publishes: false}.Body()); status != wire.StatusOK {
 		t.Fatalf("register the client: %s", wire.StatusText(status))
 	}
 	cli.node.SetRoutes(transport.RelayRoute{Addr: relayAddr}, nil)

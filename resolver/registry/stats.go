@@ -8,6 +8,10 @@ type Stats struct {
 	// Devices is the number of devices (nodes that publish) registered
 	// here now.
 	Devices atomic.Int64
+	// Conns is the number of outer connections open now: nodes that hold
+	// their registration with one (all but leased devices), and nodes
+	// looking something up.
+	Conns atomic.Int64
 	// Lookups counts lookups by how they were answered.
 	Lookups [numLookupResults]atomic.Uint64
 	// Errors counts the presence backend's failures (Redis unreachable or

@@ -1,6 +1,10 @@
 package registry
 
-import "time"
+import (
+	"time"
+
+	"github.com/tunnel-dev/tunnel/transport"
+)
 
 // Every timing of the package, in one place.
 const (
@@ -20,4 +24,18 @@ const (
 	redisTimeout = 2 * time.Second
 	// removeTimeout bounds removing a device's record when it leaves.
 	removeTimeout = 5 * time.Second
+
+	// DefaultLeaseTTL is how long a lease lasts (transport/lease.go);
+	// nodes register again when half of it has passed.
+	DefaultLeaseTTL = time.Hour
+	// leaseIdle is how long a leased registration lasts without a keep:
+	// as long as an outer connection lasts without a packet.
+	leaseIdle = transport.RelayIdleTimeout
+	// leaseSweep is how often registrations are checked for it.
+	leaseSweep = 5 * time.Second
+	// recordQueue bounds the device records waiting to be written or
+	// removed for keeps: registrations a keep made again (a relay that
+	// restarted) and releases. A keep that finds the queue full is not
+	// answered, and the next one tries again.
+	recordQueue = 1024
 )

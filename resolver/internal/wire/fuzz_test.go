@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/tunnel-dev/tunnel/peer/identity"
 	"github.com/tunnel-dev/tunnel/transport"
@@ -28,7 +29,7 @@ func FuzzReadMsg(f *testing.F) {
 		lead byte
 		body []byte
 	}{
-		{ReqRegister, RegisterBody(42, transport.EndpointNonce{1}, true)},
+		{ReqRegister, Register{Endpoint: 42, Nonce: transport.EndpointNonce{1}, Publishes: true}.Body()},
 		{ReqLookup, LookupBody(fixedID(1))},
 		{ReqPing, make([]byte, PingLen)},
 		{StatusOK, nil},
@@ -69,9 +70,10 @@ func FuzzReadMsg(f *testing.F) {
 }
 
 func FuzzParseRegister(f *testing.F) {
-	f.Add(RegisterBody(42, transport.EndpointNonce{1, 2, 3}, true))
-	f.Add(RegisterBody(1<<63, transport.EndpointNonce{}, false))
-	f.Add(RegisterBody(0, transport.EndpointNonce{9}, true))
+	f.Add(Register{Endpoint: 42, Nonce: transport.EndpointNonce{1, 2, 3}, Publishes: true}.Body())
+	f.Add(Register{Endpoint: 7, Nonce: transport.EndpointNonce{4}, Publishes: true, Lease: true}.Body())
+	f.Add(Register{Endpoint: 1 << 63, Nonce: transport.EndpointNonce{}, Publishes: false}.Body())
+	f.Add(Register{Endpoint: 0, Nonce: transport.EndpointNonce{9}, Publishes: true}.Body())
 	f.Fuzz(func(t *testing.T, body []byte) {
 		r, err := ParseRegister(body)
 		if err != nil {
@@ -83,12 +85,12 @@ func FuzzParseRegister(f *testing.F) {
 		if r.Endpoint == 0 {
 			t.Fatalf("ParseRegister(%x) took endpoint 0", body)
 		}
-		// Flag bits other than flagPublishes are ignored (room for new
-		// flags); everything else re-encodes as it came.
+		// Flag bits other than flagPublishes and flagLease are ignored
+		// (room for new flags); everything else re-encodes as it came.
 		want := bytes.Clone(body)
-		want[8] &= flagPublishes
-		if got := RegisterBody(r.Endpoint, r.Nonce, r.Publishes); !bytes.Equal(got, want) {
-			t.Fatalf("ParseRegister(%x) = %+v; RegisterBody gives %x", body, r, got)
+		want[8] &= flagPublishes | flagLease
+		if got := r.Body(); !bytes.Equal(got, want) {
+			t.Fatalf("ParseRegister(%x) = %+v; its Body is %x", body, r, got)
 		}
 	})
 }
@@ -144,24 +146,33 @@ func FuzzParseFound(f *testing.F) {
 	})
 }
 
-func FuzzParseObserved(f *testing.F) {
+func FuzzParseRegistered(f *testing.F) {
 	f.Add(ObservedBody(netip.MustParseAddrPort("203.0.113.7:40000")))
 	f.Add(ObservedBody(netip.MustParseAddrPort("[2001:db8::1]:7443")))
+	f.Add(GrantBody(netip.MustParseAddrPort("198.51.100.2:9"), Grant{Expires: 1 << 40, TTL: time.Hour, Key: transport.LeaseKey{1}}))
 	f.Add([]byte("[fe80::1%eth0]:1"))
 	f.Add([]byte("1.2.3.4"))
+	f.Add([]byte{0, 1, 2})
 	f.Fuzz(func(t *testing.T, body []byte) {
-		ap, err := ParseObserved(body)
+		ap, g, err := ParseRegistered(body)
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) {
-				t.Fatalf("ParseObserved(%q): %v does not wrap ErrMalformed", body, err)
+				t.Fatalf("ParseRegistered(%q): %v does not wrap ErrMalformed", body, err)
 			}
 			return
 		}
 		if !ap.IsValid() {
-			t.Fatalf("ParseObserved(%q) = an invalid address", body)
+			t.Fatalf("ParseRegistered(%q) = an invalid address", body)
 		}
-		if again, err := ParseObserved(ObservedBody(ap)); err != nil || again != ap {
-			t.Fatalf("ParseObserved(%q) = %s; its ObservedBody parses to %s, %v", body, ap, again, err)
+		again := ObservedBody(ap)
+		if g != nil {
+			if g.TTL <= 0 || g.TTL%time.Second != 0 {
+				t.Fatalf("ParseRegistered(%q) = a lease of %v", body, g.TTL)
+			}
+			again = GrantBody(ap, *g)
+		}
+		if ap2, g2, err := ParseRegistered(again); err != nil || ap2 != ap || (g == nil) != (g2 == nil) || (g != nil && *g2 != *g) {
+			t.Fatalf("ParseRegistered(%q) = %s, %+v; its body again parses to %s, %+v, %v", body, ap, g, ap2, g2, err)
 		}
 	})
 }

@@ -22,11 +22,17 @@
 //	  body     [bodyLen]byte
 //
 //	register body:  endpoint uint64 | flags uint8 (bit 0: the node publishes
-//	                ports and may be looked up) | nonce [16]byte, which
-//	                derives endpoint from the node's key
-//	                (transport.DeriveEndpoint): the relay refuses any
-//	                other, so an endpoint can be registered only by its key
-//	register reply: the node's address as the relay sees it, as text
+//	                ports and may be looked up; bit 1: it asks for a lease)
+//	                | nonce [16]byte, which derives endpoint from the
+//	                node's key (transport.DeriveEndpoint): the relay
+//	                refuses any other, so an endpoint can be registered
+//	                only by its key
+//	register reply: the node's address as the relay sees it, as text; or,
+//	                to a node that asked for a lease and got one:
+//	                0x00 | expires uint64 | ttl uint32 (seconds) |
+//	                key [16]byte | the address, as text. (An address
+//	                never starts with a zero byte; a relay that grants no
+//	                lease, or predates them, sends the text alone.)
 //	lookup body:    id [32]byte
 //	lookup reply:   StatusOK: endpoint uint64; StatusRedirect: endpoint
 //	                uint64 | home node ID [32]byte | home node advertise
@@ -54,7 +60,11 @@
 // device not held by the node when the shared registry cannot be asked.
 //
 // A node registers once per connection, before anything else it expects
-// to be reachable for; the registration lasts as long as the connection.
+// to be reachable for; the registration lasts as long as the connection,
+// unless the relay leased it (transport/lease.go). A leased registration
+// outlives its connection, which the node then closes: it lasts while the
+// node keeps it with keep frames, until the lease's ttl runs out; the node
+// registers again (a new connection, a new lease) when half of it has.
 package wire
 
 import (
@@ -95,6 +105,7 @@ const (
 
 const (
 	flagPublishes = 1 << 0
+	flagLease     = 1 << 1
 
 	// MaxBody bounds a message body.
 	MaxBody = 4096
@@ -165,22 +176,26 @@ func StatusText(s byte) string {
 // registerLen is the size of a register body.
 const registerLen = 8 + 1 + len(transport.EndpointNonce{})
 
-// RegisterBody is the body of a register request.
-func RegisterBody(ep transport.Endpoint, nonce transport.EndpointNonce, publishes bool) []byte {
-	b := binary.BigEndian.AppendUint64(make([]byte, 0, registerLen), uint64(ep))
-	var flags byte
-	if publishes {
-		flags |= flagPublishes
-	}
-	b = append(b, flags)
-	return append(b, nonce[:]...)
-}
-
-// Register is a parsed register request.
+// Register is a register request.
 type Register struct {
 	Endpoint  transport.Endpoint
 	Nonce     transport.EndpointNonce
 	Publishes bool
+	Lease     bool // the node asks for a lease
+}
+
+// Body is the body of the register request.
+func (r Register) Body() []byte {
+	b := binary.BigEndian.AppendUint64(make([]byte, 0, registerLen), uint64(r.Endpoint))
+	var flags byte
+	if r.Publishes {
+		flags |= flagPublishes
+	}
+	if r.Lease {
+		flags |= flagLease
+	}
+	b = append(b, flags)
+	return append(b, r.Nonce[:]...)
 }
 
 // ParseRegister parses the body of a register request. It checks the
@@ -196,6 +211,7 @@ func ParseRegister(body []byte) (Register, error) {
 		return r, fmt.Errorf("%w: endpoint 0", ErrMalformed)
 	}
 	r.Publishes = body[8]&flagPublishes != 0
+	r.Lease = body[8]&flagLease != 0
 	copy(r.Nonce[:], body[9:])
 	return r, nil
 }
@@ -204,7 +220,49 @@ func ParseRegister(body []byte) (Register, error) {
 // the node at.
 func ObservedBody(addr netip.AddrPort) []byte { return []byte(addr.String()) }
 
-// ParseObserved parses the body of a register reply.
+// Grant is the lease part of a register reply.
+type Grant struct {
+	Expires uint64        // the relay's, for the keeps
+	TTL     time.Duration // how long the lease lasts, in whole seconds
+	Key     transport.LeaseKey
+}
+
+// grantLen is the lease part of a register reply, with its leading zero.
+const grantLen = 1 + 8 + 4 + len(transport.LeaseKey{})
+
+// GrantBody is the body of a register reply that grants g.
+func GrantBody(addr netip.AddrPort, g Grant) []byte {
+	b := append(make([]byte, 0, grantLen+len("[ffff::ffff]:65535")), 0)
+	b = binary.BigEndian.AppendUint64(b, g.Expires)
+	b = binary.BigEndian.AppendUint32(b, uint32(g.TTL/time.Second))
+	b = append(b, g.Key[:]...)
+	return append(b, addr.String()...)
+}
+
+// ParseRegistered parses the body of a register reply: the observed
+// address, and the lease if the reply grants one (nil otherwise).
+func ParseRegistered(body []byte) (netip.AddrPort, *Grant, error) {
+	if len(body) == 0 || body[0] != 0 {
+		ap, err := ParseObserved(body)
+		return ap, nil, err
+	}
+	if len(body) < grantLen {
+		return netip.AddrPort{}, nil, fmt.Errorf("%w: lease grant of %d bytes", ErrMalformed, len(body))
+	}
+	g := &Grant{Expires: binary.BigEndian.Uint64(body[1:9]),
+		TTL: time.Duration(binary.BigEndian.Uint32(body[9:13])) * time.Second}
+	copy(g.Key[:], body[13:grantLen])
+	if g.TTL <= 0 {
+		return netip.AddrPort{}, nil, fmt.Errorf("%w: lease of no time", ErrMalformed)
+	}
+	ap, err := ParseObserved(body[grantLen:])
+	if err != nil {
+		return netip.AddrPort{}, nil, err
+	}
+	return ap, g, nil
+}
+
+// ParseObserved parses the body of a register reply without a lease.
 func ParseObserved(body []byte) (netip.AddrPort, error) {
 	ap, err := netip.ParseAddrPort(string(body))
 	if err != nil {

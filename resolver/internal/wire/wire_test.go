@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/tunnel-dev/tunnel/peer/identity"
 	"github.com/tunnel-dev/tunnel/transport"
@@ -31,14 +32,17 @@ func TestMessages(t *testing.T) {
 
 func TestBodies(t *testing.T) {
 	nonce := transport.EndpointNonce{1, 2, 3}
-	r, err := ParseRegister(RegisterBody(42, nonce, true))
+	r, err := ParseRegister(Register{Endpoint: 42, Nonce: nonce, Publishes: true}.Body())
 	if err != nil || r.Endpoint != 42 || !r.Publishes || r.Nonce != nonce {
 		t.Fatalf("register round trip: %+v %v", r, err)
 	}
-	if r, _ := ParseRegister(RegisterBody(42, nonce, false)); r.Publishes {
+	if r, _ := ParseRegister(Register{Endpoint: 42, Nonce: nonce, Publishes: false}.Body()); r.Publishes || r.Lease {
 		t.Fatal("a node that does not publish registered as a device")
 	}
-	for _, b := range [][]byte{nil, make([]byte, 9), RegisterBody(0, nonce, true), make([]byte, 26)} {
+	if r, _ := ParseRegister(Register{Endpoint: 42, Nonce: nonce, Publishes: true, Lease: true}.Body()); !r.Lease || !r.Publishes {
+		t.Fatal("the lease flag did not round-trip")
+	}
+	for _, b := range [][]byte{nil, make([]byte, 9), Register{Endpoint: 0, Nonce: nonce, Publishes: true}.Body(), make([]byte, 26)} {
 		if _, err := ParseRegister(b); !errors.Is(err, ErrMalformed) {
 			t.Errorf("ParseRegister(%x) = %v", b, err)
 		}
@@ -50,6 +54,22 @@ func TestBodies(t *testing.T) {
 	ap := netip.MustParseAddrPort("[2001:db8::1]:7443")
 	if got, err := ParseObserved(ObservedBody(ap)); err != nil || got != ap {
 		t.Fatalf("observed round trip: %v %v", got, err)
+	}
+	// A register reply without a lease (a relay of before leases) and one
+	// with.
+	if got, g, err := ParseRegistered(ObservedBody(ap)); err != nil || got != ap || g != nil {
+		t.Fatalf("reply without a lease: %v %+v %v", got, g, err)
+	}
+	grant := Grant{Expires: 1 << 40, TTL: time.Hour, Key: transport.LeaseKey{9}}
+	if got, g, err := ParseRegistered(GrantBody(ap, grant)); err != nil || got != ap || g == nil || *g != grant {
+		t.Fatalf("reply with a lease: %v %+v %v", got, g, err)
+	}
+	noTime := grant
+	noTime.TTL = 0
+	for _, b := range [][]byte{{0}, GrantBody(ap, grant)[:grantLen], GrantBody(ap, noTime), GrantBody(ap, grant)[:grantLen-1]} {
+		if _, _, err := ParseRegistered(b); !errors.Is(err, ErrMalformed) {
+			t.Errorf("ParseRegistered(%x) = %v", b, err)
+		}
 	}
 	for _, f := range []Found{{Endpoint: 7}, {Endpoint: 7, Home: k.ID(), HomeAddr: "relay.example:7443"}} {
 		status, body := FoundReply(f)
