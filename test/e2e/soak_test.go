@@ -850,8 +850,16 @@ func (s *soak) faultRelayKill(f *soakFault, turn int) {
 	var parts []string
 	for _, k := range kills {
 		var took []string
+		relay := k.w.relay
+		if k.which == "b" {
+			relay = k.w.relayB
+		}
 		for i, p := range k.waitFor {
-			if !p.waitLog("registered with relay", k.before[i]+1, 30*time.Second) {
+			leases := relay // only the device holds a lease
+			if p != k.w.device {
+				leases = nil
+			}
+			if !registeredAgain(p, k.before[i], leases, 30*time.Second) {
 				s.problem(fmt.Sprintf("%s: %s did not register again within 30 s of %s's restart", f.name(), p.name, k.label))
 				took = append(took, p.name+" did not")
 				continue

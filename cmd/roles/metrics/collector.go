@@ -122,7 +122,7 @@ const (
 // and labels: done in NewCollector, not at package init, so that a
 // process without --metrics never runs (or pages in) that code.
 type descs struct {
-	devices, lookups, forwarded, registryErrors, streams,
+	devices, conns, lookups, forwarded, registryErrors, streams,
 	streamBytes, peers, gatewayRequests, limited *prometheus.Desc
 }
 
@@ -130,6 +130,8 @@ func newDescs() descs {
 	return descs{
 		devices: prometheus.NewDesc("tunnel_relay_devices",
 			"Devices registered at this rendezvous node.", nil, nil),
+		conns: prometheus.NewDesc("tunnel_relay_connections",
+			"Outer QUIC connections open at this rendezvous node (devices on a lease hold none).", nil, nil),
 		lookups: prometheus.NewDesc("tunnel_relay_lookups_total",
 			"Lookups this rendezvous node answered, by result.", []string{"result"}, nil),
 		forwarded: prometheus.NewDesc("tunnel_relay_forwarded_bytes_total",
@@ -154,7 +156,7 @@ func newDescs() descs {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ds := &c.desc
-	for _, d := range []*prometheus.Desc{ds.devices, ds.lookups, ds.forwarded, ds.registryErrors, ds.streams,
+	for _, d := range []*prometheus.Desc{ds.devices, ds.conns, ds.lookups, ds.forwarded, ds.registryErrors, ds.streams,
 		ds.streamBytes, ds.peers, ds.gatewayRequests, ds.limited} {
 		ch <- d
 	}
@@ -174,11 +176,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	limited := map[string]uint64{}
 	if len(c.relays) > 0 {
-		var devices int64
+		var devices, conns int64
 		var fwd, errs uint64
 		var lookups [len(registry.Stats{}.Lookups)]uint64
 		for _, r := range c.relays {
 			devices += r.srv.Stats.Devices.Load()
+			conns += r.srv.Stats.Conns.Load()
 			errs += r.srv.Stats.Errors.Load()
 			fwd += r.fwd.ForwardedBytes.Load()
 			for i := range lookups {
@@ -190,6 +193,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			limited[LimitRelayRegistrations] += r.srv.Refused.Registrations.Load()
 		}
 		gauge(c.desc.devices, devices)
+		gauge(c.desc.conns, conns)
 		counter(c.desc.forwarded, fwd)
 		counter(c.desc.registryErrors, errs)
 		for _, res := range registry.LookupResults() {

@@ -101,6 +101,18 @@ func TestCollectorCountsRealTraffic(t *testing.T) {
 	if v := value(t, reg, "tunnel_relay_devices", nil); v != 1 {
 		t.Fatalf("tunnel_relay_devices %v, want 1", v)
 	}
+	// The client holds its registration on a connection; the device, on
+	// a lease, closed its own once registered (the relay sees the close a
+	// moment later).
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		v := value(t, reg, "tunnel_relay_connections", nil)
+		if v == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tunnel_relay_connections %v, want 1 (the client's)", v)
+		}
+	}
 
 	s, err := cli.Dialer.DialDevice(wctx, dkey.ID(), 7)
 	if err != nil {

@@ -9,6 +9,7 @@
 // The series, every label value from a fixed set (no ID, no address):
 //
 //	tunnel_relay_devices                          gauge: devices registered at this rendezvous node
+//	tunnel_relay_connections                      gauge: outer connections open there (leased devices hold none)
 //	tunnel_relay_lookups_total{result}            found, redirected, not_found, busy, unavailable, bad_request, error
 //	tunnel_relay_forwarded_bytes_total            relay frame bytes forwarded between nodes
 //	tunnel_registry_errors_total                  failures of the presence backend (Redis)
