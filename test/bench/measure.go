@@ -561,7 +561,12 @@ func (b *bench) idleStreams() (idleStreamResult, error) {
 type devResult struct {
 	n             int
 	before, after int64
-	register      time.Duration
+	// afterIdle is the RSS once more after idleFor: a relay that took a
+	// burst of registration handshakes (devices on leases close their
+	// connections at once) gives the garbage back to the system over
+	// seconds, not at once.
+	afterIdle int64
+	register  time.Duration
 	// The relay's CPU seconds over idleFor once the devices are settled:
 	// what keeping idle devices costs (their keep-alives, its pings).
 	idleCPU float64
@@ -584,6 +589,9 @@ func (d devResult) rows(row func(measure, value, target string)) {
 		pct := d.idleCPU / d.idleFor.Seconds() / float64(d.n) * 1000 * 100
 		row(fmt.Sprintf("relay CPU for idle devices (%d devices, %.0f s)", d.n, d.idleFor.Seconds()),
 			fmt.Sprintf("%.2f CPU-s: %.1f %% of one core per 1,000 devices", d.idleCPU, pct), "")
+		perIdle := float64(d.afterIdle-d.before) / float64(d.n)
+		row(fmt.Sprintf("… relay RSS per idle device %.0f s later", d.idleFor.Seconds()),
+			fmt.Sprintf("%.1f KiB (%.1f MiB)", perIdle, float64(d.afterIdle)/1024), "")
 	}
 }
 
@@ -646,6 +654,10 @@ func (b *bench) idleDevices() (devResult, error) {
 		return r, err
 	}
 	r.idleCPU, r.idleFor = cpuSeconds(p.pid())-cpu0, time.Since(t1)
-	progress("relay CPU with %d idle devices: %.2f s in %.1f s", r.n, r.idleCPU, r.idleFor.Seconds())
+	if r.afterIdle, err = rssKiB(p.pid()); err != nil {
+		return r, err
+	}
+	progress("relay CPU with %d idle devices: %.2f s in %.1f s; RSS then %s: %.1f KiB per device", r.n, r.idleCPU, r.idleFor.Seconds(),
+		mib(r.afterIdle), float64(r.afterIdle-r.before)/float64(r.n))
 	return r, nil
 }
