@@ -202,6 +202,7 @@ type homeReg struct {
 	ap   netip.AddrPort
 	conn *quic.Conn
 	registered
+	seq uint64 // the last keep of the lease sent
 }
 
 // openHome dials the home relay (the best of several), registers, and
@@ -225,9 +226,10 @@ func (c *Client) openHome(ctx context.Context, why string) (*homeReg, error) {
 	}
 	s := &homeReg{ra: ra, ap: ap, conn: conn, registered: reg}
 	if s.lease != nil {
-		// The registration outlives the connection; lookups, rare on a
-		// device, dial their own (current).
-		conn.CloseWithError(0, "leased")
+		if err := c.takeLease(ctx, s); err != nil {
+			conn.CloseWithError(0, "")
+			return nil, err
+		}
 	}
 	c.mu.Lock()
 	if c.conn == nil && !c.leased {

@@ -17,6 +17,28 @@ import (
 // the node stops it releases the registration, so that lookups say
 // offline at once rather than after the relay's idle time.
 
+// takeLease keeps the lease just granted once while the registration's
+// connection is still open: the relay lets the registration outlive the
+// connection only after a keep (so a node that stopped before it got the
+// grant leaves nothing behind), and a network that drops keeps is found
+// here. Answered, the node closes the connection; lookups, rare on a
+// device, dial their own (current). Unanswered, it holds the registration
+// on the connection as without a lease.
+func (c *Client) takeLease(ctx context.Context, s *homeReg) error {
+	switch c.keepUntilAnswered(ctx, s, &s.seq, false, pingTimeout, nil) {
+	case keepAnswered:
+		s.conn.CloseWithError(0, "leased")
+	case keepCanceled:
+		c.keepUntilAnswered(context.Background(), s, &s.seq, true, releaseWait, nil)
+		return ctx.Err()
+	default:
+		c.cfg.Log.Warn().Str("relay", s.ra.String()).Dur("waited", pingTimeout).
+			Msg("relay answered no keep of the lease; holding the registration on the connection")
+		s.lease = nil
+	}
+	return nil
+}
+
 // keepLease holds the leased registration s: see hold.
 func (c *Client) keepLease(ctx context.Context, s *homeReg) (why string, err error) {
 	changed := c.node.NetworkChanged()
@@ -24,10 +46,9 @@ func (c *Client) keepLease(ctx context.Context, s *homeReg) (why string, err err
 	defer renew.Stop()
 	tick := time.NewTicker(transport.RelayPing)
 	defer tick.Stop()
-	var seq uint64
 	defer func() {
 		if ctx.Err() != nil {
-			c.keepUntilAnswered(context.Background(), s, &seq, true, releaseWait, nil)
+			c.keepUntilAnswered(context.Background(), s, &s.seq, true, releaseWait, nil)
 		}
 	}()
 	for {
@@ -43,7 +64,7 @@ func (c *Client) keepLease(ctx context.Context, s *homeReg) (why string, err err
 			timeout = jumpPingTimeout
 		case <-tick.C:
 		}
-		switch c.keepUntilAnswered(ctx, s, &seq, false, timeout, changed) {
+		switch c.keepUntilAnswered(ctx, s, &s.seq, false, timeout, changed) {
 		case keepAnswered:
 		case keepMoved:
 			return whyNetwork, nil

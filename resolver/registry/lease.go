@@ -17,8 +17,10 @@ import (
 // — it restarted since, and the MAC proves it leased this one — makes the
 // registration again, and its record is written from a queue: keep runs
 // on the socket's reader and must not wait for Redis. A leased
-// registration that hears no keep for leaseIdle is dropped like a
-// connection that timed out.
+// registration lasts past its connection only once a keep came while the
+// connection was open (serveConn): then the node holds the grant. One
+// that hears no keep for leaseIdle after its connection closed is dropped
+// like a connection that timed out.
 
 // keep takes a keep whose MAC and expiry the relay checked (see
 // transport.Relay.SetKeepHandler); it reports whether the relay should
@@ -138,7 +140,7 @@ func (s *Server) sweepLeases(ctx context.Context) {
 		cutoff := time.Now().Add(-idleFor)
 		s.mu.Lock()
 		for _, r := range s.regs {
-			if r.leased && r.lastKeep.Before(cutoff) {
+			if r.leased && !r.connOpen && r.lastKeep.Before(cutoff) {
 				idle = append(idle, r)
 			}
 		}

@@ -45,8 +45,20 @@ func startLeaseServer(t *testing.T, key *identity.Key, addr string, idle time.Du
 	return ls
 }
 
-// leased registers n with a lease at ls and closes its connection.
+// leased registers n with a lease at ls, keeps it once (seq 1) and closes
+// its connection.
 func (n *rawNode) leased(t *testing.T, ls *leaseServer) transport.Lease {
+	t.Helper()
+	l := n.grant(t)
+	if !keep(t, n.node, ls, l, 1, false, 2*time.Second) {
+		t.Fatal("first keep unanswered")
+	}
+	n.conn.CloseWithError(0, "leased")
+	return l
+}
+
+// grant registers n with a lease and returns it, the connection open.
+func (n *rawNode) grant(t *testing.T) transport.Lease {
 	t.Helper()
 	req := wire.Register{Endpoint: n.node.Endpoint(), Nonce: n.node.EndpointNonce(), Publishes: true, Lease: true}
 	status, reply := n.ask(t, wire.ReqRegister, req.Body())
@@ -57,7 +69,6 @@ func (n *rawNode) leased(t *testing.T, ls *leaseServer) transport.Lease {
 	if err != nil || g == nil || obs != n.node.LocalAddr() || g.TTL != DefaultLeaseTTL {
 		t.Fatalf("register reply: %s, %+v, %v", obs, g, err)
 	}
-	n.conn.CloseWithError(0, "leased")
 	return transport.Lease{Endpoint: req.Endpoint, ID: n.node.Key().ID(), Device: true, Expires: g.Expires, Key: g.Key}
 }
 
@@ -105,7 +116,7 @@ func TestLeaseOutlivesConnection(t *testing.T) {
 	dev := dialServer(t, key, ls.relay)
 	l := dev.leased(t, ls)
 	var last time.Time
-	for seq := uint64(1); seq <= 4; seq++ {
+	for seq := uint64(2); seq <= 5; seq++ {
 		time.Sleep(idle / 3)
 		if !keep(t, dev.node, ls, l, seq, false, 2*time.Second) {
 			t.Fatalf("keep %d unanswered", seq)
@@ -172,14 +183,14 @@ func TestLeaseRelease(t *testing.T) {
 	ls := startLeaseServer(t, key, "127.0.0.1:0", time.Minute)
 	dev := dialServer(t, key, ls.relay)
 	l := dev.leased(t, ls)
-	if !keep(t, dev.node, ls, l, 1, true, 2*time.Second) {
+	if !keep(t, dev.node, ls, l, 2, true, 2*time.Second) {
 		t.Fatal("release unanswered")
 	}
 	waitUntil(t, "the released device's record removed", func() bool { return ls.presence.Len() == 0 })
 	if ls.relay.Attached() != 0 {
 		t.Fatal("the released endpoint is still attached")
 	}
-	if keep(t, dev.node, ls, l, 2, true, 300*time.Millisecond) {
+	if keep(t, dev.node, ls, l, 3, true, 300*time.Millisecond) {
 		t.Fatal("a release of no registration was answered")
 	}
 	if ls.relay.Attached() != 0 || ls.presence.Len() != 0 {
@@ -196,9 +207,6 @@ func TestLeaseSurvivesRelayRestart(t *testing.T) {
 	addr := ls.relay.Socket().LocalAddr().String()
 	dev := dialServer(t, key, ls.relay)
 	l := dev.leased(t, ls)
-	if !keep(t, dev.node, ls, l, 1, false, 2*time.Second) {
-		t.Fatal("keep 1 unanswered")
-	}
 	ls.stop()
 
 	otherKey, _ := identity.Generate()
@@ -224,4 +232,20 @@ func TestLeaseSurvivesRelayRestart(t *testing.T) {
 	if at, ok := again.relay.Route(l.Endpoint); !ok || at != dev.node.LocalAddr() {
 		t.Fatalf("route %s, %v after the restart", at, ok)
 	}
+}
+
+// A grant the node never kept ends with the connection (the node may
+// never have got it); one held on an open connection is not swept.
+func TestLeaseNotKeptEndsWithConnection(t *testing.T) {
+	key, _ := identity.Generate()
+	const idle = 300 * time.Millisecond
+	ls := startLeaseServer(t, key, "127.0.0.1:0", idle)
+	dev := dialServer(t, key, ls.relay)
+	dev.grant(t)
+	time.Sleep(3 * idle)
+	if ls.presence.Len() != 1 || ls.relay.Attached() != 1 {
+		t.Fatalf("a registration on an open connection was swept: %d records, %d attached", ls.presence.Len(), ls.relay.Attached())
+	}
+	dev.conn.CloseWithError(0, "")
+	waitUntil(t, "the unkept lease dropped with its connection", func() bool { return ls.presence.Len() == 0 && ls.relay.Attached() == 0 })
 }

@@ -89,6 +89,7 @@ type registration struct {
 	expires uint64
 
 	// Guarded by Server.mu once the registration is in Server.regs.
+	connOpen bool // its connection is open: it lasts, leased or not
 	addr     netip.AddrPort
 	detach   func()
 	seq      uint64    // the last keep taken
@@ -110,8 +111,18 @@ func (s *Server) serveConn(ctx context.Context, conn *quic.Conn) {
 	defer func() {
 		mu.Lock()
 		defer mu.Unlock()
-		if reg != nil && !reg.leased {
-			s.unregister(reg, log)
+		if reg != nil {
+			// A lease outlives the connection only once the node has
+			// shown it holds it, with a keep: a node that never got the
+			// grant (it stopped, or the reply was lost) has no way to
+			// keep or release the registration.
+			s.mu.Lock()
+			reg.connOpen = false
+			held := reg.leased && reg.seq > 0
+			s.mu.Unlock()
+			if !held {
+				s.unregister(reg, log)
+			}
 		}
 		conn.CloseWithError(0, "")
 	}()
@@ -159,7 +170,7 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn, id identity.ID, ty
 		if !ok {
 			return wire.StatusInternal, nil
 		}
-		r := &registration{id: id, endpoint: ep, addr: addr, device: device, lastKeep: time.Now()}
+		r := &registration{id: id, endpoint: ep, addr: addr, device: device, connOpen: true, lastKeep: time.Now()}
 		var grant *wire.Grant
 		if req.Lease {
 			ttl := DefaultLeaseTTL
