@@ -3,7 +3,10 @@ package resolver
 import (
 	"context"
 	"errors"
+	"net"
+	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -299,6 +302,80 @@ func TestDeviceWithoutLease(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if ep, err := cli.Lookup(ctx, dev.Key().ID()); err != nil || ep != dev.Endpoint() {
+		t.Fatalf("lookup: %v, %v", ep, err)
+	}
+}
+
+// A device whose keeps do not reach the relay (a network that drops
+// them; here a forwarder in front of the relay) holds its registration on
+// its connection instead of a lease.
+func TestDeviceKeepsDroppedStaysOnConnection(t *testing.T) {
+	rv := startRendezvous(t, "127.0.0.1:0")
+	front, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	relayAddr := rv.relay.Socket().LocalAddr()
+	var dev atomic.Pointer[netip.AddrPort]
+	var wg sync.WaitGroup
+	t.Cleanup(func() { front.Close(); back.Close(); wg.Wait() })
+	wg.Go(func() { // device → relay, keeps dropped
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := front.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			dev.Store(&from)
+			if n > 0 && buf[0] == 0x0A {
+				continue
+			}
+			back.WriteToUDPAddrPort(buf[:n], relayAddr)
+		}
+	})
+	wg.Go(func() { // relay → device
+		buf := make([]byte, 2048)
+		for {
+			n, _, err := back.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			if to := dev.Load(); to != nil {
+				front.WriteToUDPAddrPort(buf[:n], *to)
+			}
+		}
+	})
+	via := RelayAddr{ID: rv.key.ID(), HostPort: front.LocalAddr().String()}
+	key, _ := identity.Generate()
+	nd, err := transport.NewNode(key, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewClient(nd, Config{Relays: []RelayAddr{via}, Publishes: true, Log: zerolog.Nop()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; nd.Close() })
+	wctx, wcancel := context.WithTimeout(ctx, pingTimeout+5*time.Second)
+	defer wcancel()
+	if err := c.WaitRegistered(wctx); err != nil {
+		t.Fatalf("device not registered: %v", err)
+	}
+	c.mu.Lock()
+	onConn := c.conn != nil && !c.leased
+	c.mu.Unlock()
+	if !onConn {
+		t.Fatal("the device is on a lease its relay never answered")
+	}
+	if n := rv.srv.Stats.Conns.Load(); n != 1 {
+		t.Fatalf("%d connections at the relay, want the device's", n)
+	}
+	cli, _ := startClient(t, rv.addr, false)
+	if ep, err := cli.Lookup(wctx, key.ID()); err != nil || ep != nd.Endpoint() {
 		t.Fatalf("lookup: %v, %v", ep, err)
 	}
 }

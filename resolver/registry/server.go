@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -45,6 +46,7 @@ type Server struct {
 	guard   *guard
 	mu      sync.Mutex
 	regs    map[transport.Endpoint]*registration // the live registration of each endpoint
+	idle    *list.List                           // leased registrations without a connection, oldest keep first
 	records chan recordOp                        // records to write for keeps (lease.go)
 }
 
@@ -54,6 +56,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.guard = newGuard(s.Limits, &s.Refused, s.Log)
 	s.mu.Lock()
 	s.regs = make(map[transport.Endpoint]*registration)
+	s.idle = list.New()
 	s.records = make(chan recordOp, recordQueue)
 	s.mu.Unlock()
 	if !s.NoLeases {
@@ -89,7 +92,8 @@ type registration struct {
 	expires uint64
 
 	// Guarded by Server.mu once the registration is in Server.regs.
-	connOpen bool // its connection is open: it lasts, leased or not
+	connOpen bool          // its connection is open: it lasts, leased or not
+	idleAt   *list.Element // in Server.idle: leased, its connection closed
 	addr     netip.AddrPort
 	detach   func()
 	seq      uint64    // the last keep taken
@@ -119,6 +123,9 @@ func (s *Server) serveConn(ctx context.Context, conn *quic.Conn) {
 			s.mu.Lock()
 			reg.connOpen = false
 			held := reg.leased && reg.seq > 0
+			if held && s.regs[reg.endpoint] == reg {
+				reg.idleAt = s.idle.PushBack(reg)
+			}
 			s.mu.Unlock()
 			if !held {
 				s.unregister(reg, log)
@@ -206,6 +213,10 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn, id identity.ID, ty
 		// replaces it: the newest registration of an endpoint is the live one.
 		if taken && cur.device {
 			s.Stats.Devices.Add(-1)
+		}
+		if taken && cur.idleAt != nil {
+			s.idle.Remove(cur.idleAt)
+			cur.idleAt = nil
 		}
 		if device {
 			s.Stats.Devices.Add(1)
@@ -325,6 +336,10 @@ func (s *Server) dropLocked(r *registration) bool {
 	}
 	delete(s.regs, r.endpoint)
 	r.detach()
+	if r.idleAt != nil {
+		s.idle.Remove(r.idleAt)
+		r.idleAt = nil
+	}
 	if r.device {
 		s.Stats.Devices.Add(-1)
 	}
