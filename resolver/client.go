@@ -185,6 +185,13 @@ func (c *Client) homeSession(ctx context.Context) error {
 			return nerr
 		}
 		s.conn.CloseWithError(0, why)
+		if s.lease != nil && next.ap != s.ap {
+			// Homed on another relay now: the old one would hold the
+			// lease, and answer lookups for the device from memory, until
+			// it idles out. (At the same relay the new registration
+			// replaced it.)
+			c.keepUntilAnswered(ctx, s, &s.seq, true, releaseWait, nil)
+		}
 		s = next
 	}
 }
@@ -236,9 +243,9 @@ func (c *Client) openHome(ctx context.Context, why string) (*homeReg, error) {
 		close(c.ready)
 	}
 	c.active = ra
-	c.conn, c.leased = conn, s.lease != nil
-	if c.leased {
-		c.conn = nil
+	c.conn, c.leased = conn, false
+	if s.lease != nil {
+		c.conn, c.leased = nil, true
 	}
 	c.mu.Unlock()
 	c.registrations.Add(1)
