@@ -77,6 +77,14 @@ func (c *Client) Home() (RelayAddr, bool) {
 	return c.active, c.conn != nil || c.leased
 }
 
+// Leased reports whether the node is registered on a lease now (lease.go),
+// with no connection to its home node open.
+func (c *Client) Leased() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.leased
+}
+
 // Registrations counts the node's registrations with a home node: one,
 // and one more each time it registered again after losing its session.
 func (c *Client) Registrations() uint64 { return c.registrations.Load() }

@@ -23,11 +23,14 @@ type Status struct {
 	Endpoint string `json:"endpoint"`
 	// Relay is the rendezvous node the node is registered with now, or,
 	// while it is not, the ones it was given (Registered false).
-	Relay      string       `json:"relay"`
-	Registered bool         `json:"registered"`
-	Observed   string       `json:"observed,omitempty"`
-	PathMode   string       `json:"path_mode"`
-	Peers      []PeerStatus `json:"peers"`
+	Relay      string `json:"relay"`
+	Registered bool   `json:"registered"`
+	// Leased: registered on a lease (a device), with no connection to
+	// the relay open.
+	Leased   bool         `json:"leased"`
+	Observed string       `json:"observed,omitempty"`
+	PathMode string       `json:"path_mode"`
+	Peers    []PeerStatus `json:"peers"`
 }
 
 // PeerStatus is one end-to-end connection.
@@ -66,7 +69,7 @@ func StatusOf(role string, n *Node) Status {
 	d := Status{Role: role, ID: tn.Key().ID().String(), Endpoint: tn.Endpoint().String(),
 		PathMode: tn.Mode().String(), Peers: []PeerStatus{}}
 	if home, ok := n.Resolver.Home(); ok {
-		d.Relay, d.Registered = home.String(), true
+		d.Relay, d.Registered, d.Leased = home.String(), true, n.Resolver.Leased()
 	} else {
 		d.Relay = resolver.RelayListString(n.Resolver.Relays())
 	}
@@ -138,6 +141,9 @@ func WriteStatus(w io.Writer, docs []Status) error {
 			fmt.Fprintln(tw)
 		}
 		relay := "relay " + d.Relay
+		if d.Leased {
+			relay += " (lease)"
+		}
 		if !d.Registered {
 			relay = "relay - (not registered; given " + d.Relay + ")"
 		}

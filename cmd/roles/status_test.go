@@ -85,12 +85,20 @@ func TestStatusRelayInUse(t *testing.T) {
 	dead := deadRelay(t)
 	n := startNode(t, ctx, NodeConfig{Relays: []resolver.RelayAddr{dead, b.Addr()}})
 	st := StatusOf("socksd", n)
-	if st.Relay != b.Addr().String() || !st.Registered {
-		t.Fatalf("status relay %q (registered %v), want the one in use, %s", st.Relay, st.Registered, b.Addr())
+	if st.Relay != b.Addr().String() || !st.Registered || st.Leased {
+		t.Fatalf("status relay %q (registered %v, leased %v), want the one in use, %s, on a connection", st.Relay, st.Registered, st.Leased, b.Addr())
 	}
 	var out bytes.Buffer
 	if err := WriteStatus(&out, []Status{st}); err != nil || !strings.Contains(out.String(), "relay "+b.Addr().String()) {
 		t.Fatalf("printed %q (%v), want the relay in use", out.String(), err)
+	}
+	// A device holds its registration on a lease, and says so.
+	var devOut bytes.Buffer
+	dev := startNode(t, ctx, NodeConfig{Relays: []resolver.RelayAddr{b.Addr()}, Publishes: true})
+	if st := StatusOf("publish", dev); !st.Registered || !st.Leased {
+		t.Fatalf("device: registered %v, leased %v; want both", st.Registered, st.Leased)
+	} else if err := WriteStatus(&devOut, []Status{st}); err != nil || !strings.Contains(devOut.String(), "relay "+b.Addr().String()+" (lease)") {
+		t.Fatalf("printed %q (%v), want the relay and its lease", devOut.String(), err)
 	}
 
 	// A node registered nowhere says so, and what it was given.
