@@ -45,6 +45,15 @@ func startLeaseServer(t *testing.T, key *identity.Key, addr string, idle time.Du
 	return ls
 }
 
+// startLeased starts a lease server and a device leased there.
+func startLeased(t *testing.T, idle time.Duration) (*leaseServer, *rawNode, transport.Lease) {
+	t.Helper()
+	key, _ := identity.Generate()
+	ls := startLeaseServer(t, key, "127.0.0.1:0", idle)
+	dev := dialServer(t, key, ls.relay)
+	return ls, dev, dev.leased(t, ls)
+}
+
 // leased registers n with a lease at ls, keeps it once (seq 1) and closes
 // its connection.
 func (n *rawNode) leased(t *testing.T, ls *leaseServer) transport.Lease {
@@ -110,11 +119,8 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // A leased registration outlives its connection while keeps come, and
 // ends when they stop.
 func TestLeaseOutlivesConnection(t *testing.T) {
-	key, _ := identity.Generate()
 	const idle = 600 * time.Millisecond
-	ls := startLeaseServer(t, key, "127.0.0.1:0", idle)
-	dev := dialServer(t, key, ls.relay)
-	l := dev.leased(t, ls)
+	ls, dev, l := startLeased(t, idle)
 	var last time.Time
 	for seq := uint64(2); seq <= 5; seq++ {
 		time.Sleep(idle / 3)
@@ -133,10 +139,7 @@ func TestLeaseOutlivesConnection(t *testing.T) {
 // Keeps must grow: a replay moves nothing, from anywhere; a newer keep
 // from a new address (a NAT that moved the device) moves the route.
 func TestLeaseReplayAndMove(t *testing.T) {
-	key, _ := identity.Generate()
-	ls := startLeaseServer(t, key, "127.0.0.1:0", time.Minute)
-	dev := dialServer(t, key, ls.relay)
-	l := dev.leased(t, ls)
+	ls, dev, l := startLeased(t, time.Minute)
 	if !keep(t, dev.node, ls, l, 5, false, 2*time.Second) {
 		t.Fatal("keep 5 unanswered")
 	}
@@ -179,10 +182,7 @@ func TestLeaseReplayAndMove(t *testing.T) {
 // A release ends the registration at once; a replay of it registers
 // nothing again.
 func TestLeaseRelease(t *testing.T) {
-	key, _ := identity.Generate()
-	ls := startLeaseServer(t, key, "127.0.0.1:0", time.Minute)
-	dev := dialServer(t, key, ls.relay)
-	l := dev.leased(t, ls)
+	ls, dev, l := startLeased(t, time.Minute)
 	if !keep(t, dev.node, ls, l, 2, true, 2*time.Second) {
 		t.Fatal("release unanswered")
 	}
