@@ -124,9 +124,7 @@ func appendDisco(b []byte, m discoMsg, secret []byte) []byte {
 	b = binary.BigEndian.AppendUint64(b, m.txid)
 	b = binary.BigEndian.AppendUint64(b, m.rcvd.bytes)
 	b = binary.BigEndian.AppendUint64(b, m.rcvd.pkts)
-	mac := hmac.New(sha256.New, secret)
-	mac.Write(b[start:])
-	return mac.Sum(b)[:start+discoLen]
+	return appendFrameMAC(b, start, secret)
 }
 
 // parseDisco reads the header of a ping or pong without checking its MAC,
@@ -145,8 +143,25 @@ func parseDisco(b []byte) (discoMsg, bool) {
 	}, true
 }
 
-func discoMACOK(b, secret []byte) bool {
-	mac := hmac.New(sha256.New, secret)
-	mac.Write(b[:discoLen-16])
-	return hmac.Equal(mac.Sum(nil)[:16], b[discoLen-16:])
+// frameMACLen is the MAC that ends a ping, a pong, a keep and a kept
+// frame: HMAC-SHA256 truncated to 16 bytes.
+const frameMACLen = 16
+
+// appendFrameMAC appends the MAC of b[start:] under key.
+func appendFrameMAC(b []byte, start int, key []byte) []byte {
+	mac := hmac.New(sha256.New, key)
+	mac.Write(b[start:])
+	return mac.Sum(b)[:len(b)+frameMACLen]
+}
+
+// frameMACValid checks the MAC that ends frame b under key.
+func frameMACValid(b, key []byte) bool {
+	body := len(b) - frameMACLen
+	if body < 0 {
+		return false
+	}
+	mac := hmac.New(sha256.New, key)
+	mac.Write(b[:body])
+	var sum [sha256.Size]byte
+	return hmac.Equal(mac.Sum(sum[:0])[:frameMACLen], b[body:])
 }

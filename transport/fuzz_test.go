@@ -354,7 +354,7 @@ func FuzzNodeReceive(f *testing.F) {
 }
 
 // macByHand checks a disco message's MAC with fuzzSecret as frame.go
-// describes it, without discoMACOK.
+// describes it, without frameMACValid.
 func macByHand(b []byte) bool {
 	m := hmac.New(sha256.New, fuzzSecret)
 	m.Write(b[:discoLen-16])
@@ -382,11 +382,11 @@ func FuzzParseDisco(f *testing.F) {
 			t.Fatalf("parseDisco(%x) = %+v, which appendDisco writes as %x", b, m, enc)
 		}
 		// The MAC check takes exactly the MAC made with the secret.
-		if got, want := discoMACOK(b, secret), bytes.Equal(b, enc); got != want {
-			t.Fatalf("discoMACOK(%x, %x) = %v, want %v", b, secret, got, want)
+		if got, want := frameMACValid(b, secret), bytes.Equal(b, enc); got != want {
+			t.Fatalf("frameMACValid(%x, %x) = %v, want %v", b, secret, got, want)
 		}
-		if !discoMACOK(enc, secret) {
-			t.Fatalf("discoMACOK refuses what appendDisco MACed with %x", secret)
+		if !frameMACValid(enc, secret) {
+			t.Fatalf("frameMACValid refuses what appendDisco MACed with %x", secret)
 		}
 		// HMAC keys are zero-padded to a block, so a secret and the
 		// same with a zero appended are one key; flip a bit instead.
@@ -395,8 +395,8 @@ func FuzzParseDisco(f *testing.F) {
 			other = bytes.Clone(secret)
 			other[0] ^= 1
 		}
-		if discoMACOK(enc, other) {
-			t.Fatalf("discoMACOK takes a MAC made with %x under %x", secret, other)
+		if frameMACValid(enc, other) {
+			t.Fatalf("frameMACValid takes a MAC made with %x under %x", secret, other)
 		}
 	})
 }

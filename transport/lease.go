@@ -73,9 +73,8 @@ const (
 )
 
 const (
-	keepLen      = 1 + 8 + 32 + 1 + 8 + 8 + leaseMACLen
-	keptLen      = 1 + 8 + 8 + leaseMACLen
-	leaseMACLen  = 16
+	keepLen      = 1 + 8 + 32 + 1 + 8 + 8 + frameMACLen
+	keptLen      = 1 + 8 + 8 + frameMACLen
 	leaseDevice  = 1 << 0
 	leaseRelease = 1 << 1
 )
@@ -116,7 +115,7 @@ func appendKeep(b []byte, l Lease, seq uint64, release bool) []byte {
 	}
 	b = appendLeaseFields(append(b, frameKeep), l, extra)
 	b = binary.BigEndian.AppendUint64(b, seq)
-	return appendLeaseMAC(b, start, l.Key)
+	return appendFrameMAC(b, start, l.Key[:])
 }
 
 // appendLeaseFields appends the lease's part of a keep, with extra flags;
@@ -153,7 +152,7 @@ func appendKept(b []byte, ep Endpoint, seq uint64, key LeaseKey) []byte {
 	b = append(b, frameKept)
 	b = binary.BigEndian.AppendUint64(b, uint64(ep))
 	b = binary.BigEndian.AppendUint64(b, seq)
-	return appendLeaseMAC(b, start, key)
+	return appendFrameMAC(b, start, key[:])
 }
 
 // parseKept checks a kept frame against the lease it must answer and
@@ -162,25 +161,10 @@ func parseKept(b []byte, l Lease) (seq uint64, ok bool) {
 	if len(b) != keptLen || b[0] != frameKept || Endpoint(binary.BigEndian.Uint64(b[1:9])) != l.Endpoint {
 		return 0, false
 	}
-	if !leaseMACValid(b, l.Key) {
+	if !frameMACValid(b, l.Key[:]) {
 		return 0, false
 	}
 	return binary.BigEndian.Uint64(b[9:17]), true
-}
-
-func appendLeaseMAC(b []byte, start int, key LeaseKey) []byte {
-	mac := hmac.New(sha256.New, key[:])
-	mac.Write(b[start:])
-	return mac.Sum(b)[:len(b)+leaseMACLen]
-}
-
-// leaseMACValid checks the MAC at the end of frame b.
-func leaseMACValid(b []byte, key LeaseKey) bool {
-	body := len(b) - leaseMACLen
-	mac := hmac.New(sha256.New, key[:])
-	mac.Write(b[:body])
-	var sum [sha256.Size]byte
-	return hmac.Equal(mac.Sum(sum[:0])[:leaseMACLen], b[body:])
 }
 
 // leaseKeyOf derives the key of lease l (its Key field unread) from the
@@ -232,7 +216,7 @@ func (r *Relay) keep(f []byte, from netip.AddrPort) {
 		return
 	}
 	key := leaseKeyOf(lg.secret, Lease{Endpoint: k.Endpoint, ID: k.ID, Device: k.Device, Expires: k.Expires})
-	if !leaseMACValid(f, key) {
+	if !frameMACValid(f, key[:]) {
 		r.Dropped.Add(1)
 		return
 	}

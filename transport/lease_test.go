@@ -31,13 +31,13 @@ func TestLeaseFrames(t *testing.T) {
 		if !ok || k != want {
 			t.Fatalf("parseKeep = %+v, %v; want %+v", k, ok, want)
 		}
-		if !leaseMACValid(f, l.Key) || leaseMACValid(f, LeaseKey{8}) {
+		if !frameMACValid(f, l.Key[:]) || frameMACValid(f, []byte{8}) {
 			t.Fatal("keep MAC: the lease's key must check it and no other")
 		}
 		for i := range f {
 			bad := bytes.Clone(f)
 			bad[i] ^= 0x10
-			if k, ok := parseKeep(bad); ok && k != want && leaseMACValid(bad, l.Key) {
+			if k, ok := parseKeep(bad); ok && k != want && frameMACValid(bad, l.Key[:]) {
 				t.Fatalf("keep with byte %d changed still checks", i)
 			}
 		}
@@ -252,7 +252,7 @@ func TestNodeTakesKeptFromItsRelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, ok := parseKeep(buf[:m])
-	if !ok || got.Seq != 3 || got.Endpoint != l.Endpoint || !leaseMACValid(buf[:m], l.Key) {
+	if !ok || got.Seq != 3 || got.Endpoint != l.Endpoint || !frameMACValid(buf[:m], l.Key[:]) {
 		t.Fatalf("the relay got %+v, %v", got, ok)
 	}
 	wrongKey := l

@@ -273,7 +273,7 @@ func (p *path) pinged(b []byte, m discoMsg, from netip.AddrPort) (secret []byte,
 // b, or nil. p.mu is held.
 func (p *path) keyFor(b []byte) *discoKey {
 	for _, k := range p.keys {
-		if k.authorized && discoMACOK(b, k.secret) {
+		if k.authorized && frameMACValid(b, k.secret) {
 			return k
 		}
 	}

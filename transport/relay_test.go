@@ -330,13 +330,13 @@ func TestDiscoMAC(t *testing.T) {
 	in := discoMsg{typ: frameDiscoPong, src: 1, dst: 2, seq: 3, txid: 4, rcvd: counts{5, 6}}
 	b := appendDisco(nil, in, secret)
 	m, ok := parseDisco(b)
-	if len(b) != discoLen || !ok || m != in || !discoMACOK(b, secret) {
+	if len(b) != discoLen || !ok || m != in || !frameMACValid(b, secret) {
 		t.Fatalf("round trip: %d bytes, %+v, %v", len(b), m, ok)
 	}
 	// Every field is under the MAC, the counts a pong reports included.
 	for i := range discoLen - 16 {
 		b[i] ^= 1
-		if discoMACOK(b, secret) {
+		if frameMACValid(b, secret) {
 			t.Fatalf("accepted with byte %d changed", i)
 		}
 		b[i] ^= 1
