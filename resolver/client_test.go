@@ -66,8 +66,20 @@ func startRendezvousWith(t *testing.T, listen string, key *identity.Key, set fun
 	return rv
 }
 
-// client starts a registered node.
+// startClient starts a node on addr and waits until it registered.
 func startClient(t *testing.T, addr RelayAddr, publishes bool) (*Client, *transport.Node) {
+	t.Helper()
+	c, nd := runClient(t, addr, publishes)
+	wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer wcancel()
+	if err := c.WaitRegistered(wctx); err != nil {
+		t.Fatalf("node did not register: %v", err)
+	}
+	return c, nd
+}
+
+// runClient starts a node on addr, running until the test ends.
+func runClient(t *testing.T, addr RelayAddr, publishes bool) (*Client, *transport.Node) {
 	t.Helper()
 	key, _ := identity.Generate()
 	nd, err := transport.NewNode(key, "127.0.0.1:0")
@@ -79,11 +91,6 @@ func startClient(t *testing.T, addr RelayAddr, publishes bool) (*Client, *transp
 	done := make(chan struct{})
 	go func() { c.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done; nd.Close() })
-	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
-	defer wcancel()
-	if err := c.WaitRegistered(wctx); err != nil {
-		t.Fatalf("node did not register: %v", err)
-	}
 	return c, nd
 }
 
@@ -350,17 +357,10 @@ func TestDeviceKeepsDroppedStaysOnConnection(t *testing.T) {
 		}
 	})
 	via := RelayAddr{ID: rv.key.ID(), HostPort: front.LocalAddr().String()}
-	key, _ := identity.Generate()
-	nd, err := transport.NewNode(key, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := NewClient(nd, Config{Relays: []RelayAddr{via}, Publishes: true, Log: zerolog.Nop()})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { c.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; nd.Close() })
-	wctx, wcancel := context.WithTimeout(ctx, pingTimeout+5*time.Second)
+	c, nd := runClient(t, via, true)
+	// The first keep goes unanswered for pingTimeout before the device
+	// settles on its connection.
+	wctx, wcancel := context.WithTimeout(context.Background(), pingTimeout+5*time.Second)
 	defer wcancel()
 	if err := c.WaitRegistered(wctx); err != nil {
 		t.Fatalf("device not registered: %v", err)
@@ -375,7 +375,7 @@ func TestDeviceKeepsDroppedStaysOnConnection(t *testing.T) {
 		t.Fatalf("%d connections at the relay, want the device's", n)
 	}
 	cli, _ := startClient(t, rv.addr, false)
-	if ep, err := cli.Lookup(wctx, key.ID()); err != nil || ep != nd.Endpoint() {
+	if ep, err := cli.Lookup(wctx, nd.Key().ID()); err != nil || ep != nd.Endpoint() {
 		t.Fatalf("lookup: %v, %v", ep, err)
 	}
 }
