@@ -3,8 +3,6 @@ package metrics
 import (
 	"sync"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/tunnel-dev/tunnel/peer"
 	"github.com/tunnel-dev/tunnel/resolver/registry"
 	"github.com/tunnel-dev/tunnel/socks"
@@ -19,8 +17,6 @@ import (
 // so that parts of several roles in one process (socksd and its embedded
 // rendezvous node) sum into one set of series.
 type Collector struct {
-	desc descs // set once by NewCollector, read-only after
-
 	mu       sync.Mutex
 	relays   []relayPart
 	nodes    []*transport.Node
@@ -39,7 +35,7 @@ type relayPart struct {
 }
 
 // NewCollector returns a Collector of nothing yet.
-func NewCollector() *Collector { return &Collector{desc: newDescs()} }
+func NewCollector() *Collector { return &Collector{} }
 
 // AddRelay adds a rendezvous node: its registry server and packet relay.
 func (c *Collector) AddRelay(srv *registry.Server, fwd *transport.Relay) {
@@ -118,61 +114,48 @@ const (
 	LimitBindConns          = "bind_conns"           // connections per bind
 )
 
-// descs are the series' descriptions. NewDesc checks and hashes names
-// and labels: done in NewCollector, not at package init, so that a
-// process without --metrics never runs (or pages in) that code.
-type descs struct {
-	devices, conns, lookups, forwarded, registryErrors, streams,
-	streamBytes, peers, gatewayRequests, limited *prometheus.Desc
-}
+// The series of tunnel's own, described once: Collector.Gather copies
+// each and adds its samples. Label names are in alphabetical order, as
+// Prometheus's own client printed them.
+var (
+	famDevices = Family{Name: "tunnel_relay_devices", Type: Gauge,
+		Help: "Devices registered at this rendezvous node."}
+	famConns = Family{Name: "tunnel_relay_connections", Type: Gauge,
+		Help: "Outer QUIC connections open at this rendezvous node (devices on a lease hold none)."}
+	famLookups = Family{Name: "tunnel_relay_lookups_total", Type: Counter, Labels: []string{"result"},
+		Help: "Lookups this rendezvous node answered, by result."}
+	famForwarded = Family{Name: "tunnel_relay_forwarded_bytes_total", Type: Counter,
+		Help: "Bytes of relay frames this rendezvous node forwarded between nodes."}
+	famRegistryErrors = Family{Name: "tunnel_registry_errors_total", Type: Counter,
+		Help: "Failures of the presence backend (the shared Redis registry)."}
+	famStreams = Family{Name: "tunnel_streams_total", Type: Counter, Labels: []string{"outcome", "side"},
+		Help: "Streams by side (client: opened by this node; device: served by it) and outcome, counted when the outcome is known."}
+	famStreamBytes = Family{Name: "tunnel_stream_bytes_total", Type: Counter, Labels: []string{"direction", "side"},
+		Help: "Payload bytes of streams by side and direction (up: from the client towards the device's service)."}
+	famPeers = Family{Name: "tunnel_peers", Type: Gauge, Labels: []string{"path"},
+		Help: "End-to-end connections of this node, by the path they take now."}
+	famGatewayRequests = Family{Name: "tunnel_gateway_requests_total", Type: Counter, Labels: []string{"code"},
+		Help: "HTTP(S) requests the public gateway answered, by status code."}
+	famLimited = Family{Name: "tunnel_limited_total", Type: Counter, Labels: []string{"what"},
+		Help: "What a limit refused, by the limit."}
+)
 
-func newDescs() descs {
-	return descs{
-		devices: prometheus.NewDesc("tunnel_relay_devices",
-			"Devices registered at this rendezvous node.", nil, nil),
-		conns: prometheus.NewDesc("tunnel_relay_connections",
-			"Outer QUIC connections open at this rendezvous node (devices on a lease hold none).", nil, nil),
-		lookups: prometheus.NewDesc("tunnel_relay_lookups_total",
-			"Lookups this rendezvous node answered, by result.", []string{"result"}, nil),
-		forwarded: prometheus.NewDesc("tunnel_relay_forwarded_bytes_total",
-			"Bytes of relay frames this rendezvous node forwarded between nodes.", nil, nil),
-		registryErrors: prometheus.NewDesc("tunnel_registry_errors_total",
-			"Failures of the presence backend (the shared Redis registry).", nil, nil),
-		streams: prometheus.NewDesc("tunnel_streams_total",
-			"Streams by side (client: opened by this node; device: served by it) and outcome, counted when the outcome is known.",
-			[]string{"side", "outcome"}, nil),
-		streamBytes: prometheus.NewDesc("tunnel_stream_bytes_total",
-			"Payload bytes of streams by side and direction (up: from the client towards the device's service).",
-			[]string{"side", "direction"}, nil),
-		peers: prometheus.NewDesc("tunnel_peers",
-			"End-to-end connections of this node, by the path they take now.", []string{"path"}, nil),
-		gatewayRequests: prometheus.NewDesc("tunnel_gateway_requests_total",
-			"HTTP(S) requests the public gateway answered, by status code.", []string{"code"}, nil),
-		limited: prometheus.NewDesc("tunnel_limited_total",
-			"What a limit refused, by the limit.", []string{"what"}, nil),
-	}
-}
+// tunnelFamilies are all of them, for a caller that needs every name and
+// label a process may export.
+var tunnelFamilies = []*Family{&famDevices, &famConns, &famLookups, &famForwarded, &famRegistryErrors,
+	&famStreams, &famStreamBytes, &famPeers, &famGatewayRequests, &famLimited}
 
-// Describe implements prometheus.Collector.
-func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	ds := &c.desc
-	for _, d := range []*prometheus.Desc{ds.devices, ds.conns, ds.lookups, ds.forwarded, ds.registryErrors, ds.streams,
-		ds.streamBytes, ds.peers, ds.gatewayRequests, ds.limited} {
-		ch <- d
-	}
-}
-
-// Collect implements prometheus.Collector: every series of the parts
-// added, summed over parts of one kind, zeros included, so that a rate
-// has a start.
-func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+// Gather returns every series of the parts added, summed over parts of
+// one kind, zeros included, so that a rate has a start. A family whose
+// parts were never added is left out.
+func (c *Collector) Gather() []Family {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
-	}
-	gauge := func(d *prometheus.Desc, v int64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
+	var out []Family
+	emit := func(f *Family) {
+		if len(f.Samples) > 0 {
+			out = append(out, *f)
+		}
 	}
 	limited := map[string]uint64{}
 	if len(c.relays) > 0 {
@@ -192,13 +175,23 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			limited[LimitRelayLookups] += r.srv.Refused.Lookups.Load()
 			limited[LimitRelayRegistrations] += r.srv.Refused.Registrations.Load()
 		}
-		gauge(c.desc.devices, devices)
-		gauge(c.desc.conns, conns)
-		counter(c.desc.forwarded, fwd)
-		counter(c.desc.registryErrors, errs)
+		f := famDevices
+		f.add(float64(devices))
+		emit(&f)
+		f = famConns
+		f.add(float64(conns))
+		emit(&f)
+		f = famForwarded
+		f.add(float64(fwd))
+		emit(&f)
+		f = famRegistryErrors
+		f.add(float64(errs))
+		emit(&f)
+		f = famLookups
 		for _, res := range registry.LookupResults() {
-			counter(c.desc.lookups, lookups[res], res.String())
+			f.add(float64(lookups[res]), res.String())
 		}
+		emit(&f)
 	}
 	if len(c.nodes) > 0 {
 		var direct, relayed int
@@ -207,9 +200,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			direct, relayed = direct+d, relayed+r
 			limited[LimitProbes] += n.ProbesDeferred()
 		}
-		gauge(c.desc.peers, int64(direct), "direct")
-		gauge(c.desc.peers, int64(relayed), "relayed")
+		f := famPeers
+		f.add(float64(direct), "direct")
+		f.add(float64(relayed), "relayed")
+		emit(&f)
 	}
+	streams, streamBytes := famStreams, famStreamBytes
 	if len(c.dialers) > 0 {
 		var up, down, aborted uint64
 		outcomes := dialer.Outcomes()
@@ -223,11 +219,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 		for i, o := range outcomes {
-			counter(c.desc.streams, counts[i], "client", o.String())
+			streams.add(float64(counts[i]), o.String(), "client")
 		}
-		counter(c.desc.streams, aborted, "client", "aborted")
-		counter(c.desc.streamBytes, up, "client", "up")
-		counter(c.desc.streamBytes, down, "client", "down")
+		streams.add(float64(aborted), "aborted", "client")
+		streamBytes.add(float64(up), "up", "client")
+		streamBytes.add(float64(down), "down", "client")
 	}
 	if len(c.agents) > 0 {
 		var up, down uint64
@@ -244,19 +240,23 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			limited[LimitDeviceStreams] += a.Refused.Streams.Load()
 		}
 		for i, o := range outcomes {
-			counter(c.desc.streams, counts[i], "device", o.String())
+			streams.add(float64(counts[i]), o.String(), "device")
 		}
-		counter(c.desc.streamBytes, up, "device", "up")
-		counter(c.desc.streamBytes, down, "device", "down")
+		streamBytes.add(float64(up), "up", "device")
+		streamBytes.add(float64(down), "down", "device")
 	}
+	emit(&streams)
+	emit(&streamBytes)
 	if len(c.https) > 0 {
 		codes := map[string]uint64{}
 		for _, h := range c.https {
 			h.Requests.Each(func(code string, n uint64) { codes[code] += n })
 		}
+		f := famGatewayRequests
 		for code, n := range codes {
-			counter(c.desc.gatewayRequests, n, code)
+			f.add(float64(n), code)
 		}
+		emit(&f)
 	}
 	for _, l := range c.limiters {
 		limited[LimitGatewayRate] += l.Refused[0].Load()
@@ -273,7 +273,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, b := range c.binds {
 		limited[LimitBindConns] += b.OverCap()
 	}
+	f := famLimited
 	for what, n := range limited {
-		counter(c.desc.limited, n, what)
+		f.add(float64(n), what)
 	}
+	emit(&f)
+	return out
 }

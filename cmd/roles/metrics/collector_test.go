@@ -1,13 +1,16 @@
 package metrics_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/rs/zerolog"
 
 	"github.com/tunnel-dev/tunnel/cmd/roles"
@@ -20,33 +23,24 @@ import (
 )
 
 // value is the sample of name whose labels include want; -1 if none.
-func value(t *testing.T, g prometheus.Gatherer, name string, want map[string]string) float64 {
+func value(t *testing.T, reg *metrics.Registry, name string, want map[string]string) float64 {
 	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
+	for _, f := range reg.Gather() {
+		if f.Name != name {
 			continue
 		}
-	metric:
-		for _, m := range mf.GetMetric() {
-			have := map[string]string{}
-			for _, l := range m.GetLabel() {
-				have[l.GetName()] = l.GetValue()
+	sample:
+		for _, s := range f.Samples {
+			if s.Suffix != "" {
+				continue
 			}
 			for k, v := range want {
-				if have[k] != v {
-					continue metric
+				i := slices.Index(f.Labels, k)
+				if i < 0 || i >= len(s.Values) || s.Values[i] != v {
+					continue sample
 				}
 			}
-			switch {
-			case m.Counter != nil:
-				return m.Counter.GetValue()
-			case m.Gauge != nil:
-				return m.Gauge.GetValue()
-			}
+			return s.Value
 		}
 	}
 	return -1
@@ -172,6 +166,30 @@ func TestCollectorCountsRealTraffic(t *testing.T) {
 	if v := value(t, reg, "tunnel_relay_forwarded_bytes_total", nil); v <= 0 {
 		t.Errorf("tunnel_relay_forwarded_bytes_total %v, want > 0 (the first stream goes relayed)", v)
 	}
+	// The same state as a scrape prints it, read by Prometheus's own parser.
+	var text bytes.Buffer
+	if err := metrics.WriteText(&text, reg.Gather()); err != nil {
+		t.Fatal(err)
+	}
+	p := expfmt.NewTextParser(model.LegacyValidation)
+	parsed, err := p.TextToMetricFamilies(&text)
+	if err != nil {
+		t.Fatalf("Prometheus's parser: %v", err)
+	}
+	found := false
+	for _, m := range parsed["tunnel_streams_total"].GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if labels["side"] == "client" && labels["outcome"] == "ok" {
+			found = m.GetCounter().GetValue() == 1
+		}
+	}
+	if !found {
+		t.Errorf("parsed tunnel_streams_total has no client/ok sample of 1: %v", parsed["tunnel_streams_total"])
+	}
+
 	// Both nodes hold the connection: two peers, on whichever path.
 	direct := value(t, reg, "tunnel_peers", map[string]string{"path": "direct"})
 	relayed := value(t, reg, "tunnel_peers", map[string]string{"path": "relayed"})

@@ -1,4 +1,4 @@
-package metrics_test
+package metrics
 
 import (
 	"bytes"
@@ -10,47 +10,23 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/tunnel-dev/tunnel/cmd/roles/metrics"
 	"github.com/tunnel-dev/tunnel/peer"
 	"github.com/tunnel-dev/tunnel/socks/dialer"
 )
 
-// exported is every series name a process exports, with its labels.
+// exported is every series a process exports, with its labels: tunnel's
+// own, whether or not their parts run, and the runtime's and process's.
 func exported(t *testing.T) map[string][]string {
 	t.Helper()
 	out := map[string][]string{}
-	col := metrics.NewCollector()
-	ch := make(chan *prometheus.Desc, 32)
-	col.Describe(ch)
-	close(ch)
-	name := regexp.MustCompile(`fqName: "([^"]+)"`)
-	labels := regexp.MustCompile(`variableLabels: \{([^}]*)\}`)
-	for d := range ch {
-		s := d.String()
-		n := name.FindStringSubmatch(s)
-		if n == nil {
-			t.Fatalf("cannot read %s", s)
-		}
-		var ls []string
-		if l := labels.FindStringSubmatch(s); l != nil && l[1] != "" {
-			ls = strings.Split(l[1], ",")
-		}
-		out[n[1]] = ls
+	for _, f := range tunnelFamilies {
+		out[f.Name] = f.Labels
 	}
-	mfs, err := metrics.NewRegistry(col).Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if _, ok := out[mf.GetName()]; !ok {
-			var ls []string
-			for _, l := range mf.GetMetric()[0].GetLabel() {
-				ls = append(ls, l.GetName())
-			}
-			out[mf.GetName()] = ls
+	for _, f := range NewRegistry(nil).Gather() {
+		if _, ok := out[f.Name]; !ok {
+			out[f.Name] = f.Labels
 		}
 	}
 	return out

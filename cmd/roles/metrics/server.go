@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,12 +10,12 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/net/netutil"
 )
 
@@ -31,7 +32,6 @@ const (
 	writeTimeout    = 30 * time.Second
 	idleTimeout     = 60 * time.Second
 	maxHeaderBytes  = 8 << 10
-	scrapeTimeout   = 10 * time.Second
 	shutdownTimeout = 2 * time.Second
 )
 
@@ -58,12 +58,29 @@ func CheckListen(addr string, allowRemote bool) error {
 	return fmt.Errorf("--metrics %s: %w; give --metrics-allow-remote to serve it beyond this machine", addr, ErrRemote)
 }
 
-// NewRegistry returns a registry of this process alone: c's series, and
-// the Go runtime's and the process's.
-func NewRegistry(c *Collector) *prometheus.Registry {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return reg
+// A Registry is what one process serves: a Collector's series and the Go
+// runtime's (go_*) and the process's (process_*), under the names
+// Prometheus's own Go and process collectors give them.
+type Registry struct{ c *Collector }
+
+// NewRegistry returns the registry of c (nil: the runtime and process
+// series alone).
+func NewRegistry(c *Collector) *Registry { return &Registry{c: c} }
+
+// Gather reads every series now, families sorted by name and samples by
+// label values.
+func (r *Registry) Gather() []Family {
+	var fams []Family
+	if r.c != nil {
+		fams = r.c.Gather()
+	}
+	fams = append(fams, runtimeFamilies()...)
+	fams = append(fams, processFamilies()...)
+	for i := range fams {
+		fams[i].sortSamples()
+	}
+	slices.SortFunc(fams, func(a, b Family) int { return strings.Compare(a.Name, b.Name) })
+	return fams
 }
 
 // Server serves /metrics on its own listener.
@@ -74,9 +91,10 @@ type Server struct {
 	once sync.Once
 }
 
-// Listen checks addr (CheckListen), listens on it and serves g's metrics
-// at /metrics until Close.
-func Listen(addr string, allowRemote bool, g prometheus.Gatherer) (*Server, error) {
+// Listen checks addr (CheckListen), listens on it and serves reg's series
+// at /metrics until Close, one scrape at a time (another at the same
+// moment gets 503).
+func Listen(addr string, allowRemote bool, reg *Registry) (*Server, error) {
 	if err := CheckListen(addr, allowRemote); err != nil {
 		return nil, err
 	}
@@ -85,11 +103,7 @@ func Listen(addr string, allowRemote bool, g prometheus.Gatherer) (*Server, erro
 		return nil, fmt.Errorf("listen for metrics on %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{
-		ErrorHandling:       promhttp.ContinueOnError,
-		MaxRequestsInFlight: 1,
-		Timeout:             scrapeTimeout,
-	}))
+	mux.Handle("GET /metrics", newScraper(reg))
 	s := &Server{
 		// Past maxConns, connections wait in the kernel's backlog, unread.
 		ln: netutil.LimitListener(ln, maxConns),
@@ -103,6 +117,31 @@ func Listen(addr string, allowRemote bool, g prometheus.Gatherer) (*Server, erro
 		_ = s.srv.Serve(s.ln)
 	}()
 	return s, nil
+}
+
+// scraper answers a scrape with reg's series in the text format, one at
+// a time (each reads /proc and the runtime's state): another at the same
+// moment gets 503 at once.
+type scraper struct {
+	reg  *Registry
+	busy chan struct{} // holds a token while a scrape is answered
+}
+
+func newScraper(reg *Registry) *scraper { return &scraper{reg: reg, busy: make(chan struct{}, 1)} }
+
+func (s *scraper) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	select {
+	case s.busy <- struct{}{}:
+		defer func() { <-s.busy }()
+	default:
+		http.Error(w, "another scrape is under way", http.StatusServiceUnavailable)
+		return
+	}
+	var b bytes.Buffer
+	_ = WriteText(&b, s.reg.Gather()) // a bytes.Buffer does not fail
+	w.Header().Set("Content-Type", ContentType)
+	w.Header().Set("Content-Length", strconv.Itoa(b.Len()))
+	_, _ = w.Write(b.Bytes())
 }
 
 // Addr is the address the server listens on.
