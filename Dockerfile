@@ -20,7 +20,7 @@ COPY . .
 # (tunnel version); the build context has no .git, so they come as arguments.
 ARG VERSION=dev
 ARG COMMIT=
-RUN CGO_ENABLED=0 go build -trimpath -tags urfave_cli_no_docs,nethttpomithttp2 \
+RUN CGO_ENABLED=0 go build -trimpath -tags nethttpomithttp2 \
       -ldflags "-s -w -X main.version=${VERSION} -X main.commit=${COMMIT}" \
       -o /out/tunnel ./cmd/tunnel \
  && mkdir -p /out/etc /out/home \

@@ -46,10 +46,6 @@ FUZZTIME ?= 30s
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
-# urfave_cli_no_docs leaves out urfave/cli's man-page and Markdown writers
-# (and the Markdown parser they bring, whose package variables are 0.2 MiB
-# of heap in every process): tunnel never generates its own docs, and an
-# idle agent's heap is smaller by that much (BENCHMARKS.md, Footprint).
 # nethttpomithttp2 leaves out net/http's bundled HTTP/2: tunnel never
 # speaks it (the gateway serves and proxies HTTP/1.1 only, /metrics and
 # the UPnP client are plain HTTP), and 0.5 MiB less mapped binary is
@@ -57,7 +53,7 @@ LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 # Footprint).
 # .ci/release.sh, the Dockerfile, test/e2e and test/bench (without -bin)
 # build with the same tags.
-TAGS := urfave_cli_no_docs,nethttpomithttp2
+TAGS := nethttpomithttp2
 
 # All packages except the end-to-end suite (which has its own target).
 UNIT_PKGS = $(GO) list ./... | grep -v '/test/e2e'

@@ -7,7 +7,7 @@
 #   SHA256SUMS (of all of the above, for sha256sum -c)
 # Each archive holds one folder: the binary, README.md, LICENSE and examples/.
 # Binaries are static (CGO_ENABLED=0), -trimpath, built with make build's
-# tags (urfave_cli_no_docs,nethttpomithttp2), and stamped as make build
+# tags (nethttpomithttp2), and stamped as make build
 # stamps them (VERSION, COMMIT from the Makefile). The .debs are built by nfpm
 # (.ci/package/nfpm.yaml), installed at the pinned NFPM_VERSION into
 # bin/tools/ on first use; archives by tar, gzip and zip. File times are the
@@ -82,7 +82,7 @@ for t in "${targets[@]}"; do
 	[ "$os" = windows ] && exe=tunnel.exe
 	mkdir -p "$work/$dir"
 	t0=$(date +%s)
-	GOOS=$os GOARCH=$arch GOARM=$arm CGO_ENABLED=0 $GO build -trimpath -tags urfave_cli_no_docs,nethttpomithttp2 \
+	GOOS=$os GOARCH=$arch GOARM=$arm CGO_ENABLED=0 $GO build -trimpath -tags nethttpomithttp2 \
 		-ldflags "-s -w -X main.version=$VERSION -X main.commit=$COMMIT" \
 		-o "$work/$dir/$exe" ./cmd/tunnel </dev/null
 	cp README.md LICENSE "$work/$dir/"

@@ -5,8 +5,8 @@ import (
 	"strings"
 
 	"github.com/rs/zerolog"
-	"github.com/urfave/cli/v2"
 
+	"github.com/tunnel-dev/tunnel/cmd/internal/cli"
 	"github.com/tunnel-dev/tunnel/cmd/roles"
 	"github.com/tunnel-dev/tunnel/cmd/roles/metrics"
 	"github.com/tunnel-dev/tunnel/peer/identity"

@@ -7,8 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/urfave/cli/v2"
-
+	"github.com/tunnel-dev/tunnel/cmd/internal/cli"
 	"github.com/tunnel-dev/tunnel/peer/fleet"
 	"github.com/tunnel-dev/tunnel/peer/identity"
 )
@@ -117,7 +116,7 @@ valid only together with the member's own key. The member installs it with
 			if c.Args().Len() == 0 {
 				return usagef("fleet add needs MEMBER_ID, the member's node ID ('tunnel id' on the member's machine)")
 			}
-			// urfave/cli stops parsing flags at the first argument; the
+			// Flag parsing stops at the first argument; the
 			// flags are as welcome after MEMBER_ID as before it.
 			if err := setFlagsAfterArgs(c, c.Args().Slice()[1:]); err != nil {
 				return err

@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"github.com/urfave/cli/v2"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/tunnel-dev/tunnel/cmd/internal/cli"
 	"github.com/tunnel-dev/tunnel/cmd/roles"
 )
 

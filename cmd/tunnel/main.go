@@ -10,11 +10,11 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
-	"github.com/urfave/cli/v2"
-
+	"github.com/tunnel-dev/tunnel/cmd/internal/cli"
 	"github.com/tunnel-dev/tunnel/cmd/roles/cpuprofile"
 )
 
@@ -88,23 +88,16 @@ Long flags take one dash or two: -public and --public are the same.`,
 			gatewayCommand(),
 			versionCommand(),
 		},
-		// Errors are reported once, by main, with the right exit status.
-		ExitErrHandler: func(*cli.Context, error) {},
-		OnUsageError:   onUsageError,
-		Action:         topLevel,
-	}
-	for _, c := range app.Commands {
-		c.OnUsageError = onUsageError
+		// A bad flag or environment variable anywhere exits 2.
+		OnUsageError: func(err error) error { return usageError{err} },
+		Action:       topLevel,
 	}
 	return app
 }
 
-func onUsageError(_ *cli.Context, err error, _ bool) error { return usageError{err} }
-
 // topLevel runs when no command matched: bare `tunnel` and `tunnel help`
 // show the help, `tunnel help COMMAND` that command's; any other word is a
-// usage error naming the commands (without this, urfave/cli answered a
-// mistyped command with "No help topic" and exit status 1).
+// usage error naming the commands.
 func topLevel(c *cli.Context) error {
 	args := c.Args()
 	if !args.Present() {
@@ -135,21 +128,27 @@ func commandNames(app *cli.App) []string {
 	return names
 }
 
-// commandGroup makes cmd a group of its Subcommands: run bare, it shows
-// their help; with an unknown word, a usage error naming them; and a bad
-// flag of any of them exits 2.
+// commandGroup makes cmd a group of its Subcommands: run bare or with
+// "help", it shows their help ("help SUB": SUB's); with an unknown word, a
+// usage error naming them.
 func commandGroup(cmd *cli.Command) *cli.Command {
 	var names []string
 	for _, sub := range cmd.Subcommands {
-		sub.OnUsageError = onUsageError
 		names = append(names, sub.Name)
 	}
 	cmd.HideHelpCommand = true
 	cmd.Action = func(c *cli.Context) error {
-		if c.Args().Present() {
-			return usagef("unknown %s command %q: want %s", strings.TrimPrefix(c.Command.HelpName, c.App.Name+" "), c.Args().First(), orList(names))
+		args := c.Args()
+		group := strings.TrimPrefix(c.Command.HelpName, c.App.Name+" ")
+		switch {
+		case !args.Present() || args.First() == "help" && args.Len() == 1:
+			return cli.ShowSubcommandHelp(c)
+		case args.First() == "help" && args.Len() == 2 && slices.Contains(names, args.Get(1)):
+			return cli.ShowCommandHelp(c, args.Get(1))
+		case args.First() == "help":
+			return usagef("%s help takes one of %s, got %q", group, orList(names), strings.Join(args.Tail(), " "))
 		}
-		return cli.ShowSubcommandHelp(c)
+		return usagef("unknown %s command %q: want %s", group, args.First(), orList(names))
 	}
 	return cmd
 }

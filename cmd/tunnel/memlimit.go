@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/urfave/cli/v2"
+	"github.com/tunnel-dev/tunnel/cmd/internal/cli"
 )
 
 // --memory-limit is Go's soft memory limit (debug.SetMemoryLimit, what

@@ -9,7 +9,7 @@ import (
 	"runtime/debug"
 	"testing"
 
-	"github.com/urfave/cli/v2"
+	"github.com/tunnel-dev/tunnel/cmd/internal/cli"
 )
 
 func TestParseByteSize(t *testing.T) {

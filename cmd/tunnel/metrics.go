@@ -2,8 +2,8 @@ package main
 
 import (
 	"github.com/rs/zerolog"
-	"github.com/urfave/cli/v2"
 
+	"github.com/tunnel-dev/tunnel/cmd/internal/cli"
 	"github.com/tunnel-dev/tunnel/cmd/roles/metrics"
 )
 

@@ -4,8 +4,8 @@ import (
 	"slices"
 
 	"github.com/rs/zerolog"
-	"github.com/urfave/cli/v2"
 
+	"github.com/tunnel-dev/tunnel/cmd/internal/cli"
 	"github.com/tunnel-dev/tunnel/cmd/roles/procs"
 )
 

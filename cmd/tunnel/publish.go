@@ -4,19 +4,12 @@ import (
 	"fmt"
 
 	"github.com/rs/zerolog"
-	"github.com/urfave/cli/v2"
 
+	"github.com/tunnel-dev/tunnel/cmd/internal/cli"
 	"github.com/tunnel-dev/tunnel/cmd/roles"
 	"github.com/tunnel-dev/tunnel/peer"
 	"github.com/tunnel-dev/tunnel/peer/identity"
 )
-
-// multiFlag collects every occurrence of a flag verbatim (urfave's
-// StringSlice would split on commas, which port specs will use).
-type multiFlag []string
-
-func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
-func (m *multiFlag) String() string     { return fmt.Sprint([]string(*m)) }
 
 func publishCommand() *cli.Command {
 	def := peer.DefaultLimits()
@@ -49,11 +42,11 @@ connections and their streams are capped small (--max-unauthorized*), and
 refusals are logged at most 10 times per key per 10 s.`,
 		Flags: append([]cli.Flag{
 			relayFlag(),
-			&cli.GenericFlag{Name: "public", Value: &multiFlag{}, Usage: "publish SPEC to any client (repeatable)"},
-			&cli.GenericFlag{Name: "private", Value: &multiFlag{}, Usage: "publish SPEC,ID[,ID...] to the listed clients only (repeatable)"},
-			&cli.GenericFlag{Name: "protected", Value: &multiFlag{}, Usage: "publish SPEC to members of --fleet only (repeatable)"},
+			&cli.StringSliceFlag{Name: "public", Usage: "publish SPEC to any client (repeatable)"},
+			&cli.StringSliceFlag{Name: "private", Usage: "publish SPEC,ID[,ID...] to the listed clients only (repeatable)"},
+			&cli.StringSliceFlag{Name: "protected", Usage: "publish SPEC to members of --fleet only (repeatable)"},
 			&cli.StringFlag{Name: "fleet", EnvVars: []string{"TUNNEL_FLEET"}, Usage: "fleet ID whose members may use -protected ports"},
-			&cli.GenericFlag{Name: "proxy-protocol", Value: &multiFlag{}, Usage: "send a PROXY v2 header with the client ID to published PORT's service (repeatable)"},
+			&cli.StringSliceFlag{Name: "proxy-protocol", Usage: "send a PROXY v2 header with the client ID to published PORT's service (repeatable)"},
 			limitFlag("max-clients", def.MaxConns, "client connections, in all"),
 			limitFlag("max-unauthorized", def.MaxUnauthorized, "connections of keys no port allowed yet, in all"),
 			limitFlag("max-unauthorized-per-key", def.UnauthorizedPerKey, "connections of one key no port allowed yet"),

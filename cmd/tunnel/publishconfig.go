@@ -7,9 +7,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/urfave/cli/v2"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tunnel-dev/tunnel/cmd/internal/cli"
 	"github.com/tunnel-dev/tunnel/peer"
 )
 
@@ -110,7 +110,7 @@ var publishFlags = []string{"public", "private", "protected", "proxy-protocol"}
 // port flags if it has any, else the config file's; --fleet from the
 // command line if given, else from the file.
 func publishRequest(c *cli.Context, lc *loadedConfig, file *configFile) (peer.Publish, error) {
-	multi := func(name string) []string { return *c.Generic(name).(*multiFlag) }
+	multi := c.StringSlice
 	req := peer.Publish{Public: multi("public"), Private: multi("private"), Protected: multi("protected"),
 		ProxyProtocol: multi("proxy-protocol"), Fleet: c.String("fleet")}
 	if lc == nil {

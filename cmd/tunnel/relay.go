@@ -4,8 +4,7 @@ import (
 	"os"
 	"runtime/debug"
 
-	"github.com/urfave/cli/v2"
-
+	"github.com/tunnel-dev/tunnel/cmd/internal/cli"
 	"github.com/tunnel-dev/tunnel/cmd/roles"
 	"github.com/tunnel-dev/tunnel/resolver/registry"
 )

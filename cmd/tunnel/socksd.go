@@ -1,8 +1,7 @@
 package main
 
 import (
-	"github.com/urfave/cli/v2"
-
+	"github.com/tunnel-dev/tunnel/cmd/internal/cli"
 	"github.com/tunnel-dev/tunnel/cmd/roles"
 )
 
@@ -95,8 +94,5 @@ are rate-limited per client address; the PAC file needs no password.`,
 			return client.Wait()
 		},
 	})
-	for _, sub := range cmd.Subcommands {
-		sub.OnUsageError = onUsageError
-	}
 	return cmd
 }

@@ -6,8 +6,7 @@ import (
 )
 
 // What a user types when no command matches: help is help (exit 0), and a
-// mistyped command is a usage error naming the commands (exit 2), not
-// urfave/cli's "No help topic" with exit 1.
+// mistyped command is a usage error naming the commands (exit 2).
 func TestTopLevel(t *testing.T) {
 	for _, c := range []struct {
 		args      []string

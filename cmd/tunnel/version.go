@@ -6,7 +6,7 @@ import (
 	"runtime"
 	"runtime/debug"
 
-	"github.com/urfave/cli/v2"
+	"github.com/tunnel-dev/tunnel/cmd/internal/cli"
 )
 
 // version and commit are stamped by the Makefile (-ldflags "-X

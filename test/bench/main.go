@@ -216,7 +216,7 @@ func run() error {
 		progress("building %s", b.bin)
 		// As `make build`: static, and with its tags, which change the
 		// footprint rows (BENCHMARKS.md, Footprint).
-		cmd := exec.Command("go", "build", "-tags", "urfave_cli_no_docs,nethttpomithttp2", "-o", b.bin, "./cmd/tunnel")
+		cmd := exec.Command("go", "build", "-tags", "nethttpomithttp2", "-o", b.bin, "./cmd/tunnel")
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {

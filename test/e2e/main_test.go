@@ -46,7 +46,7 @@ func runMain(m *testing.M) int {
 	defer os.RemoveAll(dir)
 
 	bin := filepath.Join(dir, "tunnel")
-	args := []string{"build", "-tags", "urfave_cli_no_docs,nethttpomithttp2", "-o", bin} // as make build
+	args := []string{"build", "-tags", "nethttpomithttp2", "-o", bin} // as make build
 	if os.Getenv("E2E_RACE") != "" {
 		args = append(args, "-race")
 	}
