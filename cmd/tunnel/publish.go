@@ -83,6 +83,7 @@ func runPublish(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	releaseStartPages(c.Context, d.Node, cfg.Log)
 	stop := onReload(c.Context, func() { reloadPublish(c, lc, d, cfg.Log) })
 	defer stop()
 	return d.Wait()
