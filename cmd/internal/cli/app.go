@@ -185,13 +185,20 @@ func (c *Context) parse(args []string) (done bool, err error) {
 			}
 		}
 	}
-	help := false
-	c.fs.BoolVar(&help, "help", false, "")
-	c.fs.BoolVar(&help, "h", false, "")
-	version := false
+	// -h, --help and the program's -v, --version, unless a flag of the
+	// command has taken the name.
+	help, version := false, false
+	for _, n := range []string{"help", "h"} {
+		if c.fs.Lookup(n) == nil {
+			c.fs.BoolVar(&help, n, false, "")
+		}
+	}
 	if c.parent == nil && c.App.Version != "" {
-		c.fs.BoolVar(&version, "version", false, "")
-		c.fs.BoolVar(&version, "v", false, "")
+		for _, n := range []string{"version", "v"} {
+			if c.fs.Lookup(n) == nil {
+				c.fs.BoolVar(&version, n, false, "")
+			}
+		}
 	}
 	for _, f := range cmd.Flags {
 		if err := fromEnv(c.fs, f); err != nil {
@@ -216,7 +223,7 @@ func (c *Context) parse(args []string) (done bool, err error) {
 // define adds f to fs under each of its names, holding v.
 func define(fs *flag.FlagSet, f Flag, v flag.Value) error {
 	for _, n := range f.Names() {
-		if n == "" || strings.HasPrefix(n, "-") || fs.Lookup(n) != nil {
+		if n == "" || strings.HasPrefix(n, "-") || strings.Contains(n, "=") || fs.Lookup(n) != nil {
 			// A programming error, not the user's: say so plainly.
 			return fmt.Errorf("cli: flag %q of %s defined twice or badly named", n, fs.Name())
 		}

@@ -284,11 +284,25 @@ func TestHelp(t *testing.T) {
 	}
 }
 
-// A flag defined twice is the program's mistake: an error, not a panic.
-func TestDefinedTwice(t *testing.T) {
-	app := &App{Name: "p", Flags: []Flag{&StringFlag{Name: "a"}, &BoolFlag{Name: "b", Aliases: []string{"a"}}}, Writer: &bytes.Buffer{}}
-	if err := app.Run([]string{"p"}); err == nil || !strings.Contains(err.Error(), `"a"`) {
-		t.Errorf("flag a defined twice: %v", err)
+// A flag defined twice or badly named is the program's mistake: an error,
+// not a panic. A flag may take the name of -h or -v.
+func TestDefinedBadly(t *testing.T) {
+	for _, flags := range [][]Flag{
+		{&StringFlag{Name: "a"}, &BoolFlag{Name: "b", Aliases: []string{"a"}}},
+		{&StringFlag{Name: "a=b"}},
+		{&StringFlag{Name: "-a"}},
+		{&StringFlag{}},
+	} {
+		app := &App{Name: "p", Flags: flags, Writer: &bytes.Buffer{}}
+		if err := app.Run([]string{"p"}); err == nil || !strings.Contains(err.Error(), "badly named") {
+			t.Errorf("flags %v: %v, want an error", flags[0].Names(), err)
+		}
+	}
+	var got string
+	app := &App{Name: "p", Version: "1", Flags: []Flag{&StringFlag{Name: "host", Aliases: []string{"h"}}, &BoolFlag{Name: "v"}},
+		Action: func(c *Context) error { got = fmt.Sprint(c.String("h"), " ", c.Bool("v")); return nil }, Writer: &bytes.Buffer{}}
+	if err := app.Run([]string{"p", "-h", "x", "-v"}); err != nil || got != "x true" {
+		t.Errorf("-h x -v with flags h and v: %v, got %q", err, got)
 	}
 }
 
