@@ -235,7 +235,7 @@ func readConfig(c *cli.Context, path string) (*configFile, error) {
 			if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
 				return fail(v.Line, "%s: want a list of values", name)
 			}
-			if err := f.flag.Check(v.Value); err != nil { // so that a reload refuses what the start would
+			if err := cli.Check(f.flag, v.Value); err != nil { // so that a reload refuses what the start would
 				return fail(v.Line, "%s: %q: %v", name, v.Value, err)
 			}
 			file.values[name] = append(file.values[name], v.Value)

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 
@@ -61,7 +60,6 @@ A rendezvous node ('tunnel relay', or the one socksd embeds) introduces the
 two and carries packets it cannot read.
 
 Long flags take one dash or two: -public and --public are the same.`,
-		HideHelpCommand: true,
 		// --version (-v) prints what `tunnel version` does.
 		Version: readBuildInfo().Version,
 		Flags: []cli.Flag{
@@ -90,66 +88,42 @@ Long flags take one dash or two: -public and --public are the same.`,
 		},
 		// A bad flag or environment variable anywhere exits 2.
 		OnUsageError: func(err error) error { return usageError{err} },
-		Action:       topLevel,
+		Action:       groupAction,
 	}
 	return app
 }
 
-// topLevel runs when no command matched: bare `tunnel` and `tunnel help`
-// show the help, `tunnel help COMMAND` that command's; any other word is a
-// usage error naming the commands.
-func topLevel(c *cli.Context) error {
-	args := c.Args()
-	if !args.Present() {
-		return cli.ShowAppHelp(c)
-	}
-	if args.First() == "help" {
-		switch args.Len() {
-		case 1:
-			return cli.ShowAppHelp(c)
-		case 2:
-			if c.App.Command(args.Get(1)) != nil {
-				return cli.ShowCommandHelp(c, args.Get(1))
-			}
-			return usagef("no command %q: want %s", args.Get(1), orList(commandNames(c.App)))
+// groupAction is the action of the program and of every group of
+// commands (fleet, fleet names), run when no command of the group matched:
+// bare or with "help" it shows the group's help, with "help COMMAND" that
+// command's; any other word is a usage error naming the group's commands.
+func groupAction(c *cli.Context) error {
+	var names []string
+	for _, sub := range c.Command.Subcommands {
+		if !sub.Hidden {
+			names = append(names, sub.Name)
 		}
+	}
+	// "" for the program, "fleet " for `tunnel fleet`.
+	group := strings.TrimPrefix(c.Command.HelpName+" ", c.App.Name+" ")
+	args := c.Args()
+	switch {
+	case !args.Present() || args.First() == "help" && args.Len() == 1:
+		return cli.ShowHelp(c)
+	case args.First() != "help":
+		return usagef("unknown %scommand %q: want %s", group, args.First(), orList(names))
+	case args.Len() > 2:
 		return usagef("help takes one command at most, got %q", strings.Join(args.Tail(), " "))
 	}
-	return usagef("unknown command %q: want %s", args.First(), orList(commandNames(c.App)))
-}
-
-func commandNames(app *cli.App) []string {
-	var names []string
-	for _, c := range app.Commands {
-		if !c.Hidden {
-			names = append(names, c.Name)
-		}
+	if err := cli.ShowCommandHelp(c, args.Get(1)); !errors.Is(err, cli.ErrNoCommand) {
+		return err
 	}
-	return names
+	return usagef("no %scommand %q: want %s", group, args.Get(1), orList(names))
 }
 
-// commandGroup makes cmd a group of its Subcommands: run bare or with
-// "help", it shows their help ("help SUB": SUB's); with an unknown word, a
-// usage error naming them.
+// commandGroup makes cmd a group of its Subcommands (groupAction).
 func commandGroup(cmd *cli.Command) *cli.Command {
-	var names []string
-	for _, sub := range cmd.Subcommands {
-		names = append(names, sub.Name)
-	}
-	cmd.HideHelpCommand = true
-	cmd.Action = func(c *cli.Context) error {
-		args := c.Args()
-		group := strings.TrimPrefix(c.Command.HelpName, c.App.Name+" ")
-		switch {
-		case !args.Present() || args.First() == "help" && args.Len() == 1:
-			return cli.ShowSubcommandHelp(c)
-		case args.First() == "help" && args.Len() == 2 && slices.Contains(names, args.Get(1)):
-			return cli.ShowCommandHelp(c, args.Get(1))
-		case args.First() == "help":
-			return usagef("%s help takes one of %s, got %q", group, orList(names), strings.Join(args.Tail(), " "))
-		}
-		return usagef("unknown %s command %q: want %s", group, args.First(), orList(names))
-	}
+	cmd.Action = groupAction
 	return cmd
 }
 

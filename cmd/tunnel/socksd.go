@@ -47,8 +47,7 @@ are rate-limited per client address; the PAC file needs no password.`,
 			&cli.BoolFlag{Name: "allow-local-users", EnvVars: []string{"TUNNEL_ALLOW_LOCAL_USERS"},
 				Usage: "serve the loopback clients of every local user, not only this user's and root's (checked on Linux only: elsewhere every local user is served)"},
 		}, append(metricsFlags(), memoryLimitFlag(), procsFlag())...),
-		HideHelpCommand: true,
-		Subcommands:     []*cli.Command{passwdCommand()},
+		Subcommands: []*cli.Command{passwdCommand()},
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
 				return err

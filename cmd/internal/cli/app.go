@@ -6,7 +6,7 @@
 // their help with text/template, whose executor looks methods up by a name
 // computed at run time; that keeps the linker from dropping any exported
 // method of any type in the binary, which cost every tunnel process
-// 1.6-1.9 MiB of resident binary (BENCHMARKS.md, round seven). Nothing
+// 2.2 MiB of resident binary (BENCHMARKS.md, round seven). Nothing
 // here uses reflection.
 //
 // What a caller may rely on:
@@ -49,11 +49,6 @@ type App struct {
 	Commands    []*Command
 	Action      ActionFunc
 
-	// HideHelpCommand is accepted for the help's sake: no "help" command
-	// is listed. (There is no implicit help command; the Action sees the
-	// word "help" like any other.)
-	HideHelpCommand bool
-
 	// OnUsageError, if set, is given every error in what the user typed
 	// and returns what Run returns.
 	OnUsageError func(error) error
@@ -76,17 +71,9 @@ type Command struct {
 	Action      ActionFunc
 	Hidden      bool // left out of its group's list
 
-	// HideHelpCommand: see App.
-	HideHelpCommand bool
-
 	// HelpName is the command as typed from the program on: "tunnel fleet
 	// add". Run sets it.
 	HelpName string
-}
-
-// Command returns the app's command called name, or nil.
-func (a *App) Command(name string) *Command {
-	return findCommand(a.Commands, name)
 }
 
 func findCommand(cmds []*Command, name string) *Command {
@@ -114,7 +101,7 @@ func (a *App) RunContext(ctx context.Context, args []string) error {
 		a.Reader = os.Stdin
 	}
 	root := &Command{Name: a.Name, HelpName: a.Name, Usage: a.Usage, Description: a.Description,
-		Flags: a.Flags, Subcommands: a.Commands, Action: a.Action, HideHelpCommand: a.HideHelpCommand}
+		Flags: a.Flags, Subcommands: a.Commands, Action: a.Action}
 	if len(args) > 0 {
 		args = args[1:]
 	}
@@ -139,7 +126,7 @@ func (a *App) run(ctx context.Context, parent *Context, cmd *Command, args []str
 	}
 	if cmd.Action == nil {
 		if len(cmd.Subcommands) > 0 {
-			return ShowSubcommandHelp(c)
+			return ShowHelp(c)
 		}
 		return nil
 	}
@@ -157,29 +144,25 @@ func (a *App) usageError(err error) error {
 // is true when the flags asked for help or the version, which it printed.
 func (c *Context) parse(args []string) (done bool, err error) {
 	cmd := c.Command
-	name := cmd.HelpName
-	if name == "" {
-		name = cmd.Name
-	}
-	c.fs = flag.NewFlagSet(name, flag.ContinueOnError)
+	c.fs = flag.NewFlagSet(cmd.HelpName, flag.ContinueOnError)
 	c.fs.SetOutput(io.Discard)
 	c.fs.Usage = func() {}
-	own := map[string]bool{}
 	for _, f := range cmd.Flags {
-		if err := define(c.fs, f, f.spec().value); err != nil {
+		s := f.spec()
+		if err := define(c.fs, f, s.value); err != nil {
 			return false, err
 		}
-		for _, n := range f.Names() {
-			own[n] = true
+		if err := fromEnv(c.fs, f, s.env); err != nil {
+			return false, c.App.usageError(err)
 		}
 	}
 	if c.parent != nil {
-		// The program's flags, sharing the values the program's flag set
-		// holds, so that a global flag after the command is the same as
-		// before it.
+		// The program's flags the command has no flag of its own for,
+		// sharing the values the program's flag set holds, so that a
+		// global flag after the command is the same as before it.
 		for _, f := range c.App.Flags {
-			if !own[f.Names()[0]] {
-				if err := define(c.fs, f, c.root.fs.Lookup(f.Names()[0]).Value); err != nil {
+			if name := f.Names()[0]; c.fs.Lookup(name) == nil {
+				if err := define(c.fs, f, c.root.fs.Lookup(name).Value); err != nil {
 					return false, err
 				}
 			}
@@ -200,19 +183,12 @@ func (c *Context) parse(args []string) (done bool, err error) {
 			}
 		}
 	}
-	for _, f := range cmd.Flags {
-		if err := fromEnv(c.fs, f); err != nil {
-			return false, c.App.usageError(err)
-		}
-	}
 	if err := c.fs.Parse(args); err != nil {
 		return false, c.App.usageError(err)
 	}
 	switch {
-	case help && c.parent == nil:
-		return true, ShowAppHelp(c)
 	case help:
-		return true, writeCommandHelp(c.App.Writer, c.Command, c.App.Flags)
+		return true, ShowHelp(c)
 	case version:
 		_, err := fmt.Fprintf(c.App.Writer, "%s version %s\n", c.App.Name, c.App.Version)
 		return true, err
@@ -232,10 +208,10 @@ func define(fs *flag.FlagSet, f Flag, v flag.Value) error {
 	return nil
 }
 
-// fromEnv sets f from the first of its environment variables set to a
-// non-empty value.
-func fromEnv(fs *flag.FlagSet, f Flag) error {
-	for _, env := range f.spec().env {
+// fromEnv sets f, defined in fs, from the first of its environment
+// variables envs set to a non-empty value.
+func fromEnv(fs *flag.FlagSet, f Flag, envs []string) error {
+	for _, env := range envs {
 		v := os.Getenv(env)
 		if v == "" {
 			continue

@@ -324,8 +324,8 @@ func TestCheck(t *testing.T) {
 		{&DurationFlag{}, "10s", nil},
 		{&DurationFlag{}, "10", errWantDuration},
 	} {
-		if err := tc.f.Check(tc.v); err != tc.want {
-			t.Errorf("%T.Check(%q) = %v, want %v", tc.f, tc.v, err, tc.want)
+		if err := Check(tc.f, tc.v); err != tc.want {
+			t.Errorf("Check(%T, %q) = %v, want %v", tc.f, tc.v, err, tc.want)
 		}
 	}
 }

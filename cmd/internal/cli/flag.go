@@ -15,11 +15,12 @@ import (
 type Flag interface {
 	// Names are the flag's name and then its aliases.
 	Names() []string
-	// Check returns an error, saying what the flag wants, if v is not a
-	// value the flag takes: what parsing the flag would refuse.
-	Check(v string) error
 	spec() flagSpec
 }
+
+// Check returns an error, saying what f wants, if v is not a value f
+// takes: what parsing f would refuse.
+func Check(f Flag, v string) error { return f.spec().value.Set(v) }
 
 // flagSpec is what every flag type has in common.
 type flagSpec struct {
@@ -43,8 +44,6 @@ func names(name string, aliases []string) []string {
 	return append([]string{name}, aliases...)
 }
 
-func check(v flag.Value, s string) error { return v.Set(s) }
-
 // StringFlag takes any text.
 type StringFlag struct {
 	Name    string
@@ -55,8 +54,7 @@ type StringFlag struct {
 	Hidden  bool
 }
 
-func (f *StringFlag) Names() []string      { return names(f.Name, f.Aliases) }
-func (f *StringFlag) Check(v string) error { return nil }
+func (f *StringFlag) Names() []string { return names(f.Name, f.Aliases) }
 func (f *StringFlag) spec() flagSpec {
 	v := stringValue(f.Value)
 	return flagSpec{f.Usage, f.EnvVars, f.Hidden, &v}
@@ -72,8 +70,7 @@ type BoolFlag struct {
 	Hidden  bool
 }
 
-func (f *BoolFlag) Names() []string      { return names(f.Name, f.Aliases) }
-func (f *BoolFlag) Check(v string) error { return check(new(boolValue), v) }
+func (f *BoolFlag) Names() []string { return names(f.Name, f.Aliases) }
 func (f *BoolFlag) spec() flagSpec {
 	v := boolValue(f.Value)
 	return flagSpec{f.Usage, f.EnvVars, f.Hidden, &v}
@@ -89,8 +86,7 @@ type IntFlag struct {
 	Hidden  bool
 }
 
-func (f *IntFlag) Names() []string      { return names(f.Name, f.Aliases) }
-func (f *IntFlag) Check(v string) error { return check(new(intValue), v) }
+func (f *IntFlag) Names() []string { return names(f.Name, f.Aliases) }
 func (f *IntFlag) spec() flagSpec {
 	v := intValue(f.Value)
 	return flagSpec{f.Usage, f.EnvVars, f.Hidden, &v}
@@ -106,8 +102,7 @@ type UintFlag struct {
 	Hidden  bool
 }
 
-func (f *UintFlag) Names() []string      { return names(f.Name, f.Aliases) }
-func (f *UintFlag) Check(v string) error { return check(new(uintValue), v) }
+func (f *UintFlag) Names() []string { return names(f.Name, f.Aliases) }
 func (f *UintFlag) spec() flagSpec {
 	v := uintValue(f.Value)
 	return flagSpec{f.Usage, f.EnvVars, f.Hidden, &v}
@@ -123,8 +118,7 @@ type Float64Flag struct {
 	Hidden  bool
 }
 
-func (f *Float64Flag) Names() []string      { return names(f.Name, f.Aliases) }
-func (f *Float64Flag) Check(v string) error { return check(new(floatValue), v) }
+func (f *Float64Flag) Names() []string { return names(f.Name, f.Aliases) }
 func (f *Float64Flag) spec() flagSpec {
 	v := floatValue(f.Value)
 	return flagSpec{f.Usage, f.EnvVars, f.Hidden, &v}
@@ -140,8 +134,7 @@ type DurationFlag struct {
 	Hidden  bool
 }
 
-func (f *DurationFlag) Names() []string      { return names(f.Name, f.Aliases) }
-func (f *DurationFlag) Check(v string) error { return check(new(durationValue), v) }
+func (f *DurationFlag) Names() []string { return names(f.Name, f.Aliases) }
 func (f *DurationFlag) spec() flagSpec {
 	v := durationValue(f.Value)
 	return flagSpec{f.Usage, f.EnvVars, f.Hidden, &v}
@@ -157,8 +150,7 @@ type StringSliceFlag struct {
 	Hidden  bool
 }
 
-func (f *StringSliceFlag) Names() []string      { return names(f.Name, f.Aliases) }
-func (f *StringSliceFlag) Check(v string) error { return nil }
+func (f *StringSliceFlag) Names() []string { return names(f.Name, f.Aliases) }
 func (f *StringSliceFlag) spec() flagSpec {
 	return flagSpec{f.Usage, f.EnvVars, f.Hidden, new(stringsValue)}
 }

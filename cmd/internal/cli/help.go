@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -8,8 +9,16 @@ import (
 	"text/tabwriter"
 )
 
-// ShowAppHelp prints the program's help: its commands and global flags.
-func ShowAppHelp(c *Context) error {
+// ShowHelp prints the help of c's command: its subcommands and flags, or,
+// when c is the program's, the program's commands and global flags.
+func ShowHelp(c *Context) error {
+	if c.parent == nil {
+		return showAppHelp(c)
+	}
+	return writeCommandHelp(c.App.Writer, c.Command, c.App.Flags)
+}
+
+func showAppHelp(c *Context) error {
 	a := c.App
 	var b strings.Builder
 	section(&b, "NAME", a.Name+" - "+a.Usage)
@@ -32,28 +41,24 @@ func ShowAppHelp(c *Context) error {
 	return err
 }
 
+// ErrNoCommand is ShowCommandHelp's answer for a name that is no command.
+var ErrNoCommand = errors.New("no such command")
+
 // ShowCommandHelp prints the help of the command called name of c's
-// command (the program's, when c is the program's).
+// command (the program's, when c is the program's), or returns
+// ErrNoCommand.
 func ShowCommandHelp(c *Context, name string) error {
 	cmd := findCommand(c.Command.Subcommands, name)
 	if cmd == nil {
-		return fmt.Errorf("no command %q", name)
+		return fmt.Errorf("%w: %q", ErrNoCommand, name)
 	}
 	cmd.HelpName = c.Command.HelpName + " " + cmd.Name
 	return writeCommandHelp(c.App.Writer, cmd, c.App.Flags)
 }
 
-// ShowSubcommandHelp prints the help of c's command, a group.
-func ShowSubcommandHelp(c *Context) error {
-	return writeCommandHelp(c.App.Writer, c.Command, c.App.Flags)
-}
-
 func writeCommandHelp(w io.Writer, cmd *Command, globals []Flag) error {
 	var b strings.Builder
 	name := cmd.HelpName
-	if name == "" {
-		name = cmd.Name
-	}
 	section(&b, "NAME", name+" - "+cmd.Usage)
 	usage := cmd.UsageText
 	if usage == "" {
