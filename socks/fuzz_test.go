@@ -52,6 +52,9 @@ func FuzzHTTPFront(f *testing.F) {
 		"CONNECT [::1]:0 HTTP/1.1\r\n\r\n",
 		"GET http://yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy.tunnel/a?b HTTP/1.1\r\nProxy-Connection: keep-alive\r\n\r\n",
 		"POST http://x.tunnel:8080/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+		// A port with leading zeros is the number it spells: 01 dials 1.
+		"GET http://000000000:01 HTTP/1.1\r\n\r\n",
+		"CONNECT x.tunnel:022 HTTP/1.1\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -115,11 +118,11 @@ func FuzzHTTPFront(f *testing.F) {
 			(req.URL.Path == "/proxy.pac" || req.URL.Path == "/wpad.dat")
 		switch {
 		case fwdOK:
-			if len(dials) != 1 || dials[0] != net.JoinHostPort(req.URL.Hostname(), fport) || resp.StatusCode != http.StatusForbidden {
+			if len(dials) != 1 || dials[0] != net.JoinHostPort(req.URL.Hostname(), strconv.FormatUint(fn, 10)) || resp.StatusCode != http.StatusForbidden {
 				t.Fatalf("forward %q: dialed %v, status %d", req.URL, dials, resp.StatusCode)
 			}
 		case req.Method == http.MethodConnect && herr == nil && perr == nil && n != 0 && host != "":
-			if len(dials) != 1 || dials[0] != net.JoinHostPort(host, port) || resp.StatusCode != http.StatusForbidden {
+			if len(dials) != 1 || dials[0] != net.JoinHostPort(host, strconv.FormatUint(n, 10)) || resp.StatusCode != http.StatusForbidden {
 				t.Fatalf("CONNECT %q: dialed %v, status %d", req.Host, dials, resp.StatusCode)
 			}
 		case len(dials) != 0:
