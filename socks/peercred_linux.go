@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"sync"
 	"syscall"
 )
 
@@ -17,7 +18,8 @@ import (
 //
 //   - sock_diag (NETLINK_INET_DIAG), the way ss(8) asks: one exact lookup
 //     by the connection's four-tuple, answered from the kernel's hash
-//     table: 20 µs with 10,000 sockets open (BenchmarkSocketUID).
+//     table: 3 µs with 10,000 sockets open (BenchmarkSocketUID), on a
+//     socket kept open for all lookups (diagSock).
 //   - /proc/net/tcp and /proc/net/tcp6, which the kernel renders in full
 //     on every read: O(sockets), 41 ms with 10,000 of them, which would
 //     cap socksd at a few dozen connections a second per core. It is
@@ -62,53 +64,83 @@ const (
 	diagMsgInodeOff = 4 + 48 + 4*4
 )
 
+// diagSock is the one netlink socket every lookup asks through, opened by
+// the first and kept: opening and closing one cost as much as the lookup
+// itself (on the bench machine a lookup took 8.9 µs with a socket of its
+// own and 3.2 on the kept one; after 20 ms idle, 84 and 41), and socksd
+// looks up every connection before it answers it. Lookups take turns on
+// it; the kernel answers an exact lookup within the send, so a turn is
+// short (the receive timeout is only a backstop). Any failure other than a
+// clean answer closes it, and replies are matched by sequence number, so
+// a reply that came late never answers a later question.
+var diagSock struct {
+	mu   sync.Mutex
+	fd   int
+	open bool
+	seq  uint32
+}
+
 // diagUID asks sock_diag for the one socket with this four-tuple.
 func diagUID(local, remote netip.AddrPort) (uint32, error) {
+	diagSock.mu.Lock()
+	defer diagSock.mu.Unlock()
+	if !diagSock.open {
+		fd, err := openDiag()
+		if err != nil {
+			return 0, err
+		}
+		diagSock.fd, diagSock.open = fd, true
+	}
+	diagSock.seq++
+	uid, err := diagAsk(diagSock.fd, diagSock.seq, local, remote)
+	if err != nil && !errors.Is(err, errNoSocket) {
+		syscall.Close(diagSock.fd)
+		diagSock.open = false
+	}
+	return uid, err
+}
+
+// openDiag opens a sock_diag socket.
+func openDiag() (int, error) {
 	fd, err := syscall.Socket(syscall.AF_NETLINK, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, syscall.NETLINK_INET_DIAG)
 	if err != nil {
-		return 0, fmt.Errorf("sock_diag: %w", err)
+		return -1, fmt.Errorf("sock_diag: %w", err)
 	}
-	defer syscall.Close(fd)
 	// A reply that never comes must not hold a connection's goroutine.
 	tv := syscall.Timeval{Sec: 1}
 	if err := syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv); err != nil {
-		return 0, fmt.Errorf("sock_diag: %w", err)
+		syscall.Close(fd)
+		return -1, fmt.Errorf("sock_diag: %w", err)
 	}
+	return fd, nil
+}
 
-	family := byte(syscall.AF_INET6)
-	la, ra := local.Addr().Unmap(), remote.Addr().Unmap()
-	if la.Is4() && ra.Is4() {
-		// An IPv4 connection is hashed by its IPv4 addresses, whichever
-		// family its sockets are.
-		family = syscall.AF_INET
-	}
-	var req [nlmHdrLen + diagReqLen]byte
-	binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))
-	binary.NativeEndian.PutUint16(req[4:], sockDiagByFamily)
-	binary.NativeEndian.PutUint16(req[6:], syscall.NLM_F_REQUEST) // no DUMP: an exact lookup
-	binary.NativeEndian.PutUint32(req[8:], 1)                     // seq
-	r := req[nlmHdrLen:]
-	r[0], r[1] = family, syscall.IPPROTO_TCP
-	binary.NativeEndian.PutUint32(r[4:], 0xffffffff) // every state
-	id := r[8:]
-	binary.BigEndian.PutUint16(id[0:], local.Port())
-	binary.BigEndian.PutUint16(id[2:], remote.Port())
-	putDiagAddr(id[4:20], la)
-	putDiagAddr(id[20:36], ra)
-	binary.NativeEndian.PutUint32(id[40:], 0xffffffff) // INET_DIAG_NOCOOKIE
-	binary.NativeEndian.PutUint32(id[44:], 0xffffffff)
-	if err := syscall.Sendto(fd, req[:], 0, &syscall.SockaddrNetlink{Family: syscall.AF_NETLINK}); err != nil {
-		return 0, fmt.Errorf("sock_diag: %w", err)
-	}
+// diagStaleReplies bounds the replies of earlier questions a lookup skips
+// before it gives up (and its socket is closed).
+const diagStaleReplies = 4
 
+// diagAsk sends the question numbered seq on fd and reads its answer.
+func diagAsk(fd int, seq uint32, local, remote netip.AddrPort) (uint32, error) {
+	if err := diagSend(fd, seq, local, remote); err != nil {
+		return 0, err
+	}
 	var resp [512]byte
-	n, _, err := syscall.Recvfrom(fd, resp[:], 0)
-	if err != nil {
-		return 0, fmt.Errorf("sock_diag: %w", err)
-	}
-	m := resp[:n]
-	if len(m) < nlmHdrLen {
-		return 0, fmt.Errorf("sock_diag: short reply of %d bytes", n)
+	var m []byte
+	for stale := 0; ; stale++ {
+		n, _, err := syscall.Recvfrom(fd, resp[:], 0)
+		if err != nil {
+			return 0, fmt.Errorf("sock_diag: %w", err)
+		}
+		m = resp[:n]
+		if len(m) < nlmHdrLen {
+			return 0, fmt.Errorf("sock_diag: short reply of %d bytes", n)
+		}
+		if binary.NativeEndian.Uint32(m[8:]) == seq {
+			break
+		}
+		if stale == diagStaleReplies {
+			return 0, errors.New("sock_diag: no reply to this question")
+		}
 	}
 	switch binary.NativeEndian.Uint16(m[4:]) {
 	case nlmsgError:
@@ -122,12 +154,12 @@ func diagUID(local, remote netip.AddrPort) (uint32, error) {
 		return 0, fmt.Errorf("sock_diag: %w", errno)
 	case sockDiagByFamily:
 		if len(m) < nlmHdrLen+diagMsgLen {
-			return 0, fmt.Errorf("sock_diag: short reply of %d bytes", n)
+			return 0, fmt.Errorf("sock_diag: short reply of %d bytes", len(m))
 		}
 		msg := m[nlmHdrLen:]
 		// The kernel answers for the socket asked about; check it anyway
 		// (the ports: an AF_INET6 socket's addresses come back v4-mapped).
-		if !bytes.Equal(msg[4:8], id[:4]) {
+		if binary.BigEndian.Uint16(msg[4:]) != local.Port() || binary.BigEndian.Uint16(msg[6:]) != remote.Port() {
 			return 0, errors.New("sock_diag: the reply is about another socket")
 		}
 		if binary.NativeEndian.Uint32(msg[diagMsgInodeOff:]) == 0 {
@@ -136,6 +168,37 @@ func diagUID(local, remote netip.AddrPort) (uint32, error) {
 		return binary.NativeEndian.Uint32(msg[diagMsgUIDOff:]), nil
 	}
 	return 0, fmt.Errorf("sock_diag: unexpected reply type %d", binary.NativeEndian.Uint16(m[4:]))
+}
+
+// diagSend sends on fd the question numbered seq: which socket has this
+// four-tuple.
+func diagSend(fd int, seq uint32, local, remote netip.AddrPort) error {
+	family := byte(syscall.AF_INET6)
+	la, ra := local.Addr().Unmap(), remote.Addr().Unmap()
+	if la.Is4() && ra.Is4() {
+		// An IPv4 connection is hashed by its IPv4 addresses, whichever
+		// family its sockets are.
+		family = syscall.AF_INET
+	}
+	var req [nlmHdrLen + diagReqLen]byte
+	binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))
+	binary.NativeEndian.PutUint16(req[4:], sockDiagByFamily)
+	binary.NativeEndian.PutUint16(req[6:], syscall.NLM_F_REQUEST) // no DUMP: an exact lookup
+	binary.NativeEndian.PutUint32(req[8:], seq)
+	r := req[nlmHdrLen:]
+	r[0], r[1] = family, syscall.IPPROTO_TCP
+	binary.NativeEndian.PutUint32(r[4:], 0xffffffff) // every state
+	id := r[8:]
+	binary.BigEndian.PutUint16(id[0:], local.Port())
+	binary.BigEndian.PutUint16(id[2:], remote.Port())
+	putDiagAddr(id[4:20], la)
+	putDiagAddr(id[20:36], ra)
+	binary.NativeEndian.PutUint32(id[40:], 0xffffffff) // INET_DIAG_NOCOOKIE
+	binary.NativeEndian.PutUint32(id[44:], 0xffffffff)
+	if err := syscall.Sendto(fd, req[:], 0, &syscall.SockaddrNetlink{Family: syscall.AF_NETLINK}); err != nil {
+		return fmt.Errorf("sock_diag: %w", err)
+	}
+	return nil
 }
 
 // putDiagAddr writes a in inet_diag_sockid's form: an IPv4 address in the

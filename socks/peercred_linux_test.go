@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"testing"
 	"time"
 )
@@ -84,6 +85,67 @@ func TestSocketUID(t *testing.T) {
 		}
 		s.Close()
 		ln.Close()
+	}
+}
+
+// The kept sock_diag socket answers each lookup with its own reply: with
+// lookups of several connections at once, and with a reply to an earlier
+// question waiting in it (one whose lookup gave up), which must be skipped
+// rather than taken for the answer, and must not close the socket.
+func TestDiagSocketKept(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	want := uint32(os.Getuid())
+	type pair struct{ client, server netip.AddrPort }
+	var pairs []pair
+	for range 8 {
+		c, s := loopbackPair(t, ln, ln.Addr().String())
+		defer c.Close()
+		defer s.Close()
+		pairs = append(pairs, pair{addrPort(s.RemoteAddr()), addrPort(s.LocalAddr())})
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(pairs))
+	for _, p := range pairs {
+		wg.Go(func() {
+			for range 50 {
+				if uid, err := diagUID(p.client, p.server); err != nil || uid != want {
+					errs <- fmt.Errorf("%s → %s: uid %d, %v", p.client, p.server, uid, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+
+	// A late reply: ask about pairs[0] under a number no lookup uses, and
+	// leave its answer in the socket.
+	diagSock.mu.Lock()
+	if !diagSock.open {
+		diagSock.mu.Unlock()
+		t.Fatal("no socket kept after successful lookups")
+	}
+	fd := diagSock.fd
+	if err := diagSend(fd, diagSock.seq+1000, pairs[0].client, pairs[0].server); err != nil {
+		diagSock.mu.Unlock()
+		t.Fatal(err)
+	}
+	diagSock.mu.Unlock()
+	if uid, err := diagUID(pairs[1].client, pairs[1].server); err != nil || uid != want {
+		t.Fatalf("lookup after a late reply: uid %d, %v; want %d", uid, err, want)
+	}
+	diagSock.mu.Lock()
+	kept := diagSock.open && diagSock.fd == fd
+	diagSock.mu.Unlock()
+	if !kept {
+		t.Error("the socket was replaced after a late reply it should have skipped")
 	}
 }
 
