@@ -27,10 +27,14 @@ type Status struct {
 	Registered bool   `json:"registered"`
 	// Leased: registered on a lease (a device), with no connection to
 	// the relay open.
-	Leased   bool         `json:"leased"`
-	Observed string       `json:"observed,omitempty"`
-	PathMode string       `json:"path_mode"`
-	Peers    []PeerStatus `json:"peers"`
+	Leased   bool   `json:"leased"`
+	Observed string `json:"observed,omitempty"`
+	PathMode string `json:"path_mode"`
+	// Procs is how many cores run the role's Go code at once now
+	// (GOMAXPROCS): with --procs auto, one while the role is light and
+	// more while it is busy (cmd/roles/procs).
+	Procs int          `json:"procs"`
+	Peers []PeerStatus `json:"peers"`
 }
 
 // PeerStatus is one end-to-end connection.
@@ -67,7 +71,7 @@ func StatusPath(home, role string) string { return filepath.Join(home, role+".so
 func StatusOf(role string, n *Node) Status {
 	tn := n.Transport
 	d := Status{Role: role, ID: tn.Key().ID().String(), Endpoint: tn.Endpoint().String(),
-		PathMode: tn.Mode().String(), Peers: []PeerStatus{}}
+		PathMode: tn.Mode().String(), Procs: runtime.GOMAXPROCS(0), Peers: []PeerStatus{}}
 	if home, ok := n.Resolver.Home(); ok {
 		d.Relay, d.Registered, d.Leased = home.String(), true, n.Resolver.Leased()
 	} else {
@@ -147,7 +151,7 @@ func WriteStatus(w io.Writer, docs []Status) error {
 		if !d.Registered {
 			relay = "relay - (not registered; given " + d.Relay + ")"
 		}
-		fmt.Fprintf(tw, "%s  %s  %s  observed %s  path mode %s\n", d.Role, d.ID, relay, orDash(d.Observed), d.PathMode)
+		fmt.Fprintf(tw, "%s  %s  %s  observed %s  path mode %s  procs %d\n", d.Role, d.ID, relay, orDash(d.Observed), d.PathMode, d.Procs)
 		if len(d.Peers) == 0 {
 			fmt.Fprintln(tw, "  no peers")
 			continue

@@ -3,7 +3,9 @@ package roles
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -91,6 +93,10 @@ func TestStatusRelayInUse(t *testing.T) {
 	var out bytes.Buffer
 	if err := WriteStatus(&out, []Status{st}); err != nil || !strings.Contains(out.String(), "relay "+b.Addr().String()) {
 		t.Fatalf("printed %q (%v), want the relay in use", out.String(), err)
+	}
+	// And the cores its Go code runs on now.
+	if want := fmt.Sprintf("procs %d\n", runtime.GOMAXPROCS(0)); st.Procs != runtime.GOMAXPROCS(0) || !strings.Contains(out.String(), want) {
+		t.Errorf("status procs %d, printed %q; want %q", st.Procs, out.String(), want)
 	}
 	// A device holds its registration on a lease, and says so.
 	var devOut bytes.Buffer

@@ -17,7 +17,8 @@
 //  1. bulk throughput up and down, nc through each SOCKS proxy (plain nc for
 //     raw TCP and the pipe), rounds alternating between the paths; then one
 //     profiled upload and download per path for the CPU by layer (layers.go);
-//  2. connect latency: SOCKS CONNECT + 1-byte echo, samples interleaved;
+//  2. connect latency: SOCKS CONNECT + 1-byte echo, samples interleaved,
+//     back to back and then each after an idle gap;
 //  3. 1,000 concurrent 64 KiB echo streams through one socksd;
 //  4. relay memory per idle device (devices run in this process) and per
 //     idle relayed stream;
@@ -53,6 +54,8 @@ type config struct {
 	bulkCap     time.Duration
 	samples     int
 	warmup      int
+	idleSamples int
+	idleGap     time.Duration
 	streams     int
 	streamBytes int
 	devices     int
@@ -74,6 +77,8 @@ func main() {
 	flag.DurationVar(&cfg.bulkCap, "bulk-max", 5*time.Second, "time cap of one bulk transfer")
 	flag.IntVar(&cfg.samples, "samples", 300, "connect+echo samples per path")
 	flag.IntVar(&cfg.warmup, "warmup", 30, "connect+echo warm-up samples per path")
+	flag.IntVar(&cfg.idleSamples, "idle-samples", 100, "connect+echo samples per path after an idle gap each (0: none)")
+	flag.DurationVar(&cfg.idleGap, "idle-gap", 20*time.Millisecond, "the idle gap before each of those samples")
 	flag.IntVar(&cfg.streams, "streams", 1000, "concurrent streams")
 	streamKiB := flag.Int("stream-kib", 64, "bytes echoed per concurrent stream, in KiB")
 	flag.IntVar(&cfg.devices, "devices", 300, "idle devices registered at the relay")
@@ -90,7 +95,7 @@ func main() {
 	}
 	cfg.bulkBytes = *bulkMiB << 20
 	cfg.streamBytes = *streamKiB << 10
-	if cfg.rounds < 1 || cfg.samples < 1 || cfg.bulkBytes <= 0 || cfg.streams < 1 || cfg.devices < 1 || cfg.idleStreams < 1 {
+	if cfg.rounds < 1 || cfg.samples < 1 || cfg.idleSamples < 0 || cfg.idleGap < 0 || cfg.bulkBytes <= 0 || cfg.streams < 1 || cfg.devices < 1 || cfg.idleStreams < 1 {
 		fmt.Fprintln(os.Stderr, "bench: counts must be positive")
 		os.Exit(2)
 	}

@@ -15,12 +15,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/cmd/roles"
 	"github.com/tunnel-dev/tunnel/resolver"
 )
 
@@ -294,6 +296,7 @@ func (b *bench) latency(res *results) error {
 	res.lat = map[string][]time.Duration{}
 	res.latFail = map[string]int{}
 	res.latErr = map[string]string{}
+	res.latProcs[0] = b.rolesProcs()
 	for i := range cfg.warmup + cfg.samples {
 		for _, t := range b.targets {
 			d, err := echoOnce(t)
@@ -317,7 +320,72 @@ func (b *bench) latency(res *results) error {
 		progress("%-15s connect+echo median %s  p90 %s  (%d samples, %d failed%s)", t.name,
 			fmtDur(quantileDur(s, 0.5)), fmtDur(quantileDur(s, 0.9)), len(s), res.latFail[t.name], last)
 	}
+	res.latProcs[1] = b.rolesProcs()
+	b.latencyIdle(res)
+	res.latProcs[2] = b.rolesProcs()
+	progress("cores of the tunnel's roles: before %s; after the back-to-back samples %s; after the idle ones %s",
+		res.latProcs[0], res.latProcs[1], res.latProcs[2])
 	return b.alive()
+}
+
+// latencyIdle takes the connect + echo samples of the main table's paths
+// again, each after cfg.idleGap with nothing running: what a user sees who
+// opens a connection after a pause, when the processes on the path (and the
+// CPUs) have gone to sleep. Back-to-back samples keep them awake, which
+// flatters every path, most of all those with more processes and threads
+// on them to wake.
+func (b *bench) latencyIdle(res *results) {
+	res.latIdle = map[string][]time.Duration{}
+	res.latIdleFail = map[string]int{}
+	if cfg.idleSamples == 0 {
+		return
+	}
+	var ts []*target
+	for _, t := range b.targets {
+		if slices.Contains(columns, t.name) {
+			ts = append(ts, t)
+		}
+	}
+	progress("== 2b. connect + 1-byte echo after %s idle: %d samples per path, interleaved", cfg.idleGap, cfg.idleSamples)
+	for range cfg.idleSamples {
+		for _, t := range ts {
+			time.Sleep(cfg.idleGap)
+			d, err := echoOnce(t)
+			if err != nil {
+				res.latIdleFail[t.name]++
+				continue
+			}
+			res.latIdle[t.name] = append(res.latIdle[t.name], d)
+		}
+	}
+	for _, t := range ts {
+		s := res.latIdle[t.name]
+		progress("%-15s connect+echo after %s idle: median %s  p90 %s  (%d samples, %d failed)", t.name, cfg.idleGap,
+			fmtDur(quantileDur(s, 0.5)), fmtDur(quantileDur(s, 0.9)), len(s), res.latIdleFail[t.name])
+	}
+}
+
+// rolesProcs says how many cores (GOMAXPROCS) each of the tunnel's roles
+// runs its Go code on now, as `tunnel status` reports it: with --procs
+// auto that depends on how busy each was in the last seconds.
+func (b *bench) rolesProcs() string {
+	var parts []string
+	for _, r := range []struct{ name, home, role string }{
+		{"socksd direct", b.direct.home, "socksd"},
+		{"socksd relayed", b.relayed.home, "socksd"},
+		{"agent", b.direct.devHome, "publish"},
+	} {
+		v := "?"
+		if ds, err := roles.ReadStatus(r.home); err == nil {
+			for _, d := range ds {
+				if d.Role == r.role {
+					v = strconv.Itoa(d.Procs)
+				}
+			}
+		}
+		parts = append(parts, r.name+" "+v)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // ---- 3: concurrent streams ----

@@ -22,11 +22,17 @@ type results struct {
 	lat     map[string][]time.Duration
 	latFail map[string]int
 	latErr  map[string]string
-	conc    []concResult // direct, relayed
-	idle    idleStreamResult
-	dev     devResult
-	foot    footprintResult
-	elapsed time.Duration
+	// latIdle: the same samples, each after cfg.idleGap idle (the main
+	// table's paths only); latProcs: the cores of the tunnel's roles
+	// before, between and after the two.
+	latIdle     map[string][]time.Duration
+	latIdleFail map[string]int
+	latProcs    [3]string
+	conc        []concResult // direct, relayed
+	idle        idleStreamResult
+	dev         devResult
+	foot        footprintResult
+	elapsed     time.Duration
 }
 
 type hostInfo struct {
@@ -197,10 +203,14 @@ func (r *results) table() string {
 	fmt.Fprintf(&b, "date %s · nproc %d · CPU %s · kernel %s · Go %s · %s · ssh -D cipher %s (default) · quic-go pipe (tunnel's TLS config) cipher %s · tunnel %s\n\n",
 		h.date, h.nproc, h.cpu, h.kernel, strings.TrimPrefix(h.goVersion, "go"), h.openssh, orDash(h.cipher), orDash(h.pipeCipher), orDash(h.rev))
 	fmt.Fprintf(&b, "%d rounds, paths alternating within each; bulk: %d MiB per transfer or %s, whichever first (⏱ = stopped by time), median (min–max); "+
-		"connect: %d samples per path after %d warm-up, interleaved; bench runtime %s. "+
+		"connect: %d samples per path after %d warm-up, interleaved, then %d more each after %s idle; bench runtime %s. "+
 		"Quiet machine? load average %s before; processes other than the bench's used %.1f CPU-s during it (%.0f%% of one core).\n\n",
-		cfg.rounds, cfg.bulkBytes>>20, cfg.bulkCap, cfg.samples, cfg.warmup, r.elapsed.Round(time.Second),
+		cfg.rounds, cfg.bulkBytes>>20, cfg.bulkCap, cfg.samples, cfg.warmup, cfg.idleSamples, cfg.idleGap, r.elapsed.Round(time.Second),
 		h.loadStart, h.other, 100*h.other/r.elapsed.Seconds())
+	if r.latProcs[0] != "" {
+		fmt.Fprintf(&b, "Cores (GOMAXPROCS, `tunnel status`) of the tunnel's roles, which run `--procs auto`: before the connect samples %s; "+
+			"after the back-to-back ones %s; after the idle ones %s.\n\n", r.latProcs[0], r.latProcs[1], r.latProcs[2])
+	}
 
 	row := func(measure string, cells []string, target string) {
 		fmt.Fprintf(&b, "| %s | %s | %s |\n", measure, strings.Join(cells, " | "), target)
@@ -273,6 +283,29 @@ func (r *results) table() string {
 	row("connect + 1-byte echo, median ms", med, "≤ 1 ms (warm)")
 	row("connect + 1-byte echo, p90 ms", p90, "")
 	row("connect + echo median ÷ ssh -D", ratio, "≤ 2×")
+	if len(r.latIdle) > 0 {
+		idle := fmt.Sprint(cfg.idleGap)
+		sshIdle := quantileDur(r.latIdle["ssh -D"], 0.5)
+		med, p90, ratio = nil, nil, nil
+		for _, c := range columns {
+			s := r.latIdle[c]
+			if len(s) == 0 {
+				med, p90, ratio = append(med, dash), append(p90, dash), append(ratio, dash)
+				continue
+			}
+			m, p := quantileDur(s, 0.5), quantileDur(s, 0.9)
+			fail := ""
+			if n := r.latIdleFail[c]; n > 0 {
+				fail = fmt.Sprintf(", %d failed", n)
+			}
+			med = append(med, fmt.Sprintf("%.3f%s", float64(m)/1e6, fail))
+			p90 = append(p90, fmt.Sprintf("%.3f", float64(p)/1e6))
+			ratio = append(ratio, fmt.Sprintf("%.2f×", float64(m)/float64(sshIdle)))
+		}
+		row("connect + 1-byte echo after "+idle+" idle, median ms", med, "")
+		row("connect + 1-byte echo after "+idle+" idle, p90 ms", p90, "")
+		row("connect + echo after "+idle+" idle, median ÷ ssh -D", ratio, "")
+	}
 
 	// 5. CPU per GB
 	sum := make([]float64, len(columns))
