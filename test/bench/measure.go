@@ -347,12 +347,14 @@ func (b *bench) latencyIdle(res *results) {
 		}
 	}
 	progress("== 2b. connect + 1-byte echo after %s idle: %d samples per path, interleaved", cfg.idleGap, cfg.idleSamples)
+	lastErr := map[string]string{}
 	for range cfg.idleSamples {
 		for _, t := range ts {
 			time.Sleep(cfg.idleGap)
 			d, err := echoOnce(t)
 			if err != nil {
 				res.latIdleFail[t.name]++
+				lastErr[t.name] = "; last error: " + err.Error()
 				continue
 			}
 			res.latIdle[t.name] = append(res.latIdle[t.name], d)
@@ -360,8 +362,8 @@ func (b *bench) latencyIdle(res *results) {
 	}
 	for _, t := range ts {
 		s := res.latIdle[t.name]
-		progress("%-15s connect+echo after %s idle: median %s  p90 %s  (%d samples, %d failed)", t.name, cfg.idleGap,
-			fmtDur(quantileDur(s, 0.5)), fmtDur(quantileDur(s, 0.9)), len(s), res.latIdleFail[t.name])
+		progress("%-15s connect+echo after %s idle: median %s  p90 %s  (%d samples, %d failed%s)", t.name, cfg.idleGap,
+			fmtDur(quantileDur(s, 0.5)), fmtDur(quantileDur(s, 0.9)), len(s), res.latIdleFail[t.name], lastErr[t.name])
 	}
 }
 
