@@ -547,21 +547,15 @@ func (b *bench) tunnelID(home string) (string, error) {
 // `tunnel status` reads) which path their connection takes; both must
 // agree.
 func (b *bench) pathOf(t *target) (string, error) {
-	find := func(ds []roles.Status, role, peer string) (string, string) {
-		for _, d := range ds {
-			if d.Role != role {
-				continue
+	pathTo := func(d roles.Status, peer string) string {
+		for _, p := range d.Peers {
+			if p.ID == peer {
+				return p.Path
 			}
-			for _, p := range d.Peers {
-				if p.ID == peer {
-					return p.Path, d.ID
-				}
-			}
-			return "", d.ID
 		}
-		return "", ""
+		return ""
 	}
-	cd, err := roles.ReadStatus(t.home)
+	cd, err := roleStatus(t.home, "socksd")
 	if err != nil {
 		return "", err
 	}
@@ -569,14 +563,28 @@ func (b *bench) pathOf(t *target) (string, error) {
 	if t.deviceID != "" {
 		devID = t.deviceID
 	}
-	clientPath, clientID := find(cd, "socksd", devID)
-	dd, err := roles.ReadStatus(t.devHome)
+	dd, err := roleStatus(t.devHome, "publish")
 	if err != nil {
 		return "", err
 	}
-	devPath, _ := find(dd, "publish", clientID)
+	clientPath, devPath := pathTo(cd, devID), pathTo(dd, cd.ID)
 	if clientPath != devPath {
 		return clientPath + "/" + devPath, fmt.Errorf("socksd sees %q, device sees %q", clientPath, devPath)
 	}
 	return clientPath, nil
+}
+
+// roleStatus is the status of role running with home, as `tunnel status`
+// reads it; a zero Status when that role does not answer but another does.
+func roleStatus(home, role string) (roles.Status, error) {
+	ds, err := roles.ReadStatus(home)
+	if err != nil {
+		return roles.Status{}, err
+	}
+	for _, d := range ds {
+		if d.Role == role {
+			return d, nil
+		}
+	}
+	return roles.Status{}, nil
 }

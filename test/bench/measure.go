@@ -22,7 +22,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tunnel-dev/tunnel/cmd/roles"
 	"github.com/tunnel-dev/tunnel/resolver"
 )
 
@@ -378,12 +377,8 @@ func (b *bench) rolesProcs() string {
 		{"agent", b.direct.devHome, "publish"},
 	} {
 		v := "?"
-		if ds, err := roles.ReadStatus(r.home); err == nil {
-			for _, d := range ds {
-				if d.Role == r.role {
-					v = strconv.Itoa(d.Procs)
-				}
-			}
+		if d, err := roleStatus(r.home, r.role); err == nil && d.Role != "" {
+			v = strconv.Itoa(d.Procs)
 		}
 		parts = append(parts, r.name+" "+v)
 	}

@@ -257,51 +257,13 @@ func (r *results) table() string {
 	}
 
 	// 2. connect latency
-	sshMed := quantileDur(r.lat["ssh -D"], 0.5)
-	var med, p90, ratio []string
-	for _, c := range columns {
-		s := r.lat[c]
-		if len(s) == 0 {
-			med, p90, ratio = append(med, "failed"), append(p90, dash), append(ratio, dash)
-			continue
-		}
-		m, p := quantileDur(s, 0.5), quantileDur(s, 0.9)
-		fail := ""
-		if n := r.latFail[c]; n > 0 {
-			fail = fmt.Sprintf(", %d failed", n)
-		}
-		q := float64(m) / float64(sshMed)
-		if strings.HasPrefix(c, "tunnel") {
-			med = append(med, fmt.Sprintf("%.3f %s%s", float64(m)/1e6, check(m <= time.Millisecond), fail))
-			ratio = append(ratio, fmt.Sprintf("%.2f× %s", q, check(q <= 2)))
-		} else {
-			med = append(med, fmt.Sprintf("%.3f%s", float64(m)/1e6, fail))
-			ratio = append(ratio, fmt.Sprintf("%.2f×", q))
-		}
-		p90 = append(p90, fmt.Sprintf("%.3f", float64(p)/1e6))
-	}
+	med, p90, ratio := latencyCells(r.lat, r.latFail, true, "failed")
 	row("connect + 1-byte echo, median ms", med, "≤ 1 ms (warm)")
 	row("connect + 1-byte echo, p90 ms", p90, "")
 	row("connect + echo median ÷ ssh -D", ratio, "≤ 2×")
 	if len(r.latIdle) > 0 {
 		idle := fmt.Sprint(cfg.idleGap)
-		sshIdle := quantileDur(r.latIdle["ssh -D"], 0.5)
-		med, p90, ratio = nil, nil, nil
-		for _, c := range columns {
-			s := r.latIdle[c]
-			if len(s) == 0 {
-				med, p90, ratio = append(med, dash), append(p90, dash), append(ratio, dash)
-				continue
-			}
-			m, p := quantileDur(s, 0.5), quantileDur(s, 0.9)
-			fail := ""
-			if n := r.latIdleFail[c]; n > 0 {
-				fail = fmt.Sprintf(", %d failed", n)
-			}
-			med = append(med, fmt.Sprintf("%.3f%s", float64(m)/1e6, fail))
-			p90 = append(p90, fmt.Sprintf("%.3f", float64(p)/1e6))
-			ratio = append(ratio, fmt.Sprintf("%.2f×", float64(m)/float64(sshIdle)))
-		}
+		med, p90, ratio = latencyCells(r.latIdle, r.latIdleFail, false, dash)
 		row("connect + 1-byte echo after "+idle+" idle, median ms", med, "")
 		row("connect + 1-byte echo after "+idle+" idle, p90 ms", p90, "")
 		row("connect + echo after "+idle+" idle, median ÷ ssh -D", ratio, "")
@@ -434,4 +396,33 @@ func orDash(s string) string {
 func (h *hostInfo) otherCPU() float64 {
 	v := (machineBusySeconds() - h.busyStart) - (ownTreeSeconds() - h.ownStart)
 	return max(v, 0)
+}
+
+// latencyCells are the median, p90 and median ÷ ssh -D cells of one set of
+// connect samples, a column each; with targets, the tunnel's columns carry
+// their ✓ or ✗. none fills a column with no samples.
+func latencyCells(lat map[string][]time.Duration, fail map[string]int, targets bool, none string) (med, p90, ratio []string) {
+	sshMed := quantileDur(lat["ssh -D"], 0.5)
+	for _, c := range columns {
+		s := lat[c]
+		if len(s) == 0 {
+			med, p90, ratio = append(med, none), append(p90, dash), append(ratio, dash)
+			continue
+		}
+		m, p := quantileDur(s, 0.5), quantileDur(s, 0.9)
+		failed := ""
+		if n := fail[c]; n > 0 {
+			failed = fmt.Sprintf(", %d failed", n)
+		}
+		q := float64(m) / float64(sshMed)
+		if targets && strings.HasPrefix(c, "tunnel") {
+			med = append(med, fmt.Sprintf("%.3f %s%s", float64(m)/1e6, check(m <= time.Millisecond), failed))
+			ratio = append(ratio, fmt.Sprintf("%.2f× %s", q, check(q <= 2)))
+		} else {
+			med = append(med, fmt.Sprintf("%.3f%s", float64(m)/1e6, failed))
+			ratio = append(ratio, fmt.Sprintf("%.2f×", q))
+		}
+		p90 = append(p90, fmt.Sprintf("%.3f", float64(p)/1e6))
+	}
+	return med, p90, ratio
 }
