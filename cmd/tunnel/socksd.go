@@ -6,7 +6,7 @@ import (
 )
 
 func socksdCommand() *cli.Command {
-	cmd := withConfig(&cli.Command{
+	return withConfig(&cli.Command{
 		Name:  "socksd",
 		Usage: "run the local SOCKS5 gateway to <id>.tunnel names",
 		UsageText: `tunnel socksd [--listen 127.0.0.1:1080] [--auth FILE] [--allow-local-users] [--relay ADDR] [--bind SPEC [--allow-remote]] ...
@@ -94,5 +94,4 @@ are rate-limited per client address; the PAC file needs no password.`,
 			return client.Wait()
 		},
 	})
-	return cmd
 }
