@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
-	"net/netip"
 	"os"
 	"syscall"
 	"unsafe"
@@ -20,7 +19,7 @@ import (
 // quic-go the interface of an offloading socket (innerconn.go): quic-go
 // packs runs of packets, and the socket frames each run and sends it with
 // one UDP_SEGMENT write (Socket.WriteSegments); the relay forwards each GRO
-// read the same way.
+// read the same way. The system calls themselves are udpio_linux.go's.
 const (
 	solUDP     = 17
 	udpSegment = 103
@@ -58,15 +57,6 @@ func putGSOOOB(b []byte, seg int) []byte {
 	h.SetLen(syscall.CmsgLen(2))
 	binary.NativeEndian.PutUint16(b[syscall.CmsgLen(0):], uint16(seg))
 	return b
-}
-
-// writeGSO sends b as datagrams of seg bytes (the last may be shorter).
-// The control message is built on the stack: one per write would be the
-// data path's only allocation here.
-func writeGSO(c *net.UDPConn, b []byte, seg int, to netip.AddrPort) error {
-	var oob [32]byte // CmsgSpace(2): 24 bytes on 64-bit, 16 on 32-bit
-	_, _, err := c.WriteMsgUDPAddrPort(b, putGSOOOB(oob[:], seg), to)
-	return err
 }
 
 // gsoUnsupported reports errors that mean this kernel or device cannot
@@ -124,15 +114,10 @@ func cmsgData(oob []byte, level, typ int32) []byte {
 	return nil
 }
 
-// readGRO reads one (possibly coalesced) datagram; seg is the size of the
-// datagrams it holds (n when there is one).
-func readGRO(c *net.UDPConn, b, oob []byte) (n, seg int, from netip.AddrPort, err error) {
-	n, oobn, _, from, err := c.ReadMsgUDPAddrPort(b, oob)
-	if err != nil {
-		return 0, 0, from, err
-	}
-	seg = n
-	if d := cmsgData(oob[:oobn], solUDP, udpGRO); d != nil {
+// groSegment is the segment size of a read of n bytes whose control
+// messages are oob: the UDP_GRO message's, or n when there is none.
+func groSegment(oob []byte, n int) int {
+	if d := cmsgData(oob, solUDP, udpGRO); d != nil {
 		// The kernel writes the segment size as an int.
 		s := 0
 		if len(d) >= 4 {
@@ -141,10 +126,10 @@ func readGRO(c *net.UDPConn, b, oob []byte) (n, seg int, from netip.AddrPort, er
 			s = int(binary.NativeEndian.Uint16(d[:2]))
 		}
 		if s > 0 {
-			seg = s
+			return s
 		}
 	}
-	return n, seg, from, nil
+	return n
 }
 
 // openProbe opens the socket quic-go's capability probes run on

@@ -33,6 +33,7 @@ type Socket struct {
 
 	gsoOff atomic.Bool // set once the kernel refused a GSO write
 	gro    bool
+	io     *udpIO // its sends and receives (udpio_linux.go)
 
 	// Destinations a GSO write was too big for: until when to send
 	// datagrams of that size or more to them one at a time (writeRun).
@@ -64,7 +65,12 @@ func ListenSocket(addr string, frame FrameHandler) (*Socket, error) {
 	_ = udp.SetReadBuffer(8 << 20)
 	_ = udp.SetWriteBuffer(8 << 20)
 	quietQUICBufferWarning()
-	s := &Socket{udp: udp, frame: frame, done: make(chan struct{})}
+	uio, err := newUDPIO(udp)
+	if err != nil {
+		udp.Close()
+		return nil, fmt.Errorf("listen udp %s: %w", addr, err)
+	}
+	s := &Socket{udp: udp, io: uio, frame: frame, done: make(chan struct{})}
 	s.outer = newQueueConn(512, udp.LocalAddr(), func(b []byte, a net.Addr) (int, error) {
 		return udp.WriteTo(b, a)
 	})
@@ -83,7 +89,12 @@ func listenProbeSocket(network string, frame FrameHandler) (*Socket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen probe socket: %w", err)
 	}
-	s := &Socket{udp: udp, frame: frame, done: make(chan struct{})}
+	uio, err := newUDPIO(udp)
+	if err != nil {
+		udp.Close()
+		return nil, fmt.Errorf("listen probe socket: %w", err)
+	}
+	s := &Socket{udp: udp, io: uio, frame: frame, done: make(chan struct{})}
 	go s.read()
 	return s, nil
 }
@@ -105,8 +116,9 @@ func (s *Socket) read() {
 	}
 	buf := make([]byte, size)
 	oob := make([]byte, groOOBSize)
+	rd := s.io.reader()
 	for {
-		n, seg, from, err := readGRO(s.udp, buf, oob)
+		n, seg, from, err := rd.readGRO(buf, oob)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				if s.outer != nil {
@@ -203,7 +215,7 @@ func (s *Socket) WriteSegments(hdr, b []byte, seg int, to netip.AddrPort) {
 // shorter), with one GSO write when it can.
 func (s *Socket) writeRun(run []byte, dgram, k int, to netip.AddrPort) {
 	if k > 1 && !s.gsoOff.Load() && !s.tooBig(to, dgram) {
-		err := writeGSO(s.udp, run, dgram, to)
+		err := s.io.send(run, dgram, to)
 		switch {
 		case err == nil:
 			return
@@ -222,7 +234,7 @@ func (s *Socket) writeRun(run []byte, dgram, k int, to netip.AddrPort) {
 	for len(run) > 0 {
 		d := run[:min(dgram, len(run))]
 		run = run[len(d):]
-		_, _ = s.udp.WriteToUDPAddrPort(d, to)
+		_ = s.WriteTo(d, to)
 	}
 }
 
@@ -262,8 +274,7 @@ func (s *Socket) PacketConn() net.PacketConn { return s.outer }
 
 // WriteTo sends one raw datagram (a relay frame) from the socket.
 func (s *Socket) WriteTo(b []byte, to netip.AddrPort) error {
-	_, err := s.udp.WriteToUDPAddrPort(b, to)
-	return err
+	return s.io.send(b, 0, to)
 }
 
 // LocalAddr is the socket's bound address.

@@ -55,8 +55,17 @@ func (q quicStream) Close() error {
 
 // Conn adapts a net.Conn to HalfConn. TCP and Unix connections half-close;
 // Abort on a TCP connection sends a reset so that the far end sees a broken
-// session, never a clean end of data.
-func Conn(c net.Conn) HalfConn { return netConn{c} }
+// session, never a clean end of data. On Linux a *net.TCPConn reads and
+// writes without the scheduler's system-call hooks (tcpconn_linux.go); its
+// errors, deadlines and close are the net package's.
+func Conn(c net.Conn) HalfConn {
+	if tc, ok := c.(*net.TCPConn); ok {
+		if h := rawTCP(tc); h != nil {
+			return h
+		}
+	}
+	return netConn{c}
+}
 
 type netConn struct{ net.Conn }
 

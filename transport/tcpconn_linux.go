@@ -1,0 +1,111 @@
+//go:build linux
+
+package transport
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"unsafe"
+)
+
+// tcpConn is a spliced TCP connection whose reads and writes skip the
+// scheduler's system-call hooks, as the UDP socket's do (udpio_linux.go):
+// a 64 KiB write to a local TCP socket runs the receiver's stack too, and
+// is as long as a GSO write. Everything else (half-close, abort, deadlines,
+// close) is the net package's: the calls go through the connection's
+// RawConn, whose poller waits and deadlines are the same ones.
+type tcpConn struct {
+	netConn
+	rc syscall.RawConn
+}
+
+// rawTCP wraps c, or returns nil when its RawConn cannot be had.
+func rawTCP(c *net.TCPConn) HalfConn {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return tcpConn{netConn{c}, rc}
+}
+
+func (c tcpConn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	var (
+		n     int
+		errno syscall.Errno
+	)
+	err := c.rc.Read(func(fd uintptr) bool {
+		for {
+			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+			switch e {
+			case 0:
+				n = int(r)
+				return true
+			case syscall.EINTR:
+				continue
+			case syscall.EAGAIN:
+				return false
+			default:
+				errno = e
+				return true
+			}
+		}
+	})
+	if err != nil {
+		return 0, c.opError("read", err)
+	}
+	if errno != 0 {
+		return 0, c.opError("read", os.NewSyscallError("read", errno))
+	}
+	if n == 0 {
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+func (c tcpConn) Write(p []byte) (int, error) {
+	var (
+		n     int
+		errno syscall.Errno
+	)
+	err := c.rc.Write(func(fd uintptr) bool {
+		for n < len(p) {
+			r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[n])), uintptr(len(p)-n))
+			switch e {
+			case 0:
+				n += int(r)
+			case syscall.EINTR:
+			case syscall.EAGAIN:
+				return false
+			default:
+				errno = e
+				return true
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return n, c.opError("write", err)
+	}
+	if errno != 0 {
+		return n, c.opError("write", os.NewSyscallError("write", errno))
+	}
+	return n, nil
+}
+
+// opError makes err look as the net package's Read and Write report it:
+// an *net.OpError of op, whatever RawConn called its own.
+func (c tcpConn) opError(op string, err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		e := *oe
+		e.Op = op
+		return &e
+	}
+	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+}
