@@ -234,7 +234,11 @@ func (h *HTTPFront) connect(ctx context.Context, c net.Conn, br *bufio.Reader, r
 	// Bytes the client sent right behind its request (a TLS hello) are in
 	// the reader's buffer; they go first.
 	buffered, _ := br.Peek(br.Buffered())
-	client := transport.Conn(&prefixConn{Conn: c, prefix: append([]byte(nil), buffered...)})
+	conn := drained(c)
+	if len(buffered) > 0 {
+		conn = &prefixConn{Conn: conn, prefix: append([]byte(nil), buffered...)}
+	}
+	client := transport.Conn(conn)
 	upBytes, downBytes, err := transport.Splice(ctx, client, up)
 	ev := log.Info().Str("target", req.Host).Int("status", http.StatusOK)
 	if err != nil {

@@ -36,3 +36,16 @@ func (c *prefixConn) SetLinger(sec int) error {
 	}
 	return nil
 }
+
+// drained returns c, or the connection under it when c is a prefixConn
+// whose prefix has been read (and so on down), so that transport.Conn sees
+// the TCP connection itself and moves bytes on it with its fastest calls.
+func drained(c net.Conn) net.Conn {
+	for {
+		pc, ok := c.(*prefixConn)
+		if !ok || len(pc.prefix) > 0 {
+			return c
+		}
+		c = pc.Conn
+	}
+}

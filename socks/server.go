@@ -234,6 +234,7 @@ func (s *Server) connect(ctx context.Context, log zerolog.Logger, c net.Conn, cl
 	// An established session may idle for as long as it likes.
 	_ = c.SetDeadline(time.Time{})
 	stopWatch()
+	client = transport.Conn(drained(c)) // the handshake read the prefix
 	up, down, err := transport.Splice(ctx, client, upstream)
 	s.logRequest(log, start, c, req, user, code, err, up, down)
 }
