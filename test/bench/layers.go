@@ -33,10 +33,10 @@ import (
 const (
 	layerCrypto  = "crypto (AEAD, header protection)"
 	layerQUIC    = "quic-go"
-	layerSocket  = "UDP socket I/O, GSO/GRO (transport socket.go, gso_linux.go; in the pipe quic-go's sys_conn*.go)"
+	layerSocket  = "UDP socket I/O, GSO/GRO (transport socket.go, gso_linux.go, udpio_linux.go; in the pipe quic-go's sys_conn*.go)"
 	layerFrames  = "transport: relay frames, routing (node.go, frame.go, relay.go, route.go, …)"
 	layerVirtual = "transport: virtual conn, paths (innerconn.go, queueconn.go, path.go, disco.go, …)"
-	layerSplice  = "TCP legs: splice TCP ↔ stream and its TCP reads and writes (transport splice.go, metered.go)"
+	layerSplice  = "TCP legs: splice TCP ↔ stream and its TCP reads and writes (transport splice.go, splicebuf.go, tcpconn_linux.go, metered.go)"
 	layerOurs    = "other of ours (SOCKS handshake, roles, resolver, pipe glue)"
 	layerRuntime = "Go runtime alone (scheduler, GC workers, sysmon)"
 	layerStd     = "standard library, no caller of ours"
@@ -49,12 +49,12 @@ const modulePath = "github.com/tunnel-dev/tunnel/"
 // transportFiles names the layer of each file of package transport; a
 // file not listed counts as layerOurs.
 var transportFiles = map[string]string{
-	"socket.go": layerSocket, "gso_linux.go": layerSocket,
+	"socket.go": layerSocket, "gso_linux.go": layerSocket, "udpio_linux.go": layerSocket,
 	"node.go": layerFrames, "frame.go": layerFrames, "relay.go": layerFrames, "route.go": layerFrames,
 	"localrelay.go": layerFrames, "endpoint.go": layerFrames, "serve.go": layerFrames,
 	"innerconn.go": layerVirtual, "queueconn.go": layerVirtual, "path.go": layerVirtual, "disco.go": layerVirtual,
 	"mapping.go": layerVirtual, "hardnat.go": layerVirtual, "family.go": layerVirtual,
-	"splice.go": layerSplice, "metered.go": layerSplice,
+	"splice.go": layerSplice, "splicebuf.go": layerSplice, "tcpconn_linux.go": layerSplice, "metered.go": layerSplice,
 }
 
 // frame is one function of a stack, innermost (inlined) first.
