@@ -12,11 +12,10 @@ import (
 )
 
 // tcpConn is a spliced TCP connection whose reads and writes skip the
-// scheduler's system-call hooks, as the UDP socket's do (udpio_linux.go):
-// a 64 KiB write to a local TCP socket runs the receiver's stack too, and
-// is as long as a GSO write. Everything else (half-close, abort, deadlines,
-// close) is the net package's: the calls go through the connection's
-// RawConn, whose poller waits and deadlines are the same ones.
+// scheduler's system-call hooks (rawsyscall_linux.go says why).
+// Everything else (half-close, abort, deadlines, close) is the net
+// package's: the calls go through the connection's RawConn, whose poller
+// waits and deadlines are the same ones.
 type tcpConn struct {
 	netConn
 	rc syscall.RawConn
@@ -40,21 +39,9 @@ func (c tcpConn) Read(p []byte) (int, error) {
 		errno syscall.Errno
 	)
 	err := c.rc.Read(func(fd uintptr) bool {
-		for {
-			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-			switch e {
-			case 0:
-				n = int(r)
-				return true
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false
-			default:
-				errno = e
-				return true
-			}
-		}
+		r, e, again := rawCall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		n, errno = int(r), e
+		return !again
 	})
 	if err != nil {
 		return 0, c.opError("read", err)
@@ -75,17 +62,15 @@ func (c tcpConn) Write(p []byte) (int, error) {
 	)
 	err := c.rc.Write(func(fd uintptr) bool {
 		for n < len(p) {
-			r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[n])), uintptr(len(p)-n))
-			switch e {
-			case 0:
-				n += int(r)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
+			r, e, again := rawCall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[n])), uintptr(len(p)-n))
+			if again {
 				return false
-			default:
+			}
+			if e != 0 {
 				errno = e
 				return true
 			}
+			n += int(r)
 		}
 		return true
 	})

@@ -13,28 +13,8 @@ import (
 	"unsafe"
 )
 
-// The socket's sends and receives skip the Go scheduler's system-call
-// hooks.
-//
-// A UDP socket's sendmsg and recvmsg never block (Go's sockets are
-// non-blocking: a full send buffer or an empty queue is EAGAIN), yet on
-// the data path they are long: a GSO write on loopback or to a veth runs
-// the receiver's network stack before it returns, tens of µs. Go's
-// wrappers announce every call to the scheduler (entersyscall). The
-// runtime's monitor thread (sysmon) takes the P of a thread that stays in a
-// call beyond 20 µs and hands it to another thread when goroutines are
-// waiting; the caller, back from the kernel, must find a P again or park.
-// Under bulk traffic that is thousands of hand-offs a second, each a futex
-// wake and two context switches, and every one of them keeps sysmon
-// polling every 20 µs instead of backing off (BENCHMARKS.md, round nine:
-// half of a role's context switches). Issued with RawSyscall, the calls
-// hold their P like any other code: sysmon sees a running goroutine, which
-// it only preempts after 10 ms.
-//
-// The calls go through the socket's syscall.RawConn, so the poller parks
-// the goroutine on EAGAIN exactly as the net package would, and a closed
-// socket still fails with net.ErrClosed. Spliced TCP connections do the
-// same (tcpconn_linux.go).
+// The socket's sendmsg and recvmsg skip the Go scheduler's system-call
+// hooks; rawsyscall_linux.go says why.
 
 // udpIO is a socket's hook-free send and receive.
 type udpIO struct {
@@ -89,21 +69,12 @@ var udpSends = sync.Pool{New: func() any { return newUDPMsg(syscall.SYS_SENDMSG)
 // call issues the system call on fd; false asks the poller to wait until
 // the socket is ready and call again.
 func (m *udpMsg) call(fd uintptr) bool {
-	for {
-		n, _, e := syscall.RawSyscall(m.op, fd, uintptr(unsafe.Pointer(&m.msg)), 0)
-		switch e {
-		case 0:
-			m.n, m.err = int(n), 0
-			return true
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return false
-		default:
-			m.n, m.err = 0, e
-			return true
-		}
+	n, errno, again := rawCall(m.op, fd, uintptr(unsafe.Pointer(&m.msg)), 0)
+	if again {
+		return false
 	}
+	m.n, m.err = int(n), errno
+	return true
 }
 
 // putSockaddr writes to into m.sa in the family dom and points the message
