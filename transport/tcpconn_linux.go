@@ -21,10 +21,22 @@ type tcpConn struct {
 	rc syscall.RawConn
 }
 
-// rawTCP wraps c, or returns nil when its RawConn cannot be had.
+// rawTCP wraps c, or returns nil when its RawConn cannot be had or its
+// socket is in blocking mode. The net package keeps its sockets
+// non-blocking, but a File() taken of a connection, and its Fd(), would
+// switch the socket it shares to blocking; a blocking read issued with
+// RawSyscall would hold its P, with one P the whole process, until data
+// came.
 func rawTCP(c *net.TCPConn) HalfConn {
 	rc, err := c.SyscallConn()
 	if err != nil {
+		return nil
+	}
+	nonblocking := false
+	if err := rc.Control(func(fd uintptr) {
+		fl, _, errno := syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_GETFL, 0)
+		nonblocking = errno == 0 && fl&syscall.O_NONBLOCK != 0
+	}); err != nil || !nonblocking {
 		return nil
 	}
 	return tcpConn{netConn{c}, rc}

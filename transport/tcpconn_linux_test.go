@@ -146,3 +146,25 @@ func TestTCPConnErrors(t *testing.T) {
 		}
 	})
 }
+
+// A connection whose socket was switched to blocking mode (Fd of a File
+// taken of it does that: the two share the socket's flags) keeps the net
+// package's calls: a blocking read issued with RawSyscall would hold its
+// P until data came.
+func TestTCPConnBlockingSocketKeepsNetCalls(t *testing.T) {
+	a, b := tcpPair(t)
+	defer a.Close()
+	defer b.Close()
+	f, err := a.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	_ = f.Fd() // puts the shared file description in blocking mode
+	if h, ok := Conn(a).(tcpConn); ok {
+		t.Fatalf("Conn of a blocking socket is a %T, want the net package's calls", h)
+	}
+	if _, ok := Conn(b).(tcpConn); !ok {
+		t.Fatal("Conn of the other, non-blocking end lost the hook-free calls")
+	}
+}
