@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strconv"
 	"sync"
 	"syscall"
 	"unsafe"
@@ -94,7 +93,7 @@ func (m *udpMsg) putSockaddr(to netip.AddrPort, dom int) bool {
 		sa := (*syscall.RawSockaddrInet6)(unsafe.Pointer(&m.sa[0]))
 		*sa = syscall.RawSockaddrInet6{Family: syscall.AF_INET6, Addr: a.As16()}
 		if z := a.Zone(); z != "" && a.Is6() && !a.Is4In6() {
-			sa.Scope_id = scopeID(z)
+			sa.Scope_id = zones.scopeID(z)
 		}
 		port = &sa.Port
 		m.msg.Namelen = syscall.SizeofSockaddrInet6
@@ -116,34 +115,11 @@ func (m *udpMsg) sockaddr() netip.AddrPort {
 		p := (*[2]byte)(unsafe.Pointer(&sa.Port))
 		a := netip.AddrFrom16(sa.Addr)
 		if sa.Scope_id != 0 {
-			a = a.WithZone(zoneName(sa.Scope_id))
+			a = a.WithZone(zones.zone(sa.Scope_id))
 		}
 		return netip.AddrPortFrom(a, binary.BigEndian.Uint16(p[:]))
 	}
 	return netip.AddrPort{}
-}
-
-// scopeID is the interface index of an IPv6 zone, as the net package
-// reads one: an interface's name, or an index in decimal.
-func scopeID(zone string) uint32 {
-	if ifi, err := net.InterfaceByName(zone); err == nil {
-		return uint32(ifi.Index)
-	}
-	n, err := strconv.ParseUint(zone, 10, 32)
-	if err != nil {
-		return 0
-	}
-	return uint32(n)
-}
-
-// zoneName is the IPv6 zone of an interface index, as the net package
-// writes it: the interface's name, or the index in decimal. Only
-// link-local senders have one.
-func zoneName(idx uint32) string {
-	if ifi, err := net.InterfaceByIndex(int(idx)); err == nil {
-		return ifi.Name
-	}
-	return strconv.FormatUint(uint64(idx), 10)
 }
 
 // send sends b to to as one datagram, or, when seg > 0, as datagrams of
