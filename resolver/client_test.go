@@ -294,6 +294,10 @@ func TestDeviceHoldsLease(t *testing.T) {
 		t.Fatalf("the device's lookup of itself: %v, %v", ep, err)
 	}
 	waitFor(t, func() bool { return rv.srv.Stats.Conns.Load() == 1 })
+	// Ended: the device's registration connection and its two lookups'.
+	if n := rv.srv.Stats.Closed.Load(); n < 3 {
+		t.Fatalf("%d connections counted closed, want at least 3", n)
+	}
 }
 
 // A device on a relay that grants no lease (an older one) holds its

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -117,6 +119,11 @@ func StartRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
 	if shared != nil {
 		wg.Go(func() { shared.Run(ctx, registry.RefreshInterval) })
 	}
+	wg.Go(func() {
+		t := time.NewTicker(trimTick)
+		defer t.Stop()
+		trimAfterBursts(ctx, t.C, srv.Stats.Closed.Load, debug.FreeOSMemory)
+	})
 	go func() {
 		r.err = srv.Serve(ctx)
 		cancel()

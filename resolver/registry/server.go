@@ -107,7 +107,10 @@ func (s *Server) serveConn(ctx context.Context, conn *quic.Conn) {
 		return
 	}
 	s.Stats.Conns.Add(1)
-	defer s.Stats.Conns.Add(-1)
+	defer func() {
+		s.Stats.Conns.Add(-1)
+		s.Stats.Closed.Add(1)
+	}()
 	log := s.Log.With().Str("peer", id.Short()).Str("addr", conn.RemoteAddr().String()).Logger()
 	log.Debug().Msg("relay connection")
 	var mu sync.Mutex

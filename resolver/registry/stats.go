@@ -12,6 +12,9 @@ type Stats struct {
 	// their registration with one (all but leased devices), and nodes
 	// looking something up.
 	Conns atomic.Int64
+	// Closed counts the outer connections that have ended since the
+	// server started.
+	Closed atomic.Uint64
 	// Lookups counts lookups by how they were answered.
 	Lookups [numLookupResults]atomic.Uint64
 	// Errors counts the presence backend's failures (Redis unreachable or
