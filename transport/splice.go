@@ -153,8 +153,3 @@ func Splice(ctx context.Context, a, b HalfConn) (aToB, bToA int64, err error) {
 	}
 	return aToB, bToA, err
 }
-
-// readerOnly and writerOnly hide ReadFrom/WriteTo so that CopyBuffer uses
-// the pooled buffer instead of allocating its own.
-type readerOnly struct{ io.Reader }
-type writerOnly struct{ io.Writer }

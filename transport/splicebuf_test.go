@@ -41,7 +41,7 @@ func TestSpliceCopyGrowsOnAFullRead(t *testing.T) {
 	src := &sizedReader{data: data, chunk: 1 << 30}
 	var dst bytes.Buffer
 	slots := &bulkSlots{max: 1}
-	n, err := spliceCopySlots(writerOnly{&dst}, src, slots)
+	n, err := spliceCopySlots(&dst, src, slots)
 	if err != nil || n != int64(len(data)) || !bytes.Equal(dst.Bytes(), data) {
 		t.Fatalf("copied %d bytes (want %d), err %v, equal %v", n, len(data), err, bytes.Equal(dst.Bytes(), data))
 	}
@@ -68,7 +68,7 @@ func TestSpliceCopyBulkBuffersAreFew(t *testing.T) {
 	if slots.take() {
 		t.Fatal("a third slot of two")
 	}
-	n, err := spliceCopySlots(writerOnly{&dst}, src, slots)
+	n, err := spliceCopySlots(&dst, src, slots)
 	if err != nil || n != int64(len(data)) || !bytes.Equal(dst.Bytes(), data) {
 		t.Fatalf("copied %d bytes (want %d), err %v", n, len(data), err)
 	}
@@ -116,7 +116,7 @@ func TestSpliceCopyBulkEnds(t *testing.T) {
 	src := &scriptReader{chunks: []int{big, big, big, 100, spliceSmallBuf, big, big}}
 	slots := &bulkSlots{max: 1}
 	var dst bytes.Buffer
-	n, err := spliceCopySlots(writerOnly{&dst}, src, slots)
+	n, err := spliceCopySlots(&dst, src, slots)
 	if err != nil || n != int64(src.sent) || dst.Len() != src.sent {
 		t.Fatalf("copied %d of %d bytes, err %v", n, src.sent, err)
 	}
@@ -150,7 +150,7 @@ func TestSpliceCopySmallReadsKeepTheSmallBuffer(t *testing.T) {
 	data := randomBytes(200 << 10)
 	src := &sizedReader{data: data, chunk: spliceSmallBuf - 1}
 	var dst bytes.Buffer
-	n, err := spliceCopy(writerOnly{&dst}, src)
+	n, err := spliceCopy(&dst, src)
 	if err != nil || n != int64(len(data)) || !bytes.Equal(dst.Bytes(), data) {
 		t.Fatalf("copied %d bytes (want %d), err %v", n, len(data), err)
 	}
