@@ -51,17 +51,23 @@ func (z *zoneCache) refresh(now time.Time) {
 	}
 }
 
+// lookup finds key in the table that table picks, reading the interfaces
+// again first when it is missing.
+func lookup[K comparable, V any](z *zoneCache, key K, table func(*zoneCache) map[K]V) (V, bool) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	v, ok := table(z)[key]
+	if !ok {
+		z.refresh(time.Now())
+		v, ok = table(z)[key]
+	}
+	return v, ok
+}
+
 // scopeID is the interface index of an IPv6 zone, as the net package reads
 // one: an interface's name, or an index in decimal; 0 when it is neither.
 func (z *zoneCache) scopeID(zone string) uint32 {
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	idx, ok := z.index[zone]
-	if !ok {
-		z.refresh(time.Now())
-		idx, ok = z.index[zone]
-	}
-	if ok {
+	if idx, ok := lookup(z, zone, func(z *zoneCache) map[string]uint32 { return z.index }); ok {
 		return idx
 	}
 	n, err := strconv.ParseUint(zone, 10, 32)
@@ -74,14 +80,7 @@ func (z *zoneCache) scopeID(zone string) uint32 {
 // zone is the IPv6 zone of an interface index, as the net package writes
 // it: the interface's name, or the index in decimal.
 func (z *zoneCache) zone(idx uint32) string {
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	name, ok := z.name[idx]
-	if !ok {
-		z.refresh(time.Now())
-		name, ok = z.name[idx]
-	}
-	if ok {
+	if name, ok := lookup(z, idx, func(z *zoneCache) map[uint32]string { return z.name }); ok {
 		return name
 	}
 	return strconv.FormatUint(uint64(idx), 10)
