@@ -220,7 +220,7 @@ func (fn *fuzzNode) reset() {
 			break
 		}
 		fn.innerPC.queued.Add(-1)
-		packetBufs.Put(pkt.buf)
+		pkt.release()
 	}
 	fn.innerPC.readMu.Unlock()
 	fn.reasm.close()

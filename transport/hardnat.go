@@ -348,7 +348,7 @@ func (n *Node) listenProbe(network string) (*Socket, error) {
 		if via == nil {
 			return // not ours yet: nothing was sent from it
 		}
-		n.receiveRun(run, seg, from, via)
+		n.receiveRun(run, seg, from, via, nil)
 	})
 	if err != nil {
 		return nil, err

@@ -99,9 +99,12 @@ func (c *innerConn) ReadBatch(ms []ipv4.Message, _ int) (int, error) {
 		return 0, err
 	}
 	i := 0
+	var rel releaser
+	defer rel.flush()
 	for {
 		m := &ms[i]
-		m.N, m.Addr, _ = c.take(m.Buffers[0], pkt)
+		m.N, m.Addr = copy(m.Buffers[0], pkt.b), pkt.addr
+		rel.release(pkt)
 		m.NN, m.Flags = 0, 0
 		i++
 		if i == len(ms) {

@@ -116,7 +116,7 @@ func NewNode(key *identity.Key, listen string) (*Node, error) {
 		gone: make(chan Endpoint, goneQueue), kept: make(chan uint64, keptQueue), probes: rate.NewLimiter(probeRate, probeBurst), hard: newHardBudgets(), epoch: time.Now()}
 	n.endpoint, n.nonce = NewEndpoint(key.ID())
 	n.routes.Store(noRoutes)
-	sock, err := ListenSocket(listen, n.receive)
+	sock, err := listenSocket(listen, n.receiveLent)
 	if err != nil {
 		return nil, err
 	}
@@ -299,9 +299,16 @@ func (n *Node) Gone() <-chan Endpoint { return n.gone }
 // never 0, which stands for "never" in the receive stamps.
 func (n *Node) clock() int64 { return max(int64(time.Since(n.epoch)), 1) }
 
-// receive takes a run of frames from the socket.
+// receive takes a run of frames from the socket, copying the packets it
+// queues.
 func (n *Node) receive(run []byte, seg int, from netip.AddrPort) {
-	n.receiveRun(run, seg, from, nil)
+	n.receiveRun(run, seg, from, nil, nil)
+}
+
+// receiveLent takes a run of frames from the socket; the packets it queues
+// stay in run and borrow blk, the read's buffer, unless blk is nil.
+func (n *Node) receiveLent(run []byte, seg int, from netip.AddrPort, blk *rxBlock) {
+	n.receiveRun(run, seg, from, nil, blk)
 }
 
 // receiveRun takes a run of frames that arrived on via: a probe socket of a
@@ -309,8 +316,8 @@ func (n *Node) receive(run []byte, seg int, from netip.AddrPort) {
 // the node's socket when nil. The clock is read once per run, not per
 // frame: the stamps it feeds are for people, and a run arrives in one go.
 // The inner packets of the run are queued together at its end (inRun).
-func (n *Node) receiveRun(run []byte, seg int, from netip.AddrPort, via *Socket) {
-	in := inRun{now: n.clock(), from: from, via: via}
+func (n *Node) receiveRun(run []byte, seg int, from netip.AddrPort, via *Socket, blk *rxBlock) {
+	in := inRun{now: n.clock(), from: from, via: via, blk: blk}
 	for len(run) > 0 {
 		f := run[:min(seg, len(run))]
 		run = run[len(f):]
@@ -326,9 +333,11 @@ type inRun struct {
 	now  int64
 	from netip.AddrPort
 	via  *Socket
+	blk  *rxBlock // the read's buffer, to lend to the packets; nil: copy them
 
 	pkts [maxBatch]queuedPacket
 	k    int
+	lent int32 // of pkts, those that lie in blk
 
 	// The direct path from is proved for, once looked up; a disco frame
 	// may prove or forget one, so it makes the next frame look again.
@@ -342,15 +351,30 @@ type inRun struct {
 	srcOK   bool
 }
 
-func (in *inRun) add(n *Node, buf *[]byte, m int, addr net.Addr) {
-	in.pkts[in.k] = queuedPacket{buf, m, addr}
+func (in *inRun) add(n *Node, pkt queuedPacket) {
+	in.pkts[in.k] = pkt
 	in.k++
 	if in.k == len(in.pkts) {
 		in.flush(n)
 	}
 }
 
+// packet makes b, a packet in the run, a queued one: lent the read's
+// buffer, or copied.
+func (in *inRun) packet(b []byte, addr net.Addr) queuedPacket {
+	if in.blk != nil {
+		in.lent++ // held at the flush
+		return queuedPacket{b: b, blk: in.blk, addr: addr}
+	}
+	bp := packetBufs.Get().(*[]byte)
+	return ownPacket(bp, copy(*bp, b), addr)
+}
+
 func (in *inRun) flush(n *Node) {
+	if in.lent > 0 {
+		in.blk.hold(in.lent) // before quic-go can take them
+		in.lent = 0
+	}
 	n.innerPC.deliverRun(in.pkts[:in.k])
 	clear(in.pkts[:in.k])
 	in.k = 0
@@ -383,12 +407,10 @@ func (n *Node) receiveFrame(b []byte, in *inRun) {
 			n.receiveDirectPayload(b[1:], p, in)
 			return
 		}
-		bp := packetBufs.Get().(*[]byte)
-		m := copy(*bp, b[1:])
-		p.DirectIn.Add(uint64(m))
+		p.DirectIn.Add(uint64(len(b) - 1))
 		p.DirectInPkts.Add(1)
 		p.lastDirectRx.Store(in.now)
-		in.add(n, bp, m, p.addr)
+		in.add(n, in.packet(b[1:], p.addr))
 		return
 	}
 	if in.via != nil || len(b) < frameHeaderLen || !n.routes.Load().accepts(in.from) {
@@ -416,13 +438,11 @@ func (n *Node) receiveFrame(b []byte, in *inRun) {
 		n.receiveRelayedPayload(payload, in)
 		return
 	}
-	bp := packetBufs.Get().(*[]byte)
-	m := copy(*bp, payload)
-	n.RelayedIn.Add(uint64(m))
+	n.RelayedIn.Add(uint64(len(payload)))
 	if in.srcPath != nil {
 		in.srcPath.lastRelayRx.Store(in.now)
 	}
-	in.add(n, bp, m, in.srcAddr)
+	in.add(n, in.packet(payload, in.srcAddr))
 }
 
 // receiveDirectPayload takes a payload other than a QUIC packet from p's
@@ -434,7 +454,7 @@ func (n *Node) receiveDirectPayload(b []byte, p *path, in *inRun) {
 		p.DirectInPkts.Add(1)
 		p.lastDirectRx.Store(in.now)
 		if bp, m := n.reasm.add(p.ep, b); bp != nil {
-			in.add(n, bp, m, p.addr)
+			in.add(n, ownPacket(bp, m, p.addr))
 		}
 	case payloadSizeProbe:
 		if len(b) >= sizeAckLen {
@@ -461,7 +481,7 @@ func (n *Node) receiveRelayedPayload(b []byte, in *inRun) {
 			in.srcPath.lastRelayRx.Store(in.now)
 		}
 		if bp, m := n.reasm.add(in.src, b); bp != nil {
-			in.add(n, bp, m, in.srcAddr)
+			in.add(n, ownPacket(bp, m, in.srcAddr))
 		}
 	case payloadSizeProbe:
 		// Answered to any sender the relay vouches for: an ack is

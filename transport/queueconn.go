@@ -14,10 +14,55 @@ const packetBufSize = 2048
 
 var packetBufs = sync.Pool{New: func() any { b := make([]byte, packetBufSize); return &b }}
 
+// queuedPacket is a packet in a queueConn: b, in a buffer of its own from
+// packetBufs (buf), or in the buffer of the socket read it came in (blk,
+// lent for as long as the packet is queued: rxblock.go).
 type queuedPacket struct {
+	b    []byte
 	buf  *[]byte
-	n    int
+	blk  *rxBlock
 	addr net.Addr
+}
+
+// ownPacket is a queued packet of the first n bytes of buf.
+func ownPacket(buf *[]byte, n int, addr net.Addr) queuedPacket {
+	return queuedPacket{b: (*buf)[:n], buf: buf, addr: addr}
+}
+
+// release gives the packet's buffer back.
+func (p queuedPacket) release() {
+	switch {
+	case p.blk != nil:
+		p.blk.unref(1)
+	case p.buf != nil:
+		packetBufs.Put(p.buf)
+	}
+}
+
+// releaser gives back the buffers of packets taken in a row, dropping
+// their references to a lent block together.
+type releaser struct {
+	blk *rxBlock
+	n   int32
+}
+
+func (r *releaser) release(p queuedPacket) {
+	if p.blk == nil {
+		p.release()
+		return
+	}
+	if p.blk != r.blk {
+		r.flush()
+		r.blk = p.blk
+	}
+	r.n++
+}
+
+func (r *releaser) flush() {
+	if r.n > 0 {
+		r.blk.unref(r.n)
+	}
+	r.blk, r.n = nil, 0
 }
 
 // queueConn is a net.PacketConn whose reads come from a queue that the
@@ -70,11 +115,12 @@ func newQueueConn(depth int, local net.Addr, write func([]byte, net.Addr) (int, 
 // deliver queues a packet, taking ownership of buf. A full queue drops the
 // packet, as a full socket buffer would; QUIC recovers.
 func (c *queueConn) deliver(buf *[]byte, n int, addr net.Addr) {
-	c.deliverRun([]queuedPacket{{buf, n, addr}})
+	c.deliverRun([]queuedPacket{ownPacket(buf, n, addr)})
 }
 
-// deliverRun queues packets in order, taking ownership of their buffers,
-// and drops (and frees) those beyond the queue's depth.
+// deliverRun queues packets in order, taking ownership of their buffers
+// (or of their references to a lent one), and drops (and releases) those
+// beyond the queue's depth.
 func (c *queueConn) deliverRun(pkts []queuedPacket) {
 	if len(pkts) == 0 {
 		return
@@ -86,7 +132,7 @@ func (c *queueConn) deliverRun(pkts []queuedPacket) {
 	c.queued.Add(int32(take))
 	c.mu.Unlock()
 	for _, p := range pkts[take:] {
-		packetBufs.Put(p.buf)
+		p.release()
 	}
 	if take > 0 {
 		select {
@@ -165,8 +211,8 @@ func (c *queueConn) poll() (queuedPacket, bool) {
 }
 
 func (c *queueConn) take(p []byte, pkt queuedPacket) (int, net.Addr, error) {
-	n := copy(p, (*pkt.buf)[:pkt.n])
-	packetBufs.Put(pkt.buf)
+	n := copy(p, pkt.b)
+	pkt.release()
 	return n, pkt.addr, nil
 }
 

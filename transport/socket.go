@@ -27,13 +27,14 @@ type FrameHandler func(run []byte, seg int, from netip.AddrPort)
 type Socket struct {
 	udp   *net.UDPConn
 	outer *queueConn
-	frame FrameHandler
+	frame lendingHandler
 	done  chan struct{}
 	once  sync.Once
 
 	gsoOff atomic.Bool // set once the kernel refused a GSO write
 	gro    bool
-	io     *udpIO // its sends and receives (udpio_linux.go)
+	blocks *blockPool // what the reader reads into (rxblock.go)
+	io     *udpIO     // its sends and receives (udpio_linux.go)
 
 	// Destinations a GSO write was too big for: until when to send
 	// datagrams of that size or more to them one at a time (writeRun).
@@ -41,6 +42,19 @@ type Socket struct {
 	smallMu sync.Mutex
 	small   map[netip.AddrPort]smallPath
 	nSmall  atomic.Int32
+}
+
+// lendingHandler is a FrameHandler that may also keep parts of run past
+// its return: blk, when not nil, is the read's buffer, which it may lend
+// to what it keeps (rxblock.go).
+type lendingHandler func(run []byte, seg int, from netip.AddrPort, blk *rxBlock)
+
+// lendless makes a FrameHandler a lendingHandler that never borrows.
+func lendless(frame FrameHandler) lendingHandler {
+	if frame == nil {
+		return nil
+	}
+	return func(run []byte, seg int, from netip.AddrPort, _ *rxBlock) { frame(run, seg, from) }
 }
 
 // smallPath is a destination whose path MTU, as the kernel knows it, is
@@ -53,6 +67,12 @@ type smallPath struct {
 // ListenSocket opens a UDP socket on addr ("127.0.0.1:0", ":7443", …) and
 // starts its reader. frame may be nil (frames are then dropped).
 func ListenSocket(addr string, frame FrameHandler) (*Socket, error) {
+	return listenSocket(addr, lendless(frame))
+}
+
+// listenSocket is ListenSocket with a handler that may borrow the read's
+// buffer: the node's.
+func listenSocket(addr string, frame lendingHandler) (*Socket, error) {
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("resolve listen address %q: %w", addr, err)
@@ -75,6 +95,11 @@ func ListenSocket(addr string, frame FrameHandler) (*Socket, error) {
 		return udp.WriteTo(b, a)
 	})
 	s.gro = enableGRO(udp)
+	size := packetBufSize
+	if s.gro {
+		size = 1 << 16 // a GRO run
+	}
+	s.blocks = newBlockPool(size)
 	go s.read()
 	return s, nil
 }
@@ -94,7 +119,7 @@ func listenProbeSocket(network string, frame FrameHandler) (*Socket, error) {
 		udp.Close()
 		return nil, fmt.Errorf("listen probe socket: %w", err)
 	}
-	s := &Socket{udp: udp, io: uio, frame: frame, done: make(chan struct{})}
+	s := &Socket{udp: udp, io: uio, frame: lendless(frame), blocks: newBlockPool(packetBufSize), done: make(chan struct{})}
 	go s.read()
 	return s, nil
 }
@@ -110,14 +135,12 @@ func quietQUICBufferWarning() {
 
 func (s *Socket) read() {
 	defer close(s.done)
-	size := packetBufSize
-	if s.gro {
-		size = 1 << 16
-	}
-	buf := make([]byte, size)
+	blocks := s.blocks
+	blk := blocks.get()
 	oob := make([]byte, groOOBSize)
 	rd := s.io.reader()
-	for {
+	for ; ; blk = blocks.done(blk) {
+		buf := blk.b
 		n, seg, from, err := rd.readGRO(buf, oob)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
@@ -130,11 +153,15 @@ func (s *Socket) read() {
 		}
 		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 		var ua *net.UDPAddr
+		lend := blk
+		if !blocks.lendable(n) {
+			lend = nil
+		}
 		for off := 0; off < n; {
 			end, frames := nextPiece(buf[:n], off, seg)
 			if frames {
 				if s.frame != nil {
-					s.frame(buf[off:end], seg, from)
+					s.frame(buf[off:end], seg, from, lend)
 				}
 				off = end
 				continue
