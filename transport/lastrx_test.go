@@ -10,29 +10,15 @@ import (
 // just now right after traffic, and growing while the connection idles,
 // on a relayed path and on a direct one.
 func TestPeersSinceRx(t *testing.T) {
-	for _, c := range []struct {
-		name string
-		mode PathMode
-	}{{"relayed", PathRelay}, {"direct", PathAuto}} {
+	for _, c := range pathModes {
 		t.Run(c.name, func(t *testing.T) {
-			tn := newTestNet(t)
-			dev, cli := tn.node(t), tn.node(t)
-			dev.SetMode(c.mode)
-			cli.SetMode(c.mode)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			conn := dialEcho(t, ctx, cli, dev)
-			echoOver(t, ctx, conn, 1<<10, "first") // authorizes the connection
+			// Direct both ways before the first look: while the device
+			// still sends relayed, "never" is the truth about the
+			// client's direct path.
+			_, cli, conn := modePair(t, ctx, c.mode)
 			if c.mode == PathAuto {
-				// Both ways: until the device uses the path too, what the
-				// client receives still comes relayed, and "never" is the
-				// truth about its direct path.
-				if err := cli.WaitDirect(ctx, dev.Endpoint()); err != nil {
-					t.Fatal(err)
-				}
-				if err := dev.WaitDirect(ctx, cli.Endpoint()); err != nil {
-					t.Fatal(err)
-				}
 				echoOver(t, ctx, conn, 1<<10, "on the direct path")
 			}
 			peer := func(what string) PeerInfo {

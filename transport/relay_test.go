@@ -106,6 +106,36 @@ func echoServer(t *testing.T, nd *Node) {
 	}()
 }
 
+// pathModes are the two ways an end-to-end connection runs in these
+// tests: through the relay, or direct once both ends proved the path.
+var pathModes = []struct {
+	name string
+	mode PathMode
+}{{"relayed", PathRelay}, {"direct", PathAuto}}
+
+// modePair starts two nodes in mode on a fresh relay network and an echo
+// connection from cli to dev, authorized by a first echo. In PathAuto it
+// returns once both ends send direct: until the device uses the path too,
+// what the client receives still comes relayed.
+func modePair(t *testing.T, ctx context.Context, mode PathMode) (dev, cli *Node, conn *quic.Conn) {
+	t.Helper()
+	tn := newTestNet(t)
+	dev, cli = tn.node(t), tn.node(t)
+	dev.SetMode(mode)
+	cli.SetMode(mode)
+	conn = dialEcho(t, ctx, cli, dev)
+	echoOver(t, ctx, conn, 1<<10, "first")
+	if mode == PathAuto {
+		if err := cli.WaitDirect(ctx, dev.Endpoint()); err != nil {
+			t.Fatal(err)
+		}
+		if err := dev.WaitDirect(ctx, cli.Endpoint()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dev, cli, conn
+}
+
 // echoOver sends size random bytes on a new stream of conn to an
 // echoServer and checks they all come back.
 func echoOver(t *testing.T, ctx context.Context, conn *quic.Conn, size int, what string) {

@@ -72,27 +72,11 @@ func TestBlockPoolBounded(t *testing.T) {
 // packets borrow the socket's read buffers (the reader had to make more
 // than its first), and every block comes back once the bytes are through.
 func TestReceivedPacketsGiveBlocksBack(t *testing.T) {
-	for _, c := range []struct {
-		name string
-		mode PathMode
-	}{{"relayed", PathRelay}, {"direct", PathAuto}} {
+	for _, c := range pathModes {
 		t.Run(c.name, func(t *testing.T) {
-			tn := newTestNet(t)
-			dev, cli := tn.node(t), tn.node(t)
-			dev.SetMode(c.mode)
-			cli.SetMode(c.mode)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			conn := dialEcho(t, ctx, cli, dev)
-			echoOver(t, ctx, conn, 1<<10, "first")
-			if c.mode == PathAuto {
-				if err := cli.WaitDirect(ctx, dev.Endpoint()); err != nil {
-					t.Fatal(err)
-				}
-				if err := dev.WaitDirect(ctx, cli.Endpoint()); err != nil {
-					t.Fatal(err)
-				}
-			}
+			dev, cli, conn := modePair(t, ctx, c.mode)
 			for range 3 {
 				echoOver(t, ctx, conn, 4<<20, c.name)
 			}
