@@ -9,7 +9,9 @@ package e2e
 // freeze: a socksd used through nc -X 5, a socksd used by `tunnel connect`
 // over its control socket, and a public gateway used through its SOCKS
 // port. Each is warmed up first (an ssh through it), so that it holds a
-// connection to the device when it freezes.
+// connection to the device when it freezes. The test sleeps through the
+// freeze, so it runs beside TestPathLossDelay (t.Parallel: after the
+// sequential tests).
 
 import (
 	"fmt"
@@ -43,6 +45,7 @@ type frozenClient struct {
 }
 
 func TestFreeze(t *testing.T) {
+	t.Parallel()
 	e := getEnv(t)
 	relay := addr(freePort(t, "udp"))
 	startTunnel(t, "relay", t.TempDir(), nil, "--log-format", "json", "relay", "--listen", relay)

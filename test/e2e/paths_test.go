@@ -250,10 +250,13 @@ func TestPathSymmetricRelayed(t *testing.T) {
 }
 
 // An ssh session survives the relay's death once it runs on a direct
-// path — including one opened while direct UDP was blocked.
+// path — including one opened while direct UDP was blocked. Each case
+// waits out a 20 s session in its own topology, so the two run side by
+// side.
 func TestPathSurvivesRelayDeath(t *testing.T) {
 	for _, blocked := range []bool{false, true} {
 		t.Run(fmt.Sprintf("opened-while-blocked=%v", blocked), func(t *testing.T) {
+			t.Parallel()
 			w := startNATWorld(t, NATCone, NATCone)
 			if blocked {
 				w.tp.BlockDirect(t, true)
@@ -302,9 +305,12 @@ func TestPathSurvivesRelayDeath(t *testing.T) {
 }
 
 // A NAT that forgets its mappings (conntrack -F) breaks nothing for long.
+// Each case waits out a 15 s session in its own topology, so the two run
+// side by side.
 func TestPathConntrackFlush(t *testing.T) {
 	for _, mode := range []NATMode{NATCone, NATSymmetric} {
 		t.Run(string(mode), func(t *testing.T) {
+			t.Parallel()
 			w := startNATWorld(t, mode, mode)
 			w.firstCommand(t)
 			if mode == NATCone {
@@ -332,8 +338,11 @@ func TestPathConntrackFlush(t *testing.T) {
 	}
 }
 
-// 1 % loss and 50 ms of round trip do not break a transfer.
+// 1 % loss and 50 ms of round trip do not break a transfer. The loss
+// bounds its speed (~40 s each way here), not the CPU, so it runs beside
+// TestFreeze, which sleeps (t.Parallel: after the sequential tests).
 func TestPathLossDelay(t *testing.T) {
+	t.Parallel()
 	w := startNATWorld(t, NATCone, NATCone)
 	w.tp.AddLossDelay(t, w.tp.NAT1, 0.01, 25*time.Millisecond)
 	w.firstCommand(t)
