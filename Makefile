@@ -10,7 +10,9 @@
 #                testdata/fuzz/
 #   make lint    gofmt + go vet (for Linux, macOS and Windows)
 #   make bench   Go benchmarks of all packages, then test/bench (root): tunnel vs
-#                ssh -D vs raw TCP on loopback, one table (see BENCHMARKS.md)
+#                ssh -D vs raw TCP on loopback, one table (see BENCHMARKS.md);
+#                `go run ./test/bench -against REV` compares the working tree
+#                with a commit (or a binary), the two side by side
 #   make deps    check (as root: install) sshd, ssh, OpenBSD nc, curl for the e2e suite
 #   make soak    (root, not in CI) SOAK=10m of ssh sessions and checksummed transfers over
 #                direct, relayed and redirected paths while relays die, NATs forget, 1 %

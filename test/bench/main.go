@@ -64,6 +64,8 @@ type config struct {
 	bin         string
 	keep        bool
 	only        partSet
+	against     string // -against: the build to compare -bin with (against.go)
+	pairs       int
 }
 
 var cfg config
@@ -86,6 +88,8 @@ func main() {
 	flag.DurationVar(&cfg.timeout, "timeout", 15*time.Minute, "give up (and clean up) after this long")
 	flag.StringVar(&cfg.bin, "bin", "", "tunnel binary to use instead of building bin/tunnel")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the work directory (logs, homes) at the end")
+	flag.StringVar(&cfg.against, "against", "", "compare the tunnel (-bin, or the working tree) side by side with this binary or git revision, bulk transfers only (against.go)")
+	flag.IntVar(&cfg.pairs, "pairs", 12, "with -against: pairs of transfers per path and direction")
 	only := flag.String("only", "", "run only these parts, comma-separated, with the setup they need, and print their rows: "+strings.Join(benchParts, ","))
 	flag.Parse()
 	var err error
@@ -93,9 +97,13 @@ func main() {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(2)
 	}
+	if cfg.against != "" && *only != "" {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", errAgainstOnly)
+		os.Exit(2)
+	}
 	cfg.bulkBytes = *bulkMiB << 20
 	cfg.streamBytes = *streamKiB << 10
-	if cfg.rounds < 1 || cfg.samples < 1 || cfg.idleSamples < 0 || cfg.idleGap < 0 || cfg.bulkBytes <= 0 || cfg.streams < 1 || cfg.devices < 1 || cfg.idleStreams < 1 {
+	if cfg.rounds < 1 || cfg.samples < 1 || cfg.idleSamples < 0 || cfg.idleGap < 0 || cfg.bulkBytes <= 0 || cfg.streams < 1 || cfg.devices < 1 || cfg.idleStreams < 1 || cfg.pairs < 1 {
 		fmt.Fprintln(os.Stderr, "bench: counts must be positive")
 		os.Exit(2)
 	}
@@ -178,6 +186,7 @@ func progress(format string, args ...any) {
 // bench is the running setup.
 type bench struct {
 	bin       string
+	binDesc   string // where bin came from, for the -against table
 	work      string
 	srv       *servers
 	ssh       *sshFixture
@@ -201,7 +210,7 @@ type bench struct {
 
 func run() error {
 	began := time.Now()
-	if err := preflight(); err != nil {
+	if err := preflight(cfg.against == ""); err != nil {
 		return err
 	}
 	root, err := moduleRoot()
@@ -216,6 +225,7 @@ func run() error {
 		if _, err := os.Stat(b.bin); err != nil {
 			return fmt.Errorf("-bin: %w", err)
 		}
+		b.binDesc = cfg.bin
 	} else {
 		b.bin = filepath.Join(root, "bin", "tunnel")
 		progress("building %s", b.bin)
@@ -233,6 +243,24 @@ func run() error {
 	}
 	workDir = b.work
 	info := collectHost(root)
+	if b.binDesc == "" {
+		b.binDesc = "the working tree (" + orDash(info.rev) + ")"
+	}
+	if cfg.against != "" {
+		bin, desc, err := resolveAgainst(cfg.against, root, b.work)
+		if err != nil {
+			return err
+		}
+		if b.srv, err = startServers(); err != nil {
+			return err
+		}
+		atExit(b.srv.close)
+		if err := b.compare(&info, bin, desc); err != nil {
+			return err
+		}
+		progress("done in %s", time.Since(began).Round(time.Second))
+		return nil
+	}
 
 	ps := cfg.only
 	if ps.needTunnel() {
@@ -346,18 +374,22 @@ func (b *bench) alive() error {
 	return nil
 }
 
-func preflight() error {
+// preflight checks for what the run needs: root and OpenSSH unless ssh
+// is false (-against runs no ssh), OpenBSD nc always.
+func preflight(ssh bool) error {
 	var missing []string
-	if os.Geteuid() != 0 {
+	if ssh && os.Geteuid() != 0 {
 		return errors.New("must run as root: it creates the user " + sshUser + " (useradd) and runs a throwaway sshd; run `sudo make bench`")
 	}
-	if st, err := os.Stat("/usr/sbin/sshd"); err != nil || st.Mode()&0o111 == 0 {
+	if st, err := os.Stat("/usr/sbin/sshd"); ssh && (err != nil || st.Mode()&0o111 == 0) {
 		missing = append(missing, "/usr/sbin/sshd (openssh-server)")
 	}
-	for _, tool := range []struct{ name, pkg string }{
-		{"ssh", "openssh-client"}, {"ssh-keygen", "openssh-client"}, {"useradd", "passwd"},
-		{"passwd", "passwd"}, {"head", "coreutils"}, {"go", "Go toolchain"},
-	} {
+	type tool struct{ name, pkg string }
+	tools := []tool{{"head", "coreutils"}, {"go", "Go toolchain"}}
+	if ssh {
+		tools = append(tools, tool{"ssh", "openssh-client"}, tool{"ssh-keygen", "openssh-client"}, tool{"useradd", "passwd"}, tool{"passwd", "passwd"})
+	}
+	for _, tool := range tools {
 		if _, err := lookPath(tool.name); err != nil {
 			missing = append(missing, fmt.Sprintf("%s (%s)", tool.name, tool.pkg))
 		}
