@@ -554,7 +554,7 @@ func (b *bench) waitPaths(ts []*target, device *proc) error {
 		for {
 			path, err := b.pathOf(t)
 			if err == nil && path == t.wantPath {
-				progress("%s: path %s", t.name, path)
+				progress("%s: path %s%s", t.name, path, b.pathVia(t))
 				break
 			}
 			if time.Now().After(deadline) {
@@ -604,6 +604,26 @@ func (b *bench) pathOf(t *target) (string, error) {
 		return clientPath + "/" + devPath, fmt.Errorf("socksd sees %q, device sees %q", clientPath, devPath)
 	}
 	return clientPath, nil
+}
+
+// pathVia says where the socksd of t sends to the device, and how the
+// path carries packets, as its status tells: two setups of one build can
+// differ there (-against).
+func (b *bench) pathVia(t *target) string {
+	cd, err := roleStatus(t.home, "socksd")
+	if err != nil {
+		return ""
+	}
+	devID := b.deviceID
+	if t.deviceID != "" {
+		devID = t.deviceID
+	}
+	for _, p := range cd.Peers {
+		if p.ID == devID {
+			return fmt.Sprintf(" via %s, packets %s", p.Via, p.Packets)
+		}
+	}
+	return ""
 }
 
 // roleStatus is the status of role running with home, as `tunnel status`
