@@ -260,7 +260,8 @@ func (n *Node) send(ep Endpoint, b []byte, seg int) {
 	if mode != PathRelay && p != nil {
 		if a, ok := p.current(now); ok {
 			bytes, frames := n.sendSized(n.sockTo(p, a), directHeader[:], b, seg, a, p.sizeFor(&p.sizeDirect, a, now))
-			// Counted once written: a ping sent after this call trails
+			// Counted once handed to the socket, which writes a ping
+			// sent after this call behind them (txqueue.go): it trails
 			// these packets on the path (the liveness rule, disco.go).
 			p.DirectOut.Add(bytes)
 			p.DirectOutPkts.Add(frames)

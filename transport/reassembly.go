@@ -45,7 +45,7 @@ func (s *Socket) writeFragments(hdr, b []byte, seg int, to netip.AddrPort, ids *
 	run, k := (*bp)[:0], 0
 	flush := func() {
 		if k > 0 {
-			s.writeRun(run, dgram, k, to)
+			s.sendRun(run, dgram, k, to)
 		}
 		run, k = run[:0], 0
 	}
@@ -67,7 +67,7 @@ func (s *Socket) writeFragments(hdr, b []byte, seg int, to netip.AddrPort, ids *
 			if len(hdr)+len(d) > dgram {
 				flush()
 				add(hdr, d)
-				s.writeRun(run, len(run), 1, to)
+				s.sendRun(run, len(run), 1, to)
 				run, k = run[:0], 0
 				continue
 			}

@@ -35,6 +35,7 @@ type Socket struct {
 	gro    bool
 	blocks *blockPool // what the reader reads into (rxblock.go)
 	io     *udpIO     // its sends and receives (udpio_linux.go)
+	tx     *txQueue   // its sender (txqueue.go); nil: every send is written at once
 
 	// Destinations a GSO write was too big for: until when to send
 	// datagrams of that size or more to them one at a time (writeRun).
@@ -100,6 +101,7 @@ func listenSocket(addr string, frame lendingHandler) (*Socket, error) {
 		size = 1 << 16 // a GRO run
 	}
 	s.blocks = newBlockPool(size)
+	s.tx = newTxQueue(s.writeRun)
 	go s.read()
 	return s, nil
 }
@@ -215,7 +217,9 @@ const maxRunBytes = 65000
 
 // WriteSegments sends each seg-byte piece of b (the last may be shorter)
 // as one datagram to to, with hdr before it, in as few writes as the kernel
-// allows. It is safe for concurrent use. Errors are dropped: a lost
+// allows. Runs of more than one datagram go to the socket's sender, which
+// writes them after what is queued already and merges what queues up
+// (txqueue.go). It is safe for concurrent use. Errors are dropped: a lost
 // datagram is for QUIC to repair.
 func (s *Socket) WriteSegments(hdr, b []byte, seg int, to netip.AddrPort) {
 	dgram := len(hdr) + seg
@@ -223,9 +227,8 @@ func (s *Socket) WriteSegments(hdr, b []byte, seg int, to netip.AddrPort) {
 		return
 	}
 	per := min(maxBatch, maxRunBytes/dgram)
-	bp := segBufs.Get().(*[]byte)
-	defer segBufs.Put(bp)
 	for len(b) > 0 {
+		bp := segBufs.Get().(*[]byte)
 		run := (*bp)[:0]
 		k := 0
 		for ; k < per && len(b) > 0; k++ {
@@ -234,8 +237,24 @@ func (s *Socket) WriteSegments(hdr, b []byte, seg int, to netip.AddrPort) {
 			run = append(run, hdr...)
 			run = append(run, d...)
 		}
-		s.writeRun(run, dgram, k, to)
+		if k > 1 && s.tx != nil {
+			s.tx.put(txRun{buf: bp, run: run, dgram: dgram, k: k, to: to})
+			continue
+		}
+		s.sendRun(run, dgram, k, to)
+		segBufs.Put(bp)
 	}
+}
+
+// sendRun writes run (as writeRun) now, or, while the sender has runs
+// queued or in hand, queues a copy behind them, so that it cannot overtake
+// what was sent before it.
+func (s *Socket) sendRun(run []byte, dgram, k int, to netip.AddrPort) {
+	if s.tx != nil && s.tx.busy() {
+		s.tx.putCopy(run, dgram, k, to)
+		return
+	}
+	s.writeRun(run, dgram, k, to)
 }
 
 // writeRun sends run, k datagrams of dgram bytes (the last may be
@@ -261,7 +280,7 @@ func (s *Socket) writeRun(run []byte, dgram, k int, to netip.AddrPort) {
 	for len(run) > 0 {
 		d := run[:min(dgram, len(run))]
 		run = run[len(d):]
-		_ = s.WriteTo(d, to)
+		_ = s.io.send(d, 0, to)
 	}
 }
 
@@ -299,8 +318,14 @@ func (s *Socket) markSmallPath(to netip.AddrPort, dgram int) {
 // PacketConn is the conn the outer QUIC transport runs on.
 func (s *Socket) PacketConn() net.PacketConn { return s.outer }
 
-// WriteTo sends one raw datagram (a relay frame) from the socket.
+// WriteTo sends one raw datagram (a relay frame) from the socket: at once,
+// or behind the runs the sender has queued (sendRun). An error comes back
+// only from a datagram written at once.
 func (s *Socket) WriteTo(b []byte, to netip.AddrPort) error {
+	if s.tx != nil && s.tx.busy() {
+		s.tx.putCopy(b, len(b), 1, to)
+		return nil
+	}
 	return s.io.send(b, 0, to)
 }
 
@@ -314,6 +339,9 @@ func (s *Socket) Close() error {
 	var err error
 	s.once.Do(func() {
 		err = s.udp.Close()
+		if s.tx != nil {
+			s.tx.close() // its write in hand, if any, fails at once now
+		}
 		<-s.done
 		if s.outer != nil {
 			s.outer.Close()
