@@ -33,7 +33,7 @@ import (
 const (
 	layerCrypto  = "crypto (AEAD, header protection)"
 	layerQUIC    = "quic-go"
-	layerSocket  = "UDP socket I/O, GSO/GRO (transport socket.go, gso_linux.go, udpio_linux.go; in the pipe quic-go's sys_conn*.go)"
+	layerSocket  = "UDP socket I/O, GSO/GRO (transport socket.go, txqueue.go, gso_linux.go, udpio_linux.go, rxblock.go; in the pipe quic-go's sys_conn*.go)"
 	layerFrames  = "transport: relay frames, routing (node.go, frame.go, relay.go, route.go, …)"
 	layerVirtual = "transport: virtual conn, paths (innerconn.go, queueconn.go, path.go, disco.go, …)"
 	layerSplice  = "TCP legs: splice TCP ↔ stream and its TCP reads and writes (transport splice.go, splicebuf.go, tcpconn_linux.go, metered.go)"
@@ -50,6 +50,7 @@ const modulePath = "github.com/tunnel-dev/tunnel/"
 // file not listed counts as layerOurs.
 var transportFiles = map[string]string{
 	"socket.go": layerSocket, "gso_linux.go": layerSocket, "udpio_linux.go": layerSocket,
+	"txqueue.go": layerSocket, "rxblock.go": layerSocket,
 	"node.go": layerFrames, "frame.go": layerFrames, "relay.go": layerFrames, "route.go": layerFrames,
 	"localrelay.go": layerFrames, "endpoint.go": layerFrames, "serve.go": layerFrames,
 	"innerconn.go": layerVirtual, "queueconn.go": layerVirtual, "path.go": layerVirtual, "disco.go": layerVirtual,
