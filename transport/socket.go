@@ -246,15 +246,22 @@ func (s *Socket) WriteSegments(hdr, b []byte, seg int, to netip.AddrPort) {
 	}
 }
 
-// sendRun writes run (as writeRun) now, or, while the sender has runs
-// queued or in hand, queues a copy behind them, so that it cannot overtake
-// what was sent before it.
+// sendRun writes run (as writeRun) now, or behind what the sender holds.
 func (s *Socket) sendRun(run []byte, dgram, k int, to netip.AddrPort) {
-	if s.tx != nil && s.tx.busy() {
-		s.tx.putCopy(run, dgram, k, to)
-		return
+	if !s.behind(run, dgram, k, to) {
+		s.writeRun(run, dgram, k, to)
 	}
-	s.writeRun(run, dgram, k, to)
+}
+
+// behind queues a copy of run behind the runs the sender has queued or in
+// hand, if it has any, and says whether it did: a send written at once
+// then would overtake what was sent before it.
+func (s *Socket) behind(run []byte, dgram, k int, to netip.AddrPort) bool {
+	if s.tx == nil || !s.tx.busy() {
+		return false
+	}
+	s.tx.putCopy(run, dgram, k, to)
+	return true
 }
 
 // writeRun sends run, k datagrams of dgram bytes (the last may be
@@ -319,11 +326,10 @@ func (s *Socket) markSmallPath(to netip.AddrPort, dgram int) {
 func (s *Socket) PacketConn() net.PacketConn { return s.outer }
 
 // WriteTo sends one raw datagram (a relay frame) from the socket: at once,
-// or behind the runs the sender has queued (sendRun). An error comes back
+// or behind the runs the sender has queued (behind). An error comes back
 // only from a datagram written at once.
 func (s *Socket) WriteTo(b []byte, to netip.AddrPort) error {
-	if s.tx != nil && s.tx.busy() {
-		s.tx.putCopy(b, len(b), 1, to)
+	if s.behind(b, len(b), 1, to) {
 		return nil
 	}
 	return s.io.send(b, 0, to)
