@@ -3,7 +3,7 @@
 #
 #   make build   bin/tunnel
 #   make run     build, print the next steps, run socksd (+ embedded rendezvous node)
-#   make test    deps + lint + unit tests (-race) + every fuzz target for 3 s
+#   make test    deps + lint + unit tests (-race) + every fuzz target for 3 s, two at a time
 #                + end-to-end suite (test/e2e)
 #   make fuzz    every fuzz target for FUZZTIME (default 30s), one at a time
 #                (.ci/fuzz.sh); a failing input lands in the package's
@@ -102,7 +102,7 @@ test: deps lint
 	@echo "== unit tests (-race)"
 	pkgs=$$($(UNIT_PKGS)); $(GO) test -race -count=1 $$pkgs
 	@echo "== fuzz targets, 3s each"
-	FUZZTIME=3s GO=$(GO) bash .ci/fuzz.sh
+	FUZZTIME=3s FUZZJOBS=2 GO=$(GO) bash .ci/fuzz.sh
 	@echo "== end-to-end tests"
 	$(GO) test -count=1 -v -timeout $(E2E_TIMEOUT) ./test/e2e/
 
