@@ -116,7 +116,7 @@ func NewNode(key *identity.Key, listen string) (*Node, error) {
 		gone: make(chan Endpoint, goneQueue), kept: make(chan uint64, keptQueue), probes: rate.NewLimiter(probeRate, probeBurst), hard: newHardBudgets(), epoch: time.Now()}
 	n.endpoint, n.nonce = NewEndpoint(key.ID())
 	n.routes.Store(noRoutes)
-	sock, err := listenSocket(listen, n.receiveLent)
+	sock, err := listenSocket(listen, n.receiveLent, true)
 	if err != nil {
 		return nil, err
 	}

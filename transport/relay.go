@@ -77,7 +77,7 @@ func ListenRelay(addr string) (*Relay, error) {
 		byEP:   make(map[Endpoint]netip.AddrPort),
 		byAddr: make(map[netip.AddrPort]Endpoint),
 	}
-	sock, err := ListenSocket(addr, r.forward)
+	sock, err := listenSocket(addr, lendless(r.forward), false)
 	if err != nil {
 		return nil, err
 	}

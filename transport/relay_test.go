@@ -179,6 +179,11 @@ func TestRelayCarriesEndToEnd(t *testing.T) {
 	if dev.RelayedIn.Load() < size {
 		t.Fatalf("device received %d relayed bytes, want ≥ %d", dev.RelayedIn.Load(), size)
 	}
+	// The relay forwarded all that on its reader: its socket starts no
+	// sender goroutine, where a node's does.
+	if tn.relay.sock.tx != nil || dev.sock.tx == nil {
+		t.Fatalf("senders: relay %v, node %v; want none and one", tn.relay.sock.tx != nil, dev.sock.tx != nil)
+	}
 }
 
 // A relay (or registry) that sends a client to another node than the one

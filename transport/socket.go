@@ -35,7 +35,7 @@ type Socket struct {
 	gro    bool
 	blocks *blockPool // what the reader reads into (rxblock.go)
 	io     *udpIO     // its sends and receives (udpio_linux.go)
-	tx     *txQueue   // its sender (txqueue.go); nil: every send is written at once
+	tx     *txQueue   // its sender (txqueue.go); nil (the relay's): every send is written at once
 
 	// Destinations a GSO write was too big for: until when to send
 	// datagrams of that size or more to them one at a time (writeRun).
@@ -68,12 +68,14 @@ type smallPath struct {
 // ListenSocket opens a UDP socket on addr ("127.0.0.1:0", ":7443", …) and
 // starts its reader. frame may be nil (frames are then dropped).
 func ListenSocket(addr string, frame FrameHandler) (*Socket, error) {
-	return listenSocket(addr, lendless(frame))
+	return listenSocket(addr, lendless(frame), true)
 }
 
 // listenSocket is ListenSocket with a handler that may borrow the read's
-// buffer: the node's.
-func listenSocket(addr string, frame lendingHandler) (*Socket, error) {
+// buffer (the node's), and a sender (txqueue.go) only if sender is set:
+// the relay forwards on its reader and sends nothing else in runs, so a
+// sender would only sit parked.
+func listenSocket(addr string, frame lendingHandler, sender bool) (*Socket, error) {
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("resolve listen address %q: %w", addr, err)
@@ -101,7 +103,9 @@ func listenSocket(addr string, frame lendingHandler) (*Socket, error) {
 		size = 1 << 16 // a GRO run
 	}
 	s.blocks = newBlockPool(size)
-	s.tx = newTxQueue(s.writeRun)
+	if sender {
+		s.tx = newTxQueue(s.writeRun)
+	}
 	go s.read()
 	return s, nil
 }
