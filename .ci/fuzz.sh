@@ -40,10 +40,10 @@ FUZZJOBS=${FUZZJOBS:-1}
 case $FUZZJOBS in
 '' | *[!0-9]* | 0) echo "fuzz: FUZZJOBS=$FUZZJOBS is not a number of targets at once (1, 2, …)" >&2; exit 2 ;;
 esac
-# Every run gets a worker per core, as go test -fuzz gives it, even when
-# FUZZJOBS runs share the cores: a run with one worker made 30-70 execs a
-# second of FuzzNodeReceive where two made 800 and more (Go 1.26, 2 cores).
-workers=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
+# Every run keeps the testing package's default workers (-test.parallel:
+# GOMAXPROCS), as under go test -fuzz, even when FUZZJOBS runs share the
+# cores: a run with one worker made 30-70 execs a second of
+# FuzzNodeReceive where two made 800 and more (Go 1.26, 2 cores).
 
 mod=$($GO list -m </dev/null)
 cache=$($GO env GOCACHE)/fuzz
@@ -109,7 +109,7 @@ fuzzOne() {
 	read -r i t <<<"${targets[$n]}"
 	t0=$(date +%s)
 	(cd "${dirs[$i]}" && "$work/$i.test" -test.paniconexit0 -test.run '^$' -test.fuzz "^$t\$" \
-		-test.fuzztime "$FUZZTIME" -test.fuzzminimizetime "$FUZZMINIMIZE" -test.timeout "$FUZZ_TIMEOUT" -test.parallel "$workers" \
+		-test.fuzztime "$FUZZTIME" -test.fuzzminimizetime "$FUZZMINIMIZE" -test.timeout "$FUZZ_TIMEOUT" \
 		-test.fuzzcachedir "$cache/${pkgs[$i]}") </dev/null >"$work/$n.log" 2>&1 || rc=$?
 	echo "$rc $(($(date +%s) - t0))" >"$work/$n.rc"
 }
