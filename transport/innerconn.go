@@ -116,6 +116,7 @@ func (c *innerConn) ReadBatch(ms []ipv4.Message, _ int) (int, error) {
 		}
 	}
 	c.queued.Add(int32(-i))
+	c.inRow += i
 	return i, nil
 }
 

@@ -3,6 +3,7 @@ package transport
 import (
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,7 +100,22 @@ type queueConn struct {
 	readMu sync.Mutex
 	cur    []queuedPacket
 	pos    int
+	inRow  int // packets taken since the reader last waited
 }
+
+// yieldAfter is how many packets quic-go's reader takes in a row before
+// it lets other goroutines run. quic-go queues at most 256 unprocessed
+// packets per connection and drops the rest (MaxConnUnprocessedPackets).
+// Its reader only parses a header per packet, where the connection
+// decrypts and handles each; at one P, the way the roles run while light,
+// the reader took everything queued here before the connection ran at
+// all, and a backlog of more than 256 — the receiver being the slower end
+// of a bulk transfer — became drops: losses to the sender, with
+// retransmissions and a congestion window cut back to about what that
+// queue holds. Yielding lets the connection, which the reader's hand-over
+// readied, empty its queue first. With several Ps the two run side by side
+// and this bounds nothing (BENCHMARKS.md, round fourteen).
+const yieldAfter = 64
 
 func newQueueConn(depth int, local net.Addr, write func([]byte, net.Addr) (int, error)) *queueConn {
 	return &queueConn{
@@ -150,12 +166,18 @@ func (c *queueConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		return 0, nil, err
 	}
 	c.queued.Add(-1)
+	c.inRow++
 	return c.take(p, pkt)
 }
 
 // next waits for a packet, until the conn closes or the read deadline,
-// and takes it off the queue; the caller holds readMu and lowers queued.
+// and takes it off the queue; the caller holds readMu, lowers queued and
+// adds what it took to inRow. It yields first after yieldAfter in a row.
 func (c *queueConn) next() (queuedPacket, error) {
+	if c.inRow >= yieldAfter {
+		c.inRow = 0
+		runtime.Gosched()
+	}
 	for {
 		select {
 		case <-c.closed:
@@ -165,6 +187,7 @@ func (c *queueConn) next() (queuedPacket, error) {
 		if pkt, ok := c.poll(); ok {
 			return pkt, nil
 		}
+		c.inRow = 0
 		c.mu.Lock()
 		deadline, changed := c.deadline, c.changed
 		c.mu.Unlock()
