@@ -419,6 +419,11 @@ type PeerInfo struct {
 	// "whole", "fragments", "probing" (no answer yet) or "unprobed" (the
 	// peer answers no probe: a node from before packet sizing).
 	Packets string
+	// PacketsSent is how many packets of this connection quic-go sent,
+	// and PacketsLost how many of them it declared lost (then sent their
+	// data again). On a path that loses nothing (loopback, a LAN) losses
+	// mean a receiver that dropped what it could not take in time.
+	PacketsSent, PacketsLost uint64
 }
 
 // tracked is one live end-to-end connection of a node.
@@ -905,7 +910,7 @@ func (n *Node) PeerInfo(c *quic.Conn) (PeerInfo, bool) {
 func (n *Node) info(t *tracked, rt *routes, now time.Time, clock int64) PeerInfo {
 	st := t.conn.ConnectionStats()
 	info := PeerInfo{ID: t.id, Endpoint: t.path.ep, RTT: st.SmoothedRTT, Streams: t.streams.Load(),
-		BytesOut: st.BytesSent, BytesIn: st.BytesReceived}
+		BytesOut: st.BytesSent, BytesIn: st.BytesReceived, PacketsSent: st.PacketsSent, PacketsLost: st.PacketsLost}
 	last := &t.path.lastRelayRx
 	if a, ok := t.path.current(now); ok && n.Mode() != PathRelay {
 		info.Direct = a

@@ -58,6 +58,12 @@ type PeerStatus struct {
 	// "fragments" (it drops large datagrams), "probing" or "unprobed"
 	// (the peer is a version that answers no size probe).
 	Packets string `json:"packets"`
+	// PacketsSent is how many end-to-end packets this node sent the
+	// peer; PacketsLost how many of them QUIC declared lost and sent
+	// again. Losses on a path that loses nothing (a LAN) mean a receiver
+	// too slow for the sender.
+	PacketsSent uint64 `json:"packets_sent"`
+	PacketsLost uint64 `json:"packets_lost"`
 }
 
 // statusRoles are the roles that answer status, in the order
@@ -82,7 +88,8 @@ func StatusOf(role string, n *Node) Status {
 	}
 	for _, p := range tn.Peers() {
 		sp := PeerStatus{ID: p.ID.String(), Endpoint: p.Endpoint.String(), RTTms: float64(p.RTT.Microseconds()) / 1000,
-			Streams: p.Streams, BytesOut: p.BytesOut, BytesIn: p.BytesIn, LastRxms: -1, Packets: p.Packets}
+			Streams: p.Streams, BytesOut: p.BytesOut, BytesIn: p.BytesIn, LastRxms: -1, Packets: p.Packets,
+			PacketsSent: p.PacketsSent, PacketsLost: p.PacketsLost}
 		if p.SinceRx >= 0 {
 			sp.LastRxms = float64(p.SinceRx.Microseconds()) / 1000
 		}
@@ -157,16 +164,25 @@ func WriteStatus(w io.Writer, docs []Status) error {
 			continue
 		}
 		sort.Slice(d.Peers, func(a, b int) bool { return d.Peers[a].ID < d.Peers[b].ID })
-		fmt.Fprintln(tw, "  PEER\tPATH\tPACKETS\tRTT\tLAST RX\tSTREAMS\tSENT\tRECEIVED")
+		fmt.Fprintln(tw, "  PEER\tPATH\tPACKETS\tRTT\tLAST RX\tSTREAMS\tSENT\tRECEIVED\tLOST")
 		for _, p := range d.Peers {
 			path := "direct " + p.Via
 			if p.Path != "direct" {
 				path = "relayed via " + p.Via
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%.1f ms\t%s\t%d\t%s\t%s\n", p.ID, path, orDash(p.Packets), p.RTTms, agoText(p.LastRxms), p.Streams, bytesText(p.BytesOut), bytesText(p.BytesIn))
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%.1f ms\t%s\t%d\t%s\t%s\t%s\n", p.ID, path, orDash(p.Packets), p.RTTms, agoText(p.LastRxms), p.Streams, bytesText(p.BytesOut), bytesText(p.BytesIn), lostText(p.PacketsLost, p.PacketsSent))
 		}
 	}
 	return tw.Flush()
+}
+
+// lostText says how many of the packets sent were lost: a count, and the
+// share of all sent once there are any.
+func lostText(lost, sent uint64) string {
+	if lost == 0 || sent == 0 {
+		return fmt.Sprint(lost)
+	}
+	return fmt.Sprintf("%d (%.2g%%)", lost, 100*float64(lost)/float64(sent))
 }
 
 // agoText says how long ago, given in milliseconds (-1: never).

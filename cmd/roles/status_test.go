@@ -170,6 +170,9 @@ func TestStatusPeerViaItsHomeNode(t *testing.T) {
 	if len(st.Peers) != 1 || st.Peers[0].Path != "relayed" || st.Peers[0].Via != a.Addr().String() {
 		t.Fatalf("peers %+v: want the device relayed via its home node A, %s", st.Peers, a.Addr())
 	}
+	if p := st.Peers[0]; p.PacketsSent == 0 || p.PacketsLost > p.PacketsSent {
+		t.Fatalf("peer sent %d packets, lost %d: want some sent, no more lost", p.PacketsSent, p.PacketsLost)
+	}
 }
 
 // The control socket answers with the document, only in its home.
@@ -215,12 +218,13 @@ func echo(t *testing.T) string {
 }
 
 // Each peer's line says how long ago a packet last arrived on its path,
-// under a LAST RX column.
+// under a LAST RX column, how its path carries packets, and how many of
+// the packets sent to it were lost.
 func TestWriteStatusLastRx(t *testing.T) {
 	doc := Status{Role: "socksd", ID: "me", Relay: "127.0.0.1:4242", Registered: true, PathMode: "auto",
 		Peers: []PeerStatus{
-			{ID: "a", Path: "direct", Via: "192.0.2.1:5000", LastRxms: 300, Packets: "whole"},
-			{ID: "b", Path: "relayed", Via: "127.0.0.1:4242", LastRxms: -1, Packets: "fragments"},
+			{ID: "a", Path: "direct", Via: "192.0.2.1:5000", LastRxms: 300, Packets: "whole", PacketsSent: 100},
+			{ID: "b", Path: "relayed", Via: "127.0.0.1:4242", LastRxms: -1, Packets: "fragments", PacketsSent: 4000, PacketsLost: 12},
 			{ID: "c", Path: "relayed", Via: "127.0.0.1:4242", LastRxms: 125_000},
 		}}
 	var out bytes.Buffer
@@ -237,6 +241,7 @@ func TestWriteStatusLastRx(t *testing.T) {
 	}{
 		{"LAST RX", []string{"0.3 s ago", "never", "2 min ago"}},
 		{"PACKETS", []string{"whole", "fragments", "-"}},
+		{"LOST", []string{"0", "12 (0.3%)", "0"}},
 	} {
 		col := strings.Index(lines[1], c.head)
 		for i, want := range c.want {
