@@ -626,6 +626,33 @@ func (b *bench) pathVia(t *target) string {
 	return ""
 }
 
+// senderPackets is what the sending end of a transfer over t (the socksd
+// for an upload, the device for a download) counts, as its status tells,
+// of the packets of its connection to the other end: sent so far, and
+// declared lost.
+func (b *bench) senderPackets(t *target, dir string) (sent, lost uint64, ok bool) {
+	cd, err := roleStatus(t.home, "socksd")
+	if err != nil {
+		return 0, 0, false
+	}
+	d, peer := cd, b.deviceID
+	if t.deviceID != "" {
+		peer = t.deviceID
+	}
+	if dir == "down" {
+		if d, err = roleStatus(t.devHome, "publish"); err != nil {
+			return 0, 0, false
+		}
+		peer = cd.ID
+	}
+	for _, p := range d.Peers {
+		if p.ID == peer {
+			return p.PacketsSent, p.PacketsLost, true
+		}
+	}
+	return 0, 0, false
+}
+
 // roleStatus is the status of role running with home, as `tunnel status`
 // reads it; a zero Status when that role does not answer but another does.
 func roleStatus(home, role string) (roles.Status, error) {

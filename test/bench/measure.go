@@ -76,6 +76,10 @@ type bulkRun struct {
 	err     error
 	cpu     map[string]float64 // seconds, per role
 	pathBad string             // tunnel path seen after the run, when not the wanted one
+	// sent and lost: the tunnel's sending end's packets during the run,
+	// and those QUIC declared lost (lossOK: both ends' status answered).
+	sent, lost uint64
+	lossOK     bool
 }
 
 func (r bulkRun) gbps() float64 {
@@ -105,7 +109,11 @@ func (b *bench) bulk(res *results) error {
 					if r.capped {
 						capped = " (time cap)"
 					}
-					progress("%s%6.2f Gbit/s  %5.0f MiB in %.2f s%s%s", msg, r.gbps(), float64(r.bytes)/(1<<20), r.dur.Seconds(), capped, cpuText(r.cpu))
+					loss := ""
+					if r.lossOK {
+						loss = fmt.Sprintf("  lost %d of %d packets", r.lost, r.sent)
+					}
+					progress("%s%6.2f Gbit/s  %5.0f MiB in %.2f s%s%s%s", msg, r.gbps(), float64(r.bytes)/(1<<20), r.dur.Seconds(), capped, cpuText(r.cpu), loss)
 				}
 				if r.pathBad != "" {
 					progress("%s   path after the run: %s (want %s)", msg, r.pathBad, t.wantPath)
@@ -147,6 +155,11 @@ func ncArgs(t *target, port int, extra ...string) []string {
 func (b *bench) bulkOnce(t *target, dir string) bulkRun {
 	r := bulkRun{dir: dir}
 	b.srv.setLimits(cfg.bulkBytes, cfg.bulkCap)
+	var sent0, lost0 uint64
+	var loss0 bool
+	if t.tunnel() {
+		sent0, lost0, loss0 = b.senderPackets(t, dir)
+	}
 	cpu0 := t.cpuNow()
 	var err error
 	if dir == "up" {
@@ -159,6 +172,13 @@ func (b *bench) bulkOnce(t *target, dir string) bulkRun {
 	r.cpu = map[string]float64{}
 	for k, v := range cpu1 {
 		r.cpu[k] = v - cpu0[k]
+	}
+	if loss0 {
+		// A connection made anew since counts from zero, and a tunnel from
+		// before these counters says 0: no figure then.
+		if sent1, lost1, ok := b.senderPackets(t, dir); ok && sent1 > sent0 && lost1 >= lost0 {
+			r.sent, r.lost, r.lossOK = sent1-sent0, lost1-lost0, true
+		}
 	}
 	return r
 }

@@ -197,6 +197,26 @@ func (r *results) cpuPerGB(name, role string) (float64, bool) {
 	return sec / (bytes / 1e9), true
 }
 
+// lossCell sums the packets the sending end of name's transfers sent and
+// lost, each direction; a dash for a path that is not the tunnel's.
+func (r *results) lossCell(name string) string {
+	var parts []string
+	for _, dir := range []string{"up", "down"} {
+		var sent, lost uint64
+		found := false
+		for _, run := range r.bulk[name+" "+dir] {
+			if run.lossOK {
+				sent, lost, found = sent+run.sent, lost+run.lost, true
+			}
+		}
+		if !found {
+			return dash
+		}
+		parts = append(parts, fmt.Sprintf("%d of %.2f M", lost, float64(sent)/1e6))
+	}
+	return strings.Join(parts, " · ")
+}
+
 func (r *results) table() string {
 	var b strings.Builder
 	h := r.host
@@ -255,6 +275,12 @@ func (r *results) table() string {
 		}
 		row(word+" ÷ quic-go pipe (median of per-round ratios)", cells, "direct ≥ 0.9× when the pipe is below 0.85× ssh -D")
 	}
+
+	var loss []string
+	for _, c := range columns {
+		loss = append(loss, r.lossCell(c))
+	}
+	row("packets the sender lost (QUIC, `tunnel status`), all rounds: up · down", loss, "")
 
 	// 2. connect latency
 	med, p90, ratio := latencyCells(r.lat, r.latFail, true, "failed")

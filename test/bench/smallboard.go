@@ -138,6 +138,7 @@ func (r *results) smallBoardTable(ciphers []string) string {
 		row(word+" ÷ the same path with the default (tunnel: --procs auto; pipe: Go's default)", func(name, base string) string { return ratio(r.ratioTo(name, base, dir)) })
 		row(word+" ÷ ssh -D", func(name, _ string) string { return ratio(r.ratioTo(name, "ssh -D", dir)) })
 	}
+	row("packets the sender lost (QUIC, `tunnel status`), all rounds: up · down", func(name, _ string) string { return r.lossCell(name) })
 	row("connect + 1-byte echo, median ms", func(name, _ string) string {
 		if s := r.lat[name]; len(s) > 0 {
 			return fmt.Sprintf("%.3f", float64(quantileDur(s, 0.5))/float64(time.Millisecond))
