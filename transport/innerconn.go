@@ -33,10 +33,11 @@ import (
 // or Tailscale link) into send errors, and every packet would be lost.
 type innerConn struct {
 	*queueConn
-	sock  *Socket
-	probe *net.UDPConn
-	local *net.UDPAddr
-	send  func(ep Endpoint, b []byte, seg int)
+	sock   *Socket
+	probe  *net.UDPConn
+	local  *net.UDPAddr
+	send   func(ep Endpoint, b []byte, seg int)
+	credit *rxCredit
 }
 
 // Without this quic-go would quietly fall back to one packet per write.
@@ -48,7 +49,8 @@ func newInnerConn(sock *Socket, self Endpoint, send func(Endpoint, []byte, int))
 		return nil, fmt.Errorf("open probe socket: %w", err)
 	}
 	local := EndpointAddr(self)
-	return &innerConn{queueConn: newQueueConn(4096, local, nil), sock: sock, probe: probe, local: local, send: send}, nil
+	return &innerConn{queueConn: newQueueConn(4096, local, nil), sock: sock, probe: probe, local: local, send: send,
+		credit: newRxCredit()}, nil
 }
 
 // WriteTo sends one packet.
@@ -83,17 +85,20 @@ func (c *innerConn) write(b []byte, seg int, addr net.Addr) (int, error) {
 		return len(b), nil
 	}
 	c.send(ep, b, seg)
+	c.credit.wrote()
 	return len(b), nil
 }
 
 // ReadBatch waits for one packet, then takes as many more as are queued
-// and fit in ms.
+// and fit in ms. First it waits for the connection it handed packets to
+// last to take them off quic-go's queue (rxcredit.go).
 func (c *innerConn) ReadBatch(ms []ipv4.Message, _ int) (int, error) {
 	if len(ms) == 0 {
 		return 0, nil
 	}
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
+	c.credit.wait()
 	pkt, err := c.next()
 	if err != nil {
 		return 0, err
@@ -101,9 +106,18 @@ func (c *innerConn) ReadBatch(ms []ipv4.Message, _ int) (int, error) {
 	i := 0
 	var rel releaser
 	defer rel.flush()
+	var runEp Endpoint // the peer of the packets taken since runBytes was 0
+	runBytes := 0
 	for {
 		m := &ms[i]
 		m.N, m.Addr = copy(m.Buffers[0], pkt.b), pkt.addr
+		if ep, ok := AddrEndpoint(pkt.addr); ok {
+			if ep != runEp && runBytes > 0 {
+				c.credit.handed(runEp, runBytes)
+				runBytes = 0
+			}
+			runEp, runBytes = ep, runBytes+m.N
+		}
 		rel.release(pkt)
 		m.NN, m.Flags = 0, 0
 		i++
@@ -114,6 +128,9 @@ func (c *innerConn) ReadBatch(ms []ipv4.Message, _ int) (int, error) {
 		if pkt, ok = c.poll(); !ok {
 			break
 		}
+	}
+	if runBytes > 0 {
+		c.credit.handed(runEp, runBytes)
 	}
 	c.queued.Add(int32(-i))
 	c.inRow += i

@@ -467,6 +467,7 @@ func (n *Node) track(c *quic.Conn, ep Endpoint, dialed bool) {
 	t := &tracked{id: id, conn: c, path: p, key: &discoKey{secret: secret}, auth: make(chan struct{})}
 	n.conns[c] = t
 	n.pathMu.Unlock()
+	n.innerPC.credit.add(ep, c)
 	p.mu.Lock()
 	p.keys = append(p.keys, t.key)
 	p.mu.Unlock()
@@ -476,6 +477,7 @@ func (n *Node) track(c *quic.Conn, ep Endpoint, dialed bool) {
 
 	n.wg.Go(func() {
 		n.runPath(c, t)
+		n.innerPC.credit.remove(ep, c)
 		n.pathMu.Lock()
 		delete(n.conns, c)
 		p.mu.Lock()

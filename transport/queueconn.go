@@ -114,7 +114,7 @@ type queueConn struct {
 // retransmissions and a congestion window cut back to about what that
 // queue holds. Yielding lets the connection, which the reader's hand-over
 // readied, empty its queue first. With several Ps the two run side by side
-// and this bounds nothing (BENCHMARKS.md, round fourteen).
+// and a yield bounds nothing; there the reader counts (rxcredit.go).
 const yieldAfter = 64
 
 func newQueueConn(depth int, local net.Addr, write func([]byte, net.Addr) (int, error)) *queueConn {
