@@ -579,27 +579,17 @@ func (b *bench) tunnelID(home string) (string, error) {
 // `tunnel status` reads) which path their connection takes; both must
 // agree.
 func (b *bench) pathOf(t *target) (string, error) {
-	pathTo := func(d roles.Status, peer string) string {
-		for _, p := range d.Peers {
-			if p.ID == peer {
-				return p.Path
-			}
-		}
-		return ""
-	}
 	cd, err := roleStatus(t.home, "socksd")
 	if err != nil {
 		return "", err
-	}
-	devID := b.deviceID
-	if t.deviceID != "" {
-		devID = t.deviceID
 	}
 	dd, err := roleStatus(t.devHome, "publish")
 	if err != nil {
 		return "", err
 	}
-	clientPath, devPath := pathTo(cd, devID), pathTo(dd, cd.ID)
+	cp, _ := peerOf(cd, b.deviceOf(t))
+	dp, _ := peerOf(dd, cd.ID)
+	clientPath, devPath := cp.Path, dp.Path
 	if clientPath != devPath {
 		return clientPath + "/" + devPath, fmt.Errorf("socksd sees %q, device sees %q", clientPath, devPath)
 	}
@@ -614,14 +604,8 @@ func (b *bench) pathVia(t *target) string {
 	if err != nil {
 		return ""
 	}
-	devID := b.deviceID
-	if t.deviceID != "" {
-		devID = t.deviceID
-	}
-	for _, p := range cd.Peers {
-		if p.ID == devID {
-			return fmt.Sprintf(" via %s, packets %s", p.Via, p.Packets)
-		}
+	if p, ok := peerOf(cd, b.deviceOf(t)); ok {
+		return fmt.Sprintf(" via %s, packets %s", p.Via, p.Packets)
 	}
 	return ""
 }
@@ -635,22 +619,33 @@ func (b *bench) senderPackets(t *target, dir string) (sent, lost uint64, ok bool
 	if err != nil {
 		return 0, 0, false
 	}
-	d, peer := cd, b.deviceID
-	if t.deviceID != "" {
-		peer = t.deviceID
-	}
+	d, peer := cd, b.deviceOf(t)
 	if dir == "down" {
 		if d, err = roleStatus(t.devHome, "publish"); err != nil {
 			return 0, 0, false
 		}
 		peer = cd.ID
 	}
+	p, ok := peerOf(d, peer)
+	return p.PacketsSent, p.PacketsLost, ok
+}
+
+// deviceOf is the ID of the device t reaches.
+func (b *bench) deviceOf(t *target) string {
+	if t.deviceID != "" {
+		return t.deviceID
+	}
+	return b.deviceID
+}
+
+// peerOf is the peer id in a role's status; false when it has none.
+func peerOf(d roles.Status, id string) (roles.PeerStatus, bool) {
 	for _, p := range d.Peers {
-		if p.ID == peer {
-			return p.PacketsSent, p.PacketsLost, true
+		if p.ID == id {
+			return p, true
 		}
 	}
-	return 0, 0, false
+	return roles.PeerStatus{}, false
 }
 
 // roleStatus is the status of role running with home, as `tunnel status`
