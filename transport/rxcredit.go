@@ -133,8 +133,9 @@ func (r *rxCredit) handed(ep Endpoint, n int) {
 // wait returns once the connection the reader handed packets to last has
 // taken all but creditLimit of them, or after creditGiveUp; the reader's.
 // It looks only once creditCheck bytes were handed since it last did, and
-// not at one P, where the reader's yields keep quic-go's queue short
-// (counting and waiting there cost more than they saved, measured).
+// not at one P, where the reader's yields keep quic-go's queue short (a
+// version that looked there too read slightly slower in -against,
+// BENCHMARKS.md, round fourteen).
 func (r *rxCredit) wait() {
 	if r.unchecked < creditCheck {
 		return
