@@ -1,9 +1,11 @@
 package transport
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"syscall"
+	"time"
 
 	"github.com/quic-go/quic-go"
 	"golang.org/x/net/ipv4"
@@ -90,51 +92,89 @@ func (c *innerConn) write(b []byte, seg int, addr net.Addr) (int, error) {
 }
 
 // ReadBatch waits for one packet, then takes as many more as are queued
-// and fit in ms. First it waits for the connection it handed packets to
-// last to take them off quic-go's queue (rxcredit.go).
+// and fit in ms. A peer whose connection has not taken what it was handed
+// is held back meanwhile, and the other peers' packets go first
+// (rxcredit.go).
 func (c *innerConn) ReadBatch(ms []ipv4.Message, _ int) (int, error) {
 	if len(ms) == 0 {
 		return 0, nil
 	}
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
-	c.credit.wait()
-	pkt, err := c.next()
-	if err != nil {
-		return 0, err
+	c.yield()
+	for {
+		n, holding, err := c.fill(ms)
+		if err != nil {
+			return 0, err
+		}
+		if n > 0 {
+			c.queued.Add(int32(-n))
+			c.inRow += n
+			return n, nil
+		}
+		// Nothing to hand over: wait for packets, or, while a peer is
+		// held back, for its connection to catch up.
+		var progress <-chan struct{}
+		var wake time.Duration
+		if holding {
+			progress, wake = c.credit.progress, creditWake
+		}
+		if err := c.await(progress, wake); err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				c.credit.drop()
+			}
+			return 0, err
+		}
 	}
-	i := 0
+}
+
+// fill puts into ms, without waiting, the held packets that may go now,
+// then queued ones, keeping back those of held peers; it reports whether
+// any packet is still held. The caller holds readMu.
+func (c *innerConn) fill(ms []ipv4.Message) (n int, holding bool, err error) {
+	select {
+	case <-c.closed:
+		c.credit.drop()
+		return 0, false, net.ErrClosed
+	default:
+	}
 	var rel releaser
 	defer rel.flush()
-	var runEp Endpoint // the peer of the packets taken since runBytes was 0
-	runBytes := 0
-	for {
-		m := &ms[i]
-		m.N, m.Addr = copy(m.Buffers[0], pkt.b), pkt.addr
-		if ep, ok := AddrEndpoint(pkt.addr); ok {
-			if ep != runEp && runBytes > 0 {
-				c.credit.handed(runEp, runBytes)
-				runBytes = 0
-			}
-			runEp, runBytes = ep, runBytes+m.N
-		}
-		rel.release(pkt)
-		m.NN, m.Flags = 0, 0
-		i++
-		if i == len(ms) {
+	r := c.credit
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.holds) > 0 {
+		n = r.release(ms, &rel)
+	}
+	for n < len(ms) {
+		pkt, ok := c.poll()
+		if !ok {
 			break
 		}
-		var ok bool
-		if pkt, ok = c.poll(); !ok {
-			break
+		if r.admit(pkt) {
+			putMessage(&ms[n], pkt, &rel)
+			n++
 		}
 	}
-	if runBytes > 0 {
-		c.credit.handed(runEp, runBytes)
+	r.waiting.Store(r.nheld > 0)
+	return n, r.nheld > 0, nil
+}
+
+// putMessage copies pkt into m and gives its buffer back.
+func putMessage(m *ipv4.Message, pkt queuedPacket, rel *releaser) {
+	m.N, m.Addr = copy(m.Buffers[0], pkt.b), pkt.addr
+	m.NN, m.Flags = 0, 0
+	rel.release(pkt)
+}
+
+// ReadFrom reads one packet the way ReadBatch does, so that a peer's
+// packets keep their order; quic-go reads with ReadBatch.
+func (c *innerConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	ms := []ipv4.Message{{Buffers: [][]byte{b}}}
+	if _, err := c.ReadBatch(ms, 0); err != nil {
+		return 0, nil, err
 	}
-	c.queued.Add(int32(-i))
-	c.inRow += i
-	return i, nil
+	return ms[0].N, ms[0].Addr, nil
 }
 
 // ReadMsgUDP reads one packet; quic-go reads with ReadBatch, this is for

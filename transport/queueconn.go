@@ -100,7 +100,8 @@ type queueConn struct {
 	readMu sync.Mutex
 	cur    []queuedPacket
 	pos    int
-	inRow  int // packets taken since the reader last waited
+	inRow  int         // packets taken since the reader last waited
+	timer  *time.Timer // await's, kept from one wait to the next
 }
 
 // yieldAfter is how many packets quic-go's reader takes in a row before
@@ -174,10 +175,7 @@ func (c *queueConn) ReadFrom(p []byte) (int, net.Addr, error) {
 // and takes it off the queue; the caller holds readMu, lowers queued and
 // adds what it took to inRow. It yields first after yieldAfter in a row.
 func (c *queueConn) next() (queuedPacket, error) {
-	if c.inRow >= yieldAfter {
-		c.inRow = 0
-		runtime.Gosched()
-	}
+	c.yield()
 	for {
 		select {
 		case <-c.closed:
@@ -187,32 +185,61 @@ func (c *queueConn) next() (queuedPacket, error) {
 		if pkt, ok := c.poll(); ok {
 			return pkt, nil
 		}
-		c.inRow = 0
-		c.mu.Lock()
-		deadline, changed := c.deadline, c.changed
-		c.mu.Unlock()
-		var timer *time.Timer
-		var timeout <-chan time.Time
-		if !deadline.IsZero() {
-			d := time.Until(deadline)
-			if d <= 0 {
-				return queuedPacket{}, os.ErrDeadlineExceeded
-			}
-			timer = time.NewTimer(d)
-			timeout = timer.C
-		}
-		select {
-		case <-c.ready:
-			stopTimer(timer)
-		case <-c.closed:
-			stopTimer(timer)
-			return queuedPacket{}, net.ErrClosed
-		case <-timeout:
-			return queuedPacket{}, os.ErrDeadlineExceeded
-		case <-changed:
-			stopTimer(timer)
+		if err := c.await(nil, 0); err != nil {
+			return queuedPacket{}, err
 		}
 	}
+}
+
+// yield lets other goroutines run once the reader has taken yieldAfter
+// packets in a row; the caller holds readMu.
+func (c *queueConn) yield() {
+	if c.inRow >= yieldAfter {
+		c.inRow = 0
+		runtime.Gosched()
+	}
+}
+
+// await returns once packets may have been queued, progress has a token,
+// or wake has passed (when not 0); or with an error once the conn closed
+// or the read deadline passed. The caller holds readMu.
+func (c *queueConn) await(progress <-chan struct{}, wake time.Duration) error {
+	c.inRow = 0
+	c.mu.Lock()
+	deadline, changed := c.deadline, c.changed
+	c.mu.Unlock()
+	var timeout <-chan time.Time
+	d := wake
+	if !deadline.IsZero() {
+		dd := time.Until(deadline)
+		if dd <= 0 {
+			return os.ErrDeadlineExceeded
+		}
+		if d == 0 || dd < d {
+			d = dd
+		}
+	}
+	if d > 0 {
+		if c.timer == nil {
+			c.timer = time.NewTimer(d)
+		} else {
+			c.timer.Reset(d)
+		}
+		timeout = c.timer.C
+		defer c.timer.Stop()
+	}
+	select {
+	case <-c.ready:
+	case <-progress:
+	case <-c.closed:
+		return net.ErrClosed
+	case <-timeout:
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			return os.ErrDeadlineExceeded
+		}
+	case <-changed:
+	}
+	return nil
 }
 
 // poll takes the next queued packet without waiting; the caller holds
@@ -237,12 +264,6 @@ func (c *queueConn) take(p []byte, pkt queuedPacket) (int, net.Addr, error) {
 	n := copy(p, pkt.b)
 	pkt.release()
 	return n, pkt.addr, nil
-}
-
-func stopTimer(t *time.Timer) {
-	if t != nil {
-		t.Stop()
-	}
 }
 
 func (c *queueConn) WriteTo(p []byte, addr net.Addr) (int, error) {

@@ -15,16 +15,30 @@ package transport
 // nothing, so the reader counts: a connection's ConnectionStats says how
 // many bytes it took off its queue (BytesReceived, counted as each datagram
 // is taken, whether or not it decrypts), and the reader knows how many it
-// handed over for the connection's peer. Past creditLimit the reader waits
-// for the connection to catch up, woken by the connection's writes (an
-// acknowledgement goes out after each pass over its queue) or, lacking any,
-// after creditWake.
+// handed over for the connection's peer.
 //
-// Invariants: the reader never waits longer than creditGiveUp in a row for
-// one connection; then it forgets what it counted for it, so a count that
-// went wrong (a packet for an endpoint that quic-go routes to no
-// connection, or to one we do not count) delays, and never stalls. An
-// endpoint with more than one connection is not counted.
+// Once a peer is past creditLimit, the reader holds that peer's packets
+// back — in arrival order, still counted in the queue's depth — and goes
+// on handing over other peers' packets: one busy connection does not delay
+// the rest (a first version waited for it, and another peer's round trips
+// took 1 ms longer in the median, BENCHMARKS.md, round fifteen). At each
+// batch it looks again, and hands the held packets over, oldest first, as
+// the connection catches up. When it has nothing else to hand it waits for
+// the next write of the node's connections (a connection acknowledges after
+// each pass over its queue) or creditWake.
+//
+// Invariants: a peer's packets reach quic-go in the order they arrived. A
+// peer whose connection takes nothing for creditGiveUp while held back is
+// let go: the reader forgets what it counted for it, so a count that went
+// wrong (a packet for an endpoint that quic-go routes to no connection, or
+// to one we do not count) delays, and never stalls. A connection that is
+// slow but taking packets is not let go: forgetting its count would hand
+// it a queue's worth at once, which quic-go's queue drops (a first version
+// gave up 5 ms after the hold began, and lost packets so with two busy
+// peers on two cores). An endpoint with more than one
+// connection is not counted, nor one whose connection left: what it holds
+// is handed over at the next batch. Held packets stay in the queue's depth,
+// so holding costs no memory beyond what a full queue does.
 
 import (
 	"runtime"
@@ -33,47 +47,62 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"golang.org/x/net/ipv4"
 )
 
 const (
 	// creditLimit is half of quic-go's queue in full packets: room for
-	// the batch the reader is taking and for the packets of other peers.
+	// the batch the reader is taking and for what it hands over after
+	// looking (creditCheck).
 	creditLimit = 128 * innerPacketSize
-	// creditCheck: the reader compares once per this many bytes handed,
-	// so it may pass creditLimit by this much and a batch.
+	// creditCheck: the reader compares once per this many bytes handed to
+	// a peer, so it may pass creditLimit by this much and a batch.
 	creditCheck = 32 * innerPacketSize
 	creditWake  = 500 * time.Microsecond
-	// creditGiveUp ends a wait that sees no progress.
-	creditGiveUp = 5 * time.Millisecond
+	// creditGiveUp ends a hold during which the connection took nothing.
+	creditGiveUp = 10 * time.Millisecond
+	// keepHeld: a held list's array is kept for the next hold while it
+	// is at most this long; a longer one goes to the collector.
+	keepHeld = 256
 )
 
-// rxAccount is what the reader handed over for one endpoint.
+// rxAccount is what the reader handed over for one endpoint, and what it
+// holds back for it.
 type rxAccount struct {
-	conn   *quic.Conn // nil: several connections share the endpoint
+	conn   *quic.Conn // nil: several connections share the endpoint, or it left
 	n      int        // connections on the endpoint
-	handed uint64     // bytes handed to quic-go for conn; the reader's
+	handed uint64     // bytes handed to quic-go for conn
+
+	unchecked int            // bytes handed since the last comparison
+	blocked   bool           // past creditLimit at the last comparison
+	taken     uint64         // what conn had taken off its queue at since
+	since     time.Time      // when it was blocked, or last took packets while blocked
+	held      []queuedPacket // taken off the queue while blocked, oldest first
+	next      int            // held[next:] are still held
+	listed    bool           // in rxCredit.holds
 }
 
-// outstanding is how many handed bytes conn has not taken yet.
-func (a *rxAccount) outstanding() int64 {
-	return int64(a.handed - a.conn.ConnectionStats().BytesReceived)
-}
+func (a *rxAccount) holding() bool { return a.next < len(a.held) }
 
-// rxCredit holds the accounts of one innerConn.
+// rxCredit holds the accounts of one innerConn. Everything in it is under
+// mu, which the reader holds for each batch it takes; add and remove,
+// called when connections come and go, take it between batches.
 type rxCredit struct {
 	mu    sync.Mutex
 	accts map[Endpoint]*rxAccount
 
-	// The reader's side (innerConn.readMu): the account it used last, so
-	// that a run from one peer costs one lookup, and its timer.
+	// The account the reader counted last, so that a run from one peer
+	// costs one lookup.
 	last   *rxAccount
 	lastEp Endpoint
-	timer  *time.Timer
-	// unchecked counts the bytes handed since wait last looked: it looks
-	// once per creditCheck, not per batch, since a look costs a lock and
-	// the connection's statistics.
-	unchecked int
+	// holds lists the accounts blocked or holding packets, which may
+	// include some no longer in accts (their connection left); nheld
+	// counts their held packets.
+	holds []*rxAccount
+	nheld int
 
+	// waiting is set while packets are held: the connections' writes
+	// then leave a token in progress, which the reader waits on.
 	waiting  atomic.Bool
 	progress chan struct{}
 }
@@ -98,6 +127,7 @@ func (r *rxCredit) add(ep Endpoint, c *quic.Conn) {
 	} else {
 		a.conn = nil
 	}
+	a.unchecked, a.blocked = 0, false
 	r.last = nil
 }
 
@@ -111,91 +141,155 @@ func (r *rxCredit) remove(ep Endpoint, c *quic.Conn) {
 	}
 	if a.n--; a.n == 0 {
 		delete(r.accts, ep)
-	} else {
-		a.conn = nil // which one is left is not known here; count none
 	}
+	a.conn = nil // which one is left is not known here; count none
+	a.blocked = false
 	r.last = nil
 }
 
-// handed records n bytes handed over from ep; the reader's.
-func (r *rxCredit) handed(ep Endpoint, n int) {
-	r.mu.Lock()
+// account returns ep's account, or nil; the caller holds mu.
+func (r *rxCredit) account(ep Endpoint) *rxAccount {
 	if r.last == nil || r.lastEp != ep {
 		r.last, r.lastEp = r.accts[ep], ep
 	}
-	if r.last != nil && r.last.conn != nil {
-		r.last.handed += uint64(n)
-	}
-	r.mu.Unlock()
-	r.unchecked += n
+	return r.last
 }
 
-// wait returns once the connection the reader handed packets to last has
-// taken all but creditLimit of them, or after creditGiveUp; the reader's.
-// It looks only once creditCheck bytes were handed since it last did, and
-// not at one P, where the reader's yields keep quic-go's queue short (a
-// version that looked there too read slightly slower in -against,
-// BENCHMARKS.md, round fourteen).
-func (r *rxCredit) wait() {
-	if r.unchecked < creditCheck {
+// list adds a to holds; the caller holds mu.
+func (r *rxCredit) list(a *rxAccount) {
+	if !a.listed {
+		a.listed = true
+		r.holds = append(r.holds, a)
+	}
+}
+
+// admit decides for a packet the reader took off the queue: true, it goes
+// to quic-go now (and is counted); false, its peer is held back and the
+// packet was kept, behind what the peer already holds. The caller holds
+// mu.
+func (r *rxCredit) admit(pkt queuedPacket) bool {
+	ep, ok := AddrEndpoint(pkt.addr)
+	if !ok {
+		return true
+	}
+	a := r.account(ep)
+	if a == nil {
+		return true
+	}
+	if a.blocked || a.holding() {
+		a.held = append(a.held, pkt)
+		r.nheld++
+		r.list(a)
+		return false
+	}
+	r.count(a, len(pkt.b))
+	return true
+}
+
+// count records n bytes handed over for a and, once per creditCheck,
+// blocks a if its connection is past creditLimit. Not at one P, where the
+// reader's yields keep quic-go's queue short (a version that compared
+// there too read slightly slower in -against, BENCHMARKS.md, round
+// fourteen). The caller holds mu.
+func (r *rxCredit) count(a *rxAccount, n int) {
+	if a.conn == nil {
 		return
 	}
-	r.unchecked = 0
-	if runtime.GOMAXPROCS(0) == 1 {
-		return // the yield holds the reader back (yieldAfter)
-	}
-	r.mu.Lock()
-	a := r.last
-	var c *quic.Conn
-	if a != nil {
-		c = a.conn
-	}
-	r.mu.Unlock()
-	if c == nil {
+	a.handed += uint64(n)
+	if a.unchecked += n; a.unchecked < creditCheck {
 		return
 	}
-	start := time.Time{}
-	for {
-		r.mu.Lock()
-		over := a.conn == c && a.outstanding() > creditLimit
-		r.mu.Unlock()
-		if !over {
-			return
+	a.unchecked = 0
+	if runtime.GOMAXPROCS(0) > 1 {
+		if taken := a.conn.ConnectionStats().BytesReceived; int64(a.handed-taken) > creditLimit {
+			a.blocked, a.taken, a.since = true, taken, time.Now()
+			r.list(a)
 		}
-		now := time.Now()
-		if start.IsZero() {
-			start = now
-		} else if now.Sub(start) >= creditGiveUp {
-			r.mu.Lock()
-			if a.conn == c {
-				a.handed = c.ConnectionStats().BytesReceived
-			}
-			r.mu.Unlock()
-			return
+	}
+}
+
+// release hands over, into ms, the held packets of the peers whose
+// connections caught up or were given up on, oldest first, as far as the
+// credit and ms allow, and returns how many it put there; the reader's,
+// under mu.
+func (r *rxCredit) release(ms []ipv4.Message, rel *releaser) int {
+	i := 0
+	var now time.Time
+	keep := r.holds[:0]
+	for _, a := range r.holds {
+		if a.blocked {
+			r.recheck(a, &now)
 		}
-		if r.timer == nil {
-			r.timer = time.NewTimer(creditWake)
+		for !a.blocked && a.holding() && i < len(ms) {
+			pkt := a.held[a.next]
+			a.held[a.next] = queuedPacket{}
+			a.next++
+			r.nheld--
+			putMessage(&ms[i], pkt, rel)
+			i++
+			r.count(a, len(pkt.b)) // may block a again: the rest wait
+		}
+		if a.blocked || a.holding() {
+			keep = append(keep, a)
+			continue
+		}
+		a.listed = false
+		if a.next = 0; cap(a.held) > keepHeld {
+			a.held = nil
 		} else {
-			r.timer.Reset(creditWake)
+			a.held = a.held[:0]
 		}
-		r.waiting.Store(true)
-		closed := false
-		select {
-		case <-r.progress:
-		case <-r.timer.C:
-		case <-c.Context().Done():
-			closed = true // it takes nothing more; remove forgets it
-		}
-		r.waiting.Store(false)
-		r.timer.Stop()
-		if closed {
-			return
-		}
+	}
+	clear(r.holds[len(keep):])
+	r.holds = keep
+	return i
+}
+
+// recheck unblocks a if its connection caught up, left or closed, or if
+// it took nothing for creditGiveUp, forgetting then what it counted.
+func (r *rxCredit) recheck(a *rxAccount, now *time.Time) {
+	if a.conn == nil {
+		a.blocked = false
+		return
+	}
+	taken := a.conn.ConnectionStats().BytesReceived
+	if int64(a.handed-taken) <= creditLimit {
+		a.blocked = false
+		return
+	}
+	select {
+	case <-a.conn.Context().Done():
+		a.blocked = false // it takes nothing more; remove forgets it
+		return
+	default:
+	}
+	if now.IsZero() {
+		*now = time.Now()
+	}
+	if taken != a.taken {
+		a.taken, a.since = taken, *now
+	} else if now.Sub(a.since) >= creditGiveUp {
+		a.handed = taken
+		a.blocked = false
 	}
 }
 
-// wrote tells a waiting reader that a connection sent: it may have taken
-// packets off its queue.
+// drop gives back the buffers of every held packet: the conn closed.
+func (r *rxCredit) drop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, a := range r.holds {
+		for _, p := range a.held[a.next:] {
+			p.release()
+		}
+		a.held, a.next, a.listed = nil, 0, false
+	}
+	r.holds, r.nheld = nil, 0
+	r.waiting.Store(false)
+}
+
+// wrote tells a reader holding packets back that a connection sent: it
+// may have taken packets off its queue.
 func (r *rxCredit) wrote() {
 	if r.waiting.Load() {
 		select {

@@ -2,49 +2,215 @@ package transport
 
 import (
 	"context"
+	"encoding/binary"
 	"runtime"
 	"testing"
 	"time"
+
+	"golang.org/x/net/ipv4"
 )
 
+// creditConn is an innerConn with only what its reader uses: a queue and
+// the accounts.
+func creditConn() *innerConn {
+	return &innerConn{queueConn: newQueueConn(4096, nil, nil), credit: newRxCredit()}
+}
+
+// queueNumbered queues n packets of innerPacketSize from ep, numbered
+// from first.
+func queueNumbered(c *innerConn, ep Endpoint, first, n int) {
+	pkts := make([]queuedPacket, n)
+	for i := range pkts {
+		buf := packetBufs.Get().(*[]byte)
+		binary.BigEndian.PutUint64((*buf)[:8], uint64(ep))
+		binary.BigEndian.PutUint32((*buf)[8:12], uint32(first+i))
+		pkts[i] = ownPacket(buf, innerPacketSize, EndpointAddr(ep))
+	}
+	c.deliverRun(pkts)
+}
+
+// takenPacket is a packet the reader handed over: whose, and its number.
+type takenPacket struct {
+	ep  Endpoint
+	seq int
+}
+
+// fillAll takes what fill hands over without waiting, batch by batch,
+// until it hands nothing; it reports whether packets are still held.
+func fillAll(t *testing.T, c *innerConn) ([]takenPacket, bool) {
+	t.Helper()
+	var got []takenPacket
+	ms := make([]ipv4.Message, 8)
+	for i := range ms {
+		ms[i].Buffers = [][]byte{make([]byte, packetBufSize)}
+	}
+	for {
+		n, holding, err := c.fill(ms)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return got, holding
+		}
+		c.queued.Add(int32(-n))
+		for _, m := range ms[:n] {
+			b := m.Buffers[0][:m.N]
+			ep, _ := AddrEndpoint(m.Addr)
+			if m.N != innerPacketSize || Endpoint(binary.BigEndian.Uint64(b)) != ep {
+				t.Fatalf("handed over %d bytes from %v, not a packet queued", m.N, m.Addr)
+			}
+			got = append(got, takenPacket{ep, int(binary.BigEndian.Uint32(b[8:12]))})
+		}
+	}
+}
+
+// inOrder checks that each peer's packets were handed over in the order
+// they were queued, from 0, and counts them.
+func inOrder(t *testing.T, got []takenPacket) map[Endpoint]int {
+	t.Helper()
+	next := map[Endpoint]int{}
+	for _, p := range got {
+		if p.seq != next[p.ep] {
+			t.Fatalf("packet %d of %v handed over when %d was due", p.seq, p.ep, next[p.ep])
+		}
+		next[p.ep]++
+	}
+	return next
+}
+
+// One busy peer holds back only its own packets: once its connection is
+// creditLimit behind, the reader keeps the peer's later packets and hands
+// over another peer's queued behind them, and each peer's packets still
+// reach quic-go in order. A connection that leaves gets what was held for
+// it at the next batch.
+func TestCreditHoldsOnlyTheBusyPeer(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2)) // at one P the reader only yields
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	busy, _, busyConn := modePair(t, ctx, PathRelay)
+	other, _, otherConn := modePair(t, ctx, PathRelay)
+	a, b := busy.Endpoint(), other.Endpoint()
+	c := creditConn()
+	c.credit.add(a, busyConn) // these connections take none of the packets
+	c.credit.add(b, otherConn)
+
+	queueNumbered(c, a, 0, 200)
+	queueNumbered(c, b, 0, 20)
+	queueNumbered(c, a, 200, 20)
+	got, holding := fillAll(t, c)
+	n := inOrder(t, got)
+	// Blocked at the first comparison past creditLimit.
+	wantBusy := (creditLimit + creditCheck) / innerPacketSize
+	if n[a] != wantBusy || n[b] != 20 || !holding {
+		t.Fatalf("handed over %d of the busy peer's packets and %d of the other's, holding %v; want %d, 20 and holding",
+			n[a], n[b], holding, wantBusy)
+	}
+	if c.credit.nheld != 220-wantBusy || int(c.queued.Load()) != c.credit.nheld {
+		t.Fatalf("%d packets held, %d counted in the queue; want %d in both", c.credit.nheld, c.queued.Load(), 220-wantBusy)
+	}
+
+	// Its later packets queue behind the held ones.
+	queueNumbered(c, a, 220, 5)
+	queueNumbered(c, b, 20, 5)
+	more, _ := fillAll(t, c)
+	got = append(got, more...)
+	if n := inOrder(t, got); n[a] != wantBusy || n[b] != 25 {
+		t.Fatalf("then handed over %d and %d; want %d and 25", n[a], n[b], wantBusy)
+	}
+
+	c.credit.remove(a, busyConn)
+	more, holding = fillAll(t, c)
+	got = append(got, more...)
+	if n := inOrder(t, got); n[a] != 225 || holding || c.credit.nheld != 0 || c.queued.Load() != 0 {
+		t.Fatalf("after the busy connection left: %d of its 225 packets handed over, holding %v (%d), %d queued",
+			n[a], holding, c.credit.nheld, c.queued.Load())
+	}
+}
+
 // A count that went wrong delays the reader and never stalls it: bytes
-// handed for a connection that never takes them end the wait after
-// creditGiveUp, and are then forgotten.
-func TestCreditWaitGivesUp(t *testing.T) {
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2)) // at one P it does not wait at all
+// handed for a connection that never takes them hold its peer back for
+// creditGiveUp, then are forgotten, and the held packets go in order.
+func TestCreditGivesUp(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	dev, _, conn := modePair(t, ctx, PathRelay)
-	r := newRxCredit()
-	r.add(dev.Endpoint(), conn)
-	r.handed(dev.Endpoint(), 10*creditLimit)
-	done := make(chan struct{})
-	go func() { r.wait(); r.wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the reader still waits for bytes its connection never takes")
+	ep := dev.Endpoint()
+	c := creditConn()
+	c.credit.add(ep, conn)
+	queueNumbered(c, ep, 0, 1000)
+	var got []takenPacket
+	ms := make([]ipv4.Message, 8)
+	for i := range ms {
+		ms[i].Buffers = [][]byte{make([]byte, packetBufSize)}
 	}
-	if out := r.accts[dev.Endpoint()].outstanding(); out > 0 {
+	done := make(chan error, 1)
+	go func() {
+		for len(got) < 1000 {
+			n, err := c.ReadBatch(ms, 0)
+			if err != nil {
+				done <- err
+				return
+			}
+			for _, m := range ms[:n] {
+				got = append(got, takenPacket{ep, int(binary.BigEndian.Uint32(m.Buffers[0][8:12]))})
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		c.Close()
+		<-done
+		t.Fatalf("the reader still holds packets for a connection that never takes them (%d of 1000 handed over)", len(got))
+	}
+	inOrder(t, got)
+	a := c.credit.accts[ep]
+	if out := int64(a.handed - a.conn.ConnectionStats().BytesReceived); out > creditLimit+creditCheck {
 		t.Errorf("%d bytes still counted after giving up", out)
+	}
+}
+
+// At one P the reader never holds a peer back: its yields keep quic-go's
+// queue short there.
+func TestCreditOneP(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dev, _, conn := modePair(t, ctx, PathRelay)
+	ep := dev.Endpoint()
+	c := creditConn()
+	c.credit.add(ep, conn)
+	queueNumbered(c, ep, 0, 500)
+	got, holding := fillAll(t, c)
+	if n := inOrder(t, got); n[ep] != 500 || holding {
+		t.Fatalf("at one P: %d of 500 handed over, holding %v", n[ep], holding)
 	}
 }
 
 // An endpoint with more than one connection is not counted: which one
 // quic-go hands its packets to is not known here.
 func TestCreditSharedEndpoint(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	dev, _, conn := modePair(t, ctx, PathRelay)
 	_, _, other := modePair(t, ctx, PathRelay)
-	r := newRxCredit()
+	c := creditConn()
+	r := c.credit
 	ep := dev.Endpoint()
 	r.add(ep, conn)
 	r.add(ep, other)
 	before := r.accts[ep].handed
-	r.handed(ep, 10*creditLimit)
-	if a := r.accts[ep]; a.conn != nil || a.handed != before {
-		t.Fatalf("account of a shared endpoint: conn %v, %d bytes counted", a.conn, a.handed-before)
+	queueNumbered(c, ep, 0, 500)
+	got, holding := fillAll(t, c)
+	if a := r.accts[ep]; a.conn != nil || a.handed != before || len(got) != 500 || holding {
+		t.Fatalf("account of a shared endpoint: conn %v, %d bytes counted, %d of 500 handed over, holding %v",
+			a.conn, a.handed-before, len(got), holding)
 	}
 	r.remove(ep, other)
 	if a := r.accts[ep]; a == nil || a.conn != nil {
@@ -54,5 +220,4 @@ func TestCreditSharedEndpoint(t *testing.T) {
 	if _, ok := r.accts[ep]; ok {
 		t.Fatal("account kept after its last connection left")
 	}
-	r.wait() // nothing counted: returns at once
 }
