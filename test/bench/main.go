@@ -19,7 +19,9 @@
 //     profiled upload and download per path for the CPU by layer (layers.go);
 //  2. connect latency: SOCKS CONNECT + 1-byte echo, samples interleaved,
 //     back to back and then each after an idle gap;
-//  3. 1,000 concurrent 64 KiB echo streams through one socksd;
+//  3. 1,000 concurrent 64 KiB echo streams through one socksd; then round
+//     trips to a second device beside the first one's download
+//     (neighbour.go);
 //  4. relay memory per idle device (devices run in this process) and per
 //     idle relayed stream;
 //  5. CPU seconds per GB moved, from /proc, in the bulk runs;
@@ -321,6 +323,12 @@ func run() error {
 				return err
 			}
 			res.conc = append(res.conc, r)
+		}
+	}
+	if ps.has("neighbour") {
+		progress("== 3b. a busy neighbour: round trips to a second device through each socksd, alone and beside the first device's download")
+		if res.neighbour, err = b.neighbour(); err != nil {
+			return err
 		}
 	}
 	if ps.has("streams") {

@@ -14,7 +14,7 @@ import (
 )
 
 // benchParts lists the parts in the order the full run measures them.
-var benchParts = []string{"bulk", "layers", "latency", "concurrent", "streams", "devices", "footprint"}
+var benchParts = []string{"bulk", "layers", "latency", "concurrent", "neighbour", "streams", "devices", "footprint"}
 
 // partSet is the parts to run; empty means all of them.
 type partSet map[string]bool
@@ -53,7 +53,7 @@ func (ps partSet) any(names ...string) bool {
 // starts a relay of its own.
 func (ps partSet) needSSH() bool { return ps.any("bulk", "layers", "latency") }
 func (ps partSet) needTunnel() bool {
-	return ps.any("bulk", "layers", "latency", "concurrent", "streams", "footprint")
+	return ps.any("bulk", "layers", "latency", "concurrent", "neighbour", "streams", "footprint")
 }
 
 // onlyTable is the short table of a -only run: the rows of the parts run,
@@ -75,6 +75,10 @@ func (r *results) onlyTable(ps partSet) string {
 	for _, c := range r.conc {
 		row(fmt.Sprintf("%s: %d concurrent streams × %d KiB echo: ok, wall time", c.name, cfg.streams, cfg.streamBytes>>10),
 			[]string{fmt.Sprintf("%d/%d in %.2f s %s", c.ok, c.n, c.wall.Seconds(), check(c.ok == c.n))}, "none failing")
+	}
+	for _, n := range r.neighbour {
+		row(n.name+": "+neighbourRow, []string{n.cell()}, "")
+		row(n.name+": "+neighbourDLRow, []string{n.downloadCell()}, "")
 	}
 	if ps.has("streams") {
 		row(fmt.Sprintf("RSS per idle relayed stream (%d streams), KiB", r.idle.n), []string{r.idle.perStream()}, "")

@@ -29,6 +29,7 @@ type results struct {
 	latIdleFail map[string]int
 	latProcs    [3]string
 	conc        []concResult // direct, relayed
+	neighbour   []neighbourResult
 	idle        idleStreamResult
 	dev         devResult
 	foot        footprintResult
@@ -358,6 +359,26 @@ func (r *results) table() string {
 			}
 			return dash
 		}, "")
+	}
+	if len(r.neighbour) > 0 {
+		nb := map[string]neighbourResult{}
+		for _, n := range r.neighbour {
+			nb[n.name] = n
+		}
+		for _, rw := range []struct {
+			label string
+			f     func(neighbourResult) string
+		}{{neighbourRow, neighbourResult.cell}, {neighbourDLRow, neighbourResult.downloadCell}} {
+			var cells []string
+			for _, col := range columns {
+				if n, ok := nb[col]; ok {
+					cells = append(cells, rw.f(n))
+				} else {
+					cells = append(cells, dash)
+				}
+			}
+			row(rw.label, cells, "")
+		}
 	}
 
 	// 4. relay memory
