@@ -92,9 +92,9 @@ func (c *innerConn) write(b []byte, seg int, addr net.Addr) (int, error) {
 }
 
 // ReadBatch waits for one packet, then takes as many more as are queued
-// and fit in ms. A peer whose connection has not taken what it was handed
-// is held back meanwhile, and the other peers' packets go first
-// (rxcredit.go).
+// and fit in ms. A peer whose connection has not taken what it was handed,
+// or that had its turn while others send, is held back meanwhile, and the
+// other peers' packets go first (rxcredit.go).
 func (c *innerConn) ReadBatch(ms []ipv4.Message, _ int) (int, error) {
 	if len(ms) == 0 {
 		return 0, nil
@@ -143,17 +143,25 @@ func (c *innerConn) fill(ms []ipv4.Message) (n int, holding bool, err error) {
 	r := c.credit
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.holds) > 0 {
-		n = r.release(ms, &rel)
-	}
-	for n < len(ms) {
-		pkt, ok := c.poll()
-		if !ok {
-			break
+	r.batches++
+	for {
+		if len(r.holds) > 0 {
+			n += r.release(ms[n:], &rel)
 		}
-		if r.admit(pkt) {
-			putMessage(&ms[n], pkt, &rel)
-			n++
+		for n < len(ms) {
+			pkt, ok := c.poll()
+			if !ok {
+				break
+			}
+			if r.admit(pkt) {
+				putMessage(&ms[n], pkt, &rel)
+				n++
+			}
+		}
+		// Looked through the whole queue: peers that had their turn go
+		// on, now or at the next batch.
+		if n == len(ms) || !r.endTurns() {
+			break
 		}
 	}
 	r.waiting.Store(r.nheld > 0)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -172,6 +173,59 @@ func TestCreditGivesUp(t *testing.T) {
 	a := c.credit.accts[ep]
 	if out := int64(a.handed - a.conn.ConnectionStats().BytesReceived); out > creditLimit+creditCheck {
 		t.Errorf("%d bytes still counted after giving up", out)
+	}
+}
+
+// While two peers send, each takes turns of turnQuantum packets: a
+// neighbour's packets queued behind a busy peer's backlog are handed over
+// after one turn of it, not after the whole backlog (at one P too, where
+// the count holds nobody back). A peer alone is never made to wait.
+func TestCreditTakesTurns(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	busy, _, busyConn := modePair(t, ctx, PathRelay)
+	other, _, otherConn := modePair(t, ctx, PathRelay)
+	a, b := busy.Endpoint(), other.Endpoint()
+	c := creditConn()
+	c.credit.add(a, busyConn)
+	c.credit.add(b, otherConn)
+
+	queueNumbered(c, a, 0, 1000)
+	ms := make([]ipv4.Message, 8)
+	for i := range ms {
+		ms[i].Buffers = [][]byte{make([]byte, packetBufSize)}
+	}
+	for taken := 0; taken < 1000; {
+		n, holding, err := c.fill(ms)
+		if err != nil || n == 0 || holding {
+			t.Fatalf("a peer alone, after %d packets: fill handed %d, holding %v, %v", taken, n, holding, err)
+		}
+		c.queued.Add(int32(-n))
+		taken += n
+	}
+
+	queueNumbered(c, b, 0, 5)
+	queueNumbered(c, a, 1000, 5)
+	first, _ := fillAll(t, c)
+	queueNumbered(c, a, 1005, 300)
+	queueNumbered(c, b, 5, 10)
+	queueNumbered(c, a, 1305, 50)
+	got, holding := fillAll(t, c)
+	next := map[Endpoint]int{a: 1000, b: 0}
+	for _, p := range append(first, got...) {
+		if p.seq != next[p.ep] {
+			t.Fatalf("packet %d of %v handed over when %d was due", p.seq, p.ep, next[p.ep])
+		}
+		next[p.ep]++
+	}
+	if next[a] != 1355 || next[b] != 15 || holding {
+		t.Fatalf("handed over %d and %d, holding %v; want all 355 and 15", next[a]-1000, next[b], holding)
+	}
+	// Behind the busy peer's backlog of 300, after at most one turn.
+	at := slices.IndexFunc(got, func(p takenPacket) bool { return p.ep == b })
+	if at >= 300 || at > turnQuantum {
+		t.Fatalf("the neighbour's packets were handed over after %d of the busy peer's; want at most a turn, %d", at, turnQuantum)
 	}
 }
 
