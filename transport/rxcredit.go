@@ -70,9 +70,13 @@ const (
 	creditWake  = 500 * time.Microsecond
 	// creditGiveUp ends a hold during which the connection took nothing.
 	creditGiveUp = 10 * time.Millisecond
-	// keepHeld: a held list's array is kept for the next hold while it
-	// is at most this long; a longer one goes to the collector.
-	keepHeld = 256
+	// spareHeld: the arrays of this many held lists, of at most
+	// spareHeldCap packets (115 KB), are kept for the next holds once
+	// emptied. A hold of a bulk transfer grows to a thousand packets or
+	// so every few hundred microseconds; growing a fresh array each time
+	// allocated ~100 KB per hold.
+	spareHeld    = 4
+	spareHeldCap = 2048
 	// turnQuantum is how many packets in a row one peer is handed while
 	// other peers' packets may be queued behind its backlog.
 	turnQuantum = 64
@@ -118,6 +122,7 @@ type rxCredit struct {
 	// counts their held packets.
 	holds []*rxAccount
 	nheld int
+	spare [][]queuedPacket // emptied held lists' arrays (spareHeld)
 	// turn is the account handed packets last, inTurn how many in a row.
 	// batches counts the reader's batches; mixedAt is the batch in which
 	// it last went from one peer's packets to another's.
@@ -203,6 +208,9 @@ func (r *rxCredit) admit(pkt queuedPacket) bool {
 		return true
 	}
 	if a.blocked || a.waitTurn || a.holding() {
+		if a.held == nil && len(r.spare) > 0 {
+			a.held, r.spare = r.spare[len(r.spare)-1], r.spare[:len(r.spare)-1]
+		}
 		a.held = append(a.held, pkt)
 		r.nheld++
 		r.list(a)
@@ -298,11 +306,10 @@ func (r *rxCredit) release(ms []ipv4.Message, rel *releaser) int {
 			continue
 		}
 		a.listed = false
-		if a.next = 0; cap(a.held) > keepHeld {
-			a.held = nil
-		} else {
-			a.held = a.held[:0]
+		if a.next = 0; a.held != nil && cap(a.held) <= spareHeldCap && len(r.spare) < spareHeld {
+			r.spare = append(r.spare, a.held[:0]) // its packets were cleared as they went
 		}
+		a.held = nil
 	}
 	clear(r.holds[len(keep):])
 	r.holds = keep
