@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go"
 	"golang.org/x/net/ipv4"
 )
 
@@ -15,6 +16,33 @@ import (
 // the accounts.
 func creditConn() *innerConn {
 	return &innerConn{queueConn: newQueueConn(4096, nil, nil), credit: newRxCredit()}
+}
+
+// creditPeers runs the test at procs Ps and returns a reader's side and n
+// peers, each with a connection that takes none of the packets queued
+// here; it adds no account.
+func creditPeers(t *testing.T, procs, n int) (*innerConn, []Endpoint, []*quic.Conn) {
+	t.Helper()
+	prev := runtime.GOMAXPROCS(procs)
+	t.Cleanup(func() { runtime.GOMAXPROCS(prev) })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	var eps []Endpoint
+	var conns []*quic.Conn
+	for range n {
+		dev, _, conn := modePair(t, ctx, PathRelay)
+		eps, conns = append(eps, dev.Endpoint()), append(conns, conn)
+	}
+	return creditConn(), eps, conns
+}
+
+// batch is quic-go's batch of eight messages, each with a buffer.
+func batch() []ipv4.Message {
+	ms := make([]ipv4.Message, 8)
+	for i := range ms {
+		ms[i].Buffers = [][]byte{make([]byte, packetBufSize)}
+	}
+	return ms
 }
 
 // queueNumbered queues n packets of innerPacketSize from ep, numbered
@@ -41,10 +69,7 @@ type takenPacket struct {
 func fillAll(t *testing.T, c *innerConn) ([]takenPacket, bool) {
 	t.Helper()
 	var got []takenPacket
-	ms := make([]ipv4.Message, 8)
-	for i := range ms {
-		ms[i].Buffers = [][]byte{make([]byte, packetBufSize)}
-	}
+	ms := batch()
 	for {
 		n, holding, err := c.fill(ms)
 		if err != nil {
@@ -85,15 +110,10 @@ func inOrder(t *testing.T, got []takenPacket) map[Endpoint]int {
 // reach quic-go in order. A connection that leaves gets what was held for
 // it at the next batch.
 func TestCreditHoldsOnlyTheBusyPeer(t *testing.T) {
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2)) // at one P the reader only yields
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	busy, _, busyConn := modePair(t, ctx, PathRelay)
-	other, _, otherConn := modePair(t, ctx, PathRelay)
-	a, b := busy.Endpoint(), other.Endpoint()
-	c := creditConn()
-	c.credit.add(a, busyConn) // these connections take none of the packets
-	c.credit.add(b, otherConn)
+	c, eps, conns := creditPeers(t, 2, 2) // at one P the count holds nobody back
+	a, b, busyConn := eps[0], eps[1], conns[0]
+	c.credit.add(a, busyConn)
+	c.credit.add(b, conns[1])
 
 	queueNumbered(c, a, 0, 200)
 	queueNumbered(c, b, 0, 20)
@@ -132,19 +152,12 @@ func TestCreditHoldsOnlyTheBusyPeer(t *testing.T) {
 // handed for a connection that never takes them hold its peer back for
 // creditGiveUp, then are forgotten, and the held packets go in order.
 func TestCreditGivesUp(t *testing.T) {
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	dev, _, conn := modePair(t, ctx, PathRelay)
-	ep := dev.Endpoint()
-	c := creditConn()
-	c.credit.add(ep, conn)
+	c, eps, conns := creditPeers(t, 2, 1)
+	ep := eps[0]
+	c.credit.add(ep, conns[0])
 	queueNumbered(c, ep, 0, 1000)
 	var got []takenPacket
-	ms := make([]ipv4.Message, 8)
-	for i := range ms {
-		ms[i].Buffers = [][]byte{make([]byte, packetBufSize)}
-	}
+	ms := batch()
 	done := make(chan error, 1)
 	go func() {
 		for len(got) < 1000 {
@@ -181,21 +194,13 @@ func TestCreditGivesUp(t *testing.T) {
 // after one turn of it, not after the whole backlog (at one P too, where
 // the count holds nobody back). A peer alone is never made to wait.
 func TestCreditTakesTurns(t *testing.T) {
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	busy, _, busyConn := modePair(t, ctx, PathRelay)
-	other, _, otherConn := modePair(t, ctx, PathRelay)
-	a, b := busy.Endpoint(), other.Endpoint()
-	c := creditConn()
-	c.credit.add(a, busyConn)
-	c.credit.add(b, otherConn)
+	c, eps, conns := creditPeers(t, 1, 2)
+	a, b := eps[0], eps[1]
+	c.credit.add(a, conns[0])
+	c.credit.add(b, conns[1])
 
 	queueNumbered(c, a, 0, 1000)
-	ms := make([]ipv4.Message, 8)
-	for i := range ms {
-		ms[i].Buffers = [][]byte{make([]byte, packetBufSize)}
-	}
+	ms := batch()
 	for taken := 0; taken < 1000; {
 		n, holding, err := c.fill(ms)
 		if err != nil || n == 0 || holding {
@@ -232,13 +237,9 @@ func TestCreditTakesTurns(t *testing.T) {
 // At one P the reader never holds a peer back: its yields keep quic-go's
 // queue short there.
 func TestCreditOneP(t *testing.T) {
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	dev, _, conn := modePair(t, ctx, PathRelay)
-	ep := dev.Endpoint()
-	c := creditConn()
-	c.credit.add(ep, conn)
+	c, eps, conns := creditPeers(t, 1, 1)
+	ep := eps[0]
+	c.credit.add(ep, conns[0])
 	queueNumbered(c, ep, 0, 500)
 	got, holding := fillAll(t, c)
 	if n := inOrder(t, got); n[ep] != 500 || holding {
@@ -249,14 +250,8 @@ func TestCreditOneP(t *testing.T) {
 // An endpoint with more than one connection is not counted: which one
 // quic-go hands its packets to is not known here.
 func TestCreditSharedEndpoint(t *testing.T) {
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	dev, _, conn := modePair(t, ctx, PathRelay)
-	_, _, other := modePair(t, ctx, PathRelay)
-	c := creditConn()
-	r := c.credit
-	ep := dev.Endpoint()
+	c, eps, conns := creditPeers(t, 2, 2)
+	r, ep, conn, other := c.credit, eps[0], conns[0], conns[1]
 	r.add(ep, conn)
 	r.add(ep, other)
 	before := r.accts[ep].handed
