@@ -153,9 +153,13 @@ func (c *innerConn) fill(ms []ipv4.Message) (n int, holding bool, err error) {
 			if !ok {
 				break
 			}
-			if r.admit(pkt) {
+			switch r.admit(pkt) {
+			case admitHand:
 				putMessage(&ms[n], pkt, &rel)
 				n++
+			case admitDrop:
+				pkt.release()
+				c.queued.Add(-1)
 			}
 		}
 		// Looked through the whole queue: peers that had their turn go
