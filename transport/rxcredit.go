@@ -234,6 +234,14 @@ func (r *rxCredit) admit(pkt queuedPacket) int {
 		if a.held == nil && len(r.spare) > 0 {
 			a.held, r.spare = r.spare[len(r.spare)-1], r.spare[:len(r.spare)-1]
 		}
+		if len(a.held) == cap(a.held) && a.next >= len(a.held)/2 {
+			// A hold that never empties (a long transfer, always a little
+			// behind) moves what it still holds to the front rather than
+			// growing: the array stays within twice maxHeld.
+			k := copy(a.held, a.held[a.next:])
+			clear(a.held[k:])
+			a.held, a.next = a.held[:k], 0
+		}
 		a.held = append(a.held, pkt)
 		r.nheld++
 		r.list(a)

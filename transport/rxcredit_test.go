@@ -212,6 +212,42 @@ func TestCreditNeverOverfills(t *testing.T) {
 	}
 }
 
+// A hold that never empties — packets keep arriving as the held ones go —
+// does not grow its array without bound.
+func TestCreditHeldStaysSmall(t *testing.T) {
+	c, eps, conns := creditPeers(t, 2, 1)
+	ep := eps[0]
+	r := c.credit
+	r.add(ep, conns[0])
+	a := r.accts[ep]
+	ms := batch()
+	var rel releaser
+	seq := 0
+	for i := range 1000 {
+		r.mu.Lock()
+		a.blocked = true
+		n := 8
+		if i == 0 {
+			n++ // one more the first time: the hold never empties
+		}
+		for range n {
+			buf := packetBufs.Get().(*[]byte)
+			binary.BigEndian.PutUint32((*buf)[8:12], uint32(seq))
+			seq++
+			if r.admit(ownPacket(buf, innerPacketSize, EndpointAddr(ep))) != admitHold {
+				t.Fatal("a blocked peer's packet was not held")
+			}
+		}
+		a.blocked, a.unchecked = false, 0
+		r.release(ms, &rel)
+		r.mu.Unlock()
+		rel.flush()
+	}
+	if len(a.held)-a.next != 1 || cap(a.held) > 64 {
+		t.Fatalf("after 8,000 packets held and handed over, 8 at a time: held list of %d (want 1), array of %d", len(a.held)-a.next, cap(a.held))
+	}
+}
+
 // While two peers send, each takes turns of turnQuantum packets: a
 // neighbour's packets queued behind a busy peer's backlog are handed over
 // after one turn of it, not after the whole backlog (at one P too, where
