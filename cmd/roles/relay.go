@@ -122,7 +122,7 @@ func StartRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
 	wg.Go(func() {
 		t := time.NewTicker(trimTick)
 		defer t.Stop()
-		trimAfterBursts(ctx, t.C, srv.Stats.Closed.Load, debug.FreeOSMemory)
+		trimAfterBursts(ctx, t.C, srv.Stats.Closed.Load, relayTrim, debug.FreeOSMemory)
 	})
 	go func() {
 		r.err = srv.Serve(ctx)
