@@ -299,9 +299,12 @@ func run() error {
 	res.host = info
 	if ps.has("bulk") {
 		progress("== 1. bulk throughput: %d rounds × %d paths × up/down, %d MiB or %s each", cfg.rounds, len(b.targets), cfg.bulkBytes>>20, cfg.bulkCap)
+		settled := b.settleStart()
 		if err := b.bulk(&res); err != nil {
 			return err
 		}
+		progress("== 1a. the roles' RSS %s after the bulk rounds", settleWait)
+		res.settle = settled()
 	}
 	if ps.has("layers") {
 		progress("== 1b. CPU by layer: one profiled upload and download through the pipe, direct and relayed")

@@ -29,6 +29,7 @@ type results struct {
 	latIdleFail map[string]int
 	latProcs    [3]string
 	conc        []concResult // direct, relayed
+	settle      settleResult
 	neighbour   []neighbourResult
 	idle        idleStreamResult
 	dev         devResult
@@ -326,6 +327,13 @@ func (r *results) table() string {
 		}
 	}
 	row("CPU s/GB, all of the above", cells, "")
+	if r.settle != nil {
+		var cells []string
+		for _, c := range columns {
+			cells = append(cells, orDash(r.settle.cell(c)))
+		}
+		row(settleRow, cells, "")
+	}
 
 	// 3. concurrent streams
 	conc := map[string]concResult{}
