@@ -31,9 +31,9 @@ import (
 //   - An agent or a socksd that carried a transfer keeps the transfer's
 //     buffers: received blocks and splice buffers in pools, and the pages
 //     they took. After a 2 GiB upload through a fresh pair the agent's RSS
-//     stayed at 26 MiB (5 before) and the socksd's at 28 MiB (6) for two
-//     minutes; the runtime's forced collection then took the socksd to 23
-//     and left the agent at 26 (BENCHMARKS.md, round sixteen). Their
+//     stayed at 25 MiB (5 before) and the socksd's at 27.5 MiB (6) for two
+//     minutes; the runtime's forced collection then took the socksd to 22
+//     and left the agent at 25 (BENCHMARKS.md, round sixteen). Their
 //     measure is CPU time, since any work that grows the heap costs CPU.
 //
 // So once the measure has grown by enough and then stood (nearly) still for
@@ -87,15 +87,20 @@ func freeAll() {
 }
 
 // TrimAfterWork gives the process's free memory back to the system each
-// time a burst of work is over (workTrim), until stop is called.
-func TrimAfterWork() (stop func()) {
+// time a burst of work is over (workTrim), and then calls also if it is
+// not nil, until stop is called.
+func TrimAfterWork(also func()) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		t := time.NewTicker(trimTick)
 		defer t.Stop()
 		cpu := func() uint64 { return uint64(procs.CPUTime() / time.Microsecond) }
-		trimAfterBursts(ctx, t.C, cpu, workTrim, freeAll)
+		free := freeAll
+		if also != nil {
+			free = func() { freeAll(); also() }
+		}
+		trimAfterBursts(ctx, t.C, cpu, workTrim, free)
 	})
 	return func() {
 		cancel()

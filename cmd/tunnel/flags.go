@@ -53,9 +53,8 @@ func pathMode(c *cli.Context) (transport.PathMode, error) {
 // its own flags are checked: check --metrics, apply --memory-limit and
 // check --procs (so that a usage error creates no key), build the logger
 // the global flags ask for, load (or create) the node's key, start the
-// metrics listener, give memory back after bursts of work
-// (roles.TrimAfterWork) and, for the roles with --procs, carry it out;
-// stop stops all three. On an error nothing is left running.
+// metrics listener and, for the roles with --procs, carry it out; stop
+// stops both. On an error nothing is left running.
 func startDaemon(c *cli.Context) (log zerolog.Logger, key *identity.Key, col *metrics.Collector, stop func(), err error) {
 	if err = checkMetrics(c); err != nil {
 		return log, nil, nil, nil, err
@@ -73,14 +72,11 @@ func startDaemon(c *cli.Context) (log zerolog.Logger, key *identity.Key, col *me
 	if key, err = identity.LoadOrCreate(c.String("home")); err != nil {
 		return log, nil, nil, nil, err
 	}
-	if col, stop, err = startMetrics(c, log); err != nil {
+	if col, stop, err = startMetrics(c, log); err != nil || !hasProcs {
 		return log, key, col, stop, err
 	}
-	stopMetrics, stopTrim, stopProcs := stop, roles.TrimAfterWork(), func() {}
-	if hasProcs {
-		stopProcs = applyProcs(ps, log)
-	}
-	return log, key, col, func() { stopProcs(); stopTrim(); stopMetrics() }, nil
+	stopMetrics, stopProcs := stop, applyProcs(ps, log)
+	return log, key, col, func() { stopProcs(); stopMetrics() }, nil
 }
 
 // checkHostPort checks a HOST:PORT flag.
