@@ -87,20 +87,20 @@ func freeAll() {
 }
 
 // TrimAfterWork gives the process's free memory back to the system each
-// time a burst of work is over (workTrim), and then calls also if it is
-// not nil, until stop is called.
-func TrimAfterWork(also func()) (stop func()) {
+// time a burst of work is over (workTrim), until stop is called.
+//
+// Not the binary's pages (exepages), which publish and socksd give back
+// once after start-up: the work's code is what the next connection runs,
+// and faulting it back in cost the first connect after a rest 1.2–2.8 ms
+// (BENCHMARKS.md, round sixteen).
+func TrimAfterWork() (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		t := time.NewTicker(trimTick)
 		defer t.Stop()
 		cpu := func() uint64 { return uint64(procs.CPUTime() / time.Microsecond) }
-		free := freeAll
-		if also != nil {
-			free = func() { freeAll(); also() }
-		}
-		trimAfterBursts(ctx, t.C, cpu, workTrim, free)
+		trimAfterBursts(ctx, t.C, cpu, workTrim, freeAll)
 	})
 	return func() {
 		cancel()

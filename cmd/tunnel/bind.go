@@ -102,7 +102,7 @@ func runBinds(ctx context.Context, cfg roles.ConnectConfig, specs []forward.Spec
 		return err
 	}
 	defer reacher.Close()
-	defer roles.TrimAfterWork(nil)()
+	defer roles.TrimAfterWork()()
 	for _, f := range fs {
 		fmt.Fprintln(os.Stderr, f.String())
 	}

@@ -100,7 +100,7 @@ func runGateway(c *cli.Context) error {
 		return err
 	}
 	defer stopMetrics()
-	defer roles.TrimAfterWork(nil)()
+	defer roles.TrimAfterWork()()
 	g, err := roles.StartGateway(c.Context, cfg)
 	if err != nil {
 		return err

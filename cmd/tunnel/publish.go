@@ -84,7 +84,7 @@ func runPublish(c *cli.Context) error {
 		return err
 	}
 	releaseStartPages(c.Context, d.Node, cfg.Log)
-	defer roles.TrimAfterWork(releaseUsedPages(cfg.Log))()
+	defer roles.TrimAfterWork()()
 	stop := onReload(c.Context, func() { reloadPublish(c, lc, d, cfg.Log) })
 	defer stop()
 	return d.Wait()

@@ -90,7 +90,7 @@ are rate-limited per client address; the PAC file needs no password.`,
 				return bindUsage(err)
 			}
 			releaseStartPages(c.Context, client.Node, cfg.Log)
-			defer roles.TrimAfterWork(releaseUsedPages(cfg.Log))()
+			defer roles.TrimAfterWork()()
 			defer onReload(c.Context, func() { nothingReloads(cfg.Log, "socksd") })()
 			return client.Wait()
 		},

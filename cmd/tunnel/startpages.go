@@ -29,19 +29,3 @@ func releaseStartPages(ctx context.Context, n *roles.Node, log zerolog.Logger) {
 		log.Debug().Int64("kib", released>>10).Msg("gave back the binary's start-up pages")
 	}()
 }
-
-// releaseUsedPages is what the agent and socksd do after the trim that
-// follows a burst of work (roles.TrimAfterWork): give back the binary's
-// pages the work touched (the data path's code), as after start-up. The
-// next burst faults them back in from the page cache, a few hundred minor
-// faults.
-func releaseUsedPages(log zerolog.Logger) func() {
-	return func() {
-		released, err := exepages.Release()
-		if err != nil {
-			log.Debug().Err(err).Msg("could not give back the binary's pages after work; running on")
-			return
-		}
-		log.Debug().Int64("kib", released>>10).Msg("gave back the binary's pages after work")
-	}
-}
