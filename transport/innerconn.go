@@ -158,7 +158,7 @@ func (c *innerConn) fill(ms []ipv4.Message) (n int, holding bool, err error) {
 				putMessage(&ms[n], pkt, &rel)
 				n++
 			case admitDrop:
-				pkt.release()
+				rel.release(pkt)
 				c.queued.Add(-1)
 			}
 		}

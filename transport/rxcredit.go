@@ -47,14 +47,13 @@ package transport
 // (a loaded machine; -race) is not handed more than quic-go's queue holds:
 // what it was handed is still queued there (forgetting all of it, or again
 // after another 10 ms, lost packets so in TestBulkLosesNoPackets under
-// load). A connection that is
-// slow but taking packets is not let go at all (a first version gave up
-// 5 ms after the hold began, and lost packets so with two busy peers on
-// two cores). One peer holds at most maxHeld packets.
-// An endpoint with more than one
-// connection is not counted, nor one whose connection left: what it holds
-// is handed over at the next batch. Held packets stay in the queue's depth,
-// so holding costs no memory beyond what a full queue does.
+// load). A connection that is slow but taking packets is not let go at
+// all (a first version gave up 5 ms after the hold began, and lost packets
+// so with two busy peers on two cores). One peer holds at most maxHeld
+// packets. An endpoint with more than one connection is not counted, nor
+// one whose connection left: what it holds is handed over at the next
+// batch. Held packets stay in the queue's depth, so holding costs no
+// memory beyond what a full queue does.
 
 import (
 	"runtime"
