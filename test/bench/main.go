@@ -41,6 +41,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -672,4 +673,13 @@ func roleStatus(home, role string) (roles.Status, error) {
 		}
 	}
 	return roles.Status{}, nil
+}
+
+// procsOf is the cores in a role's `tunnel status` answer, "?" when it
+// gave none.
+func procsOf(d roles.Status, err error) string {
+	if err != nil || d.Role == "" {
+		return "?"
+	}
+	return strconv.Itoa(d.Procs)
 }

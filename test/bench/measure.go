@@ -400,11 +400,8 @@ func (b *bench) rolesProcs() string {
 		{"socksd relayed", b.relayed.home, "socksd"},
 		{"agent", b.direct.devHome, "publish"},
 	} {
-		v := "?"
-		if d, err := roleStatus(r.home, r.role); err == nil && d.Role != "" {
-			v = strconv.Itoa(d.Procs)
-		}
-		parts = append(parts, r.name+" "+v)
+		d, err := roleStatus(r.home, r.role)
+		parts = append(parts, r.name+" "+procsOf(d, err))
 	}
 	return strings.Join(parts, ", ")
 }

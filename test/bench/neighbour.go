@@ -114,20 +114,15 @@ func (b *bench) neighbourOf(t *target, host, id string) neighbourResult {
 		}
 	}()
 	time.Sleep(neighbourWarmup)
-	procsAt := func() string {
-		if d, err := roleStatus(t.home, "socksd"); err == nil && d.Role != "" {
-			return fmt.Sprint(d.Procs)
-		}
-		return "?"
-	}
-	first := procsAt()
+	first := procsOf(roleStatus(t.home, "socksd"))
 	start := time.Now()
 	from.Store(start.UnixNano())
 	r.busy, r.err = roundTrips(c, 1<<30, start.Add(cfg.bulkCap-time.Second))
 	elapsed := time.Since(start)
 	r.gbps = float64(got.Load()) * 8 / elapsed.Seconds() / 1e9
-	r.procs = first + " → " + procsAt()
-	if d, err := roleStatus(t.home, "socksd"); err == nil {
+	d, err := roleStatus(t.home, "socksd")
+	r.procs = first + " → " + procsOf(d, err)
+	if err == nil {
 		if p, ok := peerOf(d, id); !ok || p.Path != t.wantPath {
 			r.pathBad = p.Path
 			if !ok {
