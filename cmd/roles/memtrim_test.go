@@ -17,7 +17,7 @@ import (
 func trimRun(t *testing.T, r trimRule, counts []uint64) []int {
 	t.Helper()
 	calls := 0 // read by the watcher alone, once per tick
-	ended := func() uint64 {
+	measure := func() uint64 {
 		n := counts[min(calls, len(counts)-1)]
 		calls++
 		return n
@@ -28,7 +28,7 @@ func trimRun(t *testing.T, r trimRule, counts []uint64) []int {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		trimAfterBursts(ctx, tick, ended, r, func() { frees = append(frees, calls-1) })
+		trimAfterBursts(ctx, tick, measure, r, func() { frees = append(frees, calls-1) })
 	}()
 	for range len(counts) - 1 {
 		tick <- time.Time{}
@@ -92,19 +92,15 @@ func TestTrimAfterWork(t *testing.T) {
 }
 
 // heapRetained is the heap memory the process holds from the system:
-// all of it less what was given back.
+// its objects, and the free and unused space it has not given back.
 func heapRetained(t *testing.T) uint64 {
 	t.Helper()
-	s := []metrics.Sample{{Name: "/memory/classes/heap/released:bytes"}, {Name: "/memory/classes/total:bytes"},
-		{Name: "/memory/classes/heap/stacks:bytes"}, {Name: "/memory/classes/os-stacks:bytes"},
-		{Name: "/memory/classes/metadata/other:bytes"}, {Name: "/memory/classes/other:bytes"},
-		{Name: "/memory/classes/profiling/buckets:bytes"}, {Name: "/memory/classes/metadata/mspan/inuse:bytes"},
-		{Name: "/memory/classes/metadata/mspan/free:bytes"}, {Name: "/memory/classes/metadata/mcache/inuse:bytes"},
-		{Name: "/memory/classes/metadata/mcache/free:bytes"}}
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/memory/classes/heap/unused:bytes"}, {Name: "/memory/classes/heap/free:bytes"}}
 	metrics.Read(s)
-	total := s[1].Value.Uint64()
-	for _, x := range append(s[:1:1], s[2:]...) {
-		total -= x.Value.Uint64()
+	var total uint64
+	for _, x := range s {
+		total += x.Value.Uint64()
 	}
 	return total
 }
