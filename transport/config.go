@@ -70,10 +70,6 @@ const (
 	// the next round of that connection resumes where its last stopped.
 	probeRate  = 50
 	probeBurst = 100
-	// scopeRefresh is how long a node's view of its interfaces (which
-	// private candidates it keeps) is reused: candidates arrive every
-	// candidatesEvery per connection, and a stranger may send more.
-	scopeRefresh = 5 * time.Second
 )
 
 // The liveness rule: a direct path is judged by the data the peer says

@@ -254,7 +254,7 @@ func (n *Node) hardStep(ctx context.Context, c *quic.Conn, p *path, h *hardNAT, 
 	peerKind, peerAddr, peerGo := h.peerKind, h.peerAddr, h.peerGo
 	h.peerGo = false
 	h.mu.Unlock()
-	if !peerAddr.IsValid() || !n.scope(now).admits(peerAddr.Addr()) || !p.isCandidateIP(peerAddr.Addr()) {
+	if !peerAddr.IsValid() || !n.scope().admits(peerAddr.Addr()) || !p.isCandidateIP(peerAddr.Addr()) {
 		return 0
 	}
 	due := h.last.IsZero() || now.Sub(h.last) >= hardEvery

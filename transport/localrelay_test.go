@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
-	"time"
 )
 
 func TestInterfaceCandidates(t *testing.T) {
@@ -114,7 +113,7 @@ func TestCandidatesEmbeddedRelay(t *testing.T) {
 	if len(others) == 0 {
 		t.Logf("this machine has no interface beyond loopback: only loopback checked (candidates %v)", cands)
 	}
-	if !n.scope(time.Now()).admits(lo.Addr()) {
+	if !n.scope().admits(lo.Addr()) {
 		t.Error("relay serving beyond loopback: loopback left the node's scope")
 	}
 }

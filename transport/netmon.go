@@ -30,7 +30,9 @@ package transport
 //     and at most that much later.
 //   - On a change the node forgets its public address, drops every direct
 //     path (packets go to the relay until a pong proves a path again: on a
-//     path that still works that is one round trip), re-reads its scope,
+//     path that still works that is one round trip), takes its scope and
+//     its candidates from the new reading of its interfaces (the node
+//     reads them with the fingerprint, and only then: Node.ifaces),
 //     restarts probing from its first, fastest round, and tells whoever
 //     waits on NetworkChanged — the owner of its rendezvous sessions,
 //     which registers again from the new address (resolver). Its new
@@ -77,9 +79,9 @@ type netMonitor struct {
 	changed func()
 }
 
-// run watches until ctx ends.
-func (m *netMonitor) run(ctx context.Context) {
-	last := m.read()
+// run watches until ctx ends; last is the reading changes are told from,
+// the caller's first.
+func (m *netMonitor) run(ctx context.Context, last netState) {
 	var tick <-chan time.Time
 	if m.poll > 0 {
 		t := time.NewTicker(m.poll)
@@ -165,7 +167,10 @@ func (n *Node) startNetMonitor() {
 	w.cancel = cancel
 	w.ch = make(chan struct{})
 	m := &netMonitor{
-		read:    func() netState { return netFingerprint(n.routes.Load().home.Addr) },
+		read: func() netState {
+			n.readInterfaces()
+			return netFingerprint(n.routes.Load().home.Addr)
+		},
 		settle:  netChangeSettle,
 		changed: n.networkChanged,
 	}
@@ -175,7 +180,10 @@ func (n *Node) startNetMonitor() {
 	} else {
 		m.events = events
 	}
-	w.wg.Go(func() { m.run(ctx) })
+	// The first reading is taken here, so that a node has its interfaces
+	// (Node.ifaces) once it is made.
+	last := m.read()
+	w.wg.Go(func() { m.run(ctx, last) })
 }
 
 // stopNetMonitor stops the monitor and waits for it.
@@ -202,9 +210,6 @@ func (n *Node) NetworkChanges() uint64 { return n.netChanges.Load() }
 func (n *Node) networkChanged() {
 	n.netChanges.Add(1)
 	n.observed.Store(nil)
-	n.scopeMu.Lock()
-	n.scopeAt = time.Time{}
-	n.scopeMu.Unlock()
 	n.pathMu.RLock()
 	for _, p := range n.paths {
 		p.restart()

@@ -2,7 +2,9 @@ package transport
 
 import (
 	"context"
+	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -13,7 +15,6 @@ import (
 type fakeNet struct {
 	mu      sync.Mutex
 	st      netState
-	reads   int
 	events  chan struct{}
 	changes chan struct{}
 }
@@ -26,7 +27,6 @@ func startFakeMonitor(t *testing.T, poll time.Duration) *fakeNet {
 		read: func() netState {
 			f.mu.Lock()
 			defer f.mu.Unlock()
-			f.reads++
 			return f.st
 		},
 		events:  f.events,
@@ -36,20 +36,10 @@ func startFakeMonitor(t *testing.T, poll time.Duration) *fakeNet {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { m.run(ctx) })
+	// The first read is the baseline: changes come after it.
+	last := m.read()
+	wg.Go(func() { m.run(ctx, last) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	// The monitor's first read is its baseline: changes come after it.
-	for start := time.Now(); ; time.Sleep(time.Millisecond) {
-		f.mu.Lock()
-		r := f.reads
-		f.mu.Unlock()
-		if r > 0 {
-			break
-		}
-		if time.Since(start) > 5*time.Second {
-			t.Fatal("the monitor never read the network")
-		}
-	}
 	return f
 }
 
@@ -204,5 +194,46 @@ func TestNetFingerprintStable(t *testing.T) {
 	}
 	if a.via != "127.0.0.1" {
 		t.Fatalf("route toward %v from %q, want 127.0.0.1", lo, a.via)
+	}
+}
+
+// A node's candidates and scope come from its last reading of its
+// interfaces (the monitor's, with each fingerprint), not from the kernel
+// at each call: a heartbeat of each of many connections, or a stranger's
+// ping, costs no dump of the address table. A new reading is what both
+// follow.
+func TestCandidatesAndScopeFromReading(t *testing.T) {
+	n := newTestNode(t, ":0")
+	n.SetRoutes(RelayRoute{Addr: netip.MustParseAddrPort("198.51.100.1:7443")}, nil) // off loopback: interface addresses are candidates
+	port := n.LocalAddr().Port()
+	reading := func(cidrs ...string) {
+		var addrs []net.Addr
+		for _, c := range cidrs {
+			ip, ipn, err := net.ParseCIDR(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ipn.IP = ip
+			addrs = append(addrs, ipn)
+		}
+		n.ifaces.Store(&addrs)
+	}
+	at := func(s string) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr(s), port) }
+
+	reading("203.0.113.77/24", "fd12:3456::7/64")
+	for range 3 {
+		if c := n.candidates(); !slices.Contains(c, at("203.0.113.77")) || !slices.Contains(c, at("fd12:3456::7")) {
+			t.Fatalf("candidates %v: want those of the reading", c)
+		}
+		if s := n.scope(); !s.admits(netip.MustParseAddr("fd12:3456::99")) || s.admits(netip.MustParseAddr("fd99::1")) {
+			t.Fatalf("scope %+v: want the reading's private prefix and no other", s)
+		}
+	}
+	reading("203.0.113.78/24", "fd99::5/64")
+	if c := n.candidates(); !slices.Contains(c, at("203.0.113.78")) || slices.Contains(c, at("203.0.113.77")) {
+		t.Fatalf("candidates %v after a new reading: want its addresses only", c)
+	}
+	if s := n.scope(); s.admits(netip.MustParseAddr("fd12:3456::99")) || !s.admits(netip.MustParseAddr("fd99::1")) {
+		t.Fatalf("scope %+v after a new reading: want its private prefix only", s)
 	}
 }

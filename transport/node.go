@@ -58,9 +58,16 @@ type Node struct {
 	mapStop context.CancelFunc // set by MapPort
 	closed  bool               // Close ran: MapPort starts nothing
 
-	// scopeView is the node's scope as of scopeAt (Node.scope).
+	// ifaces is the node's interface addresses (as net.InterfaceAddrs
+	// gives them), read by its network monitor with each fingerprint:
+	// at start and after each change (netmon.go). The candidates and the
+	// scope come from it, so that neither a heartbeat nor a stranger's
+	// ping has the node dump the kernel's address table.
+	ifaces atomic.Pointer[[]net.Addr]
+	// scopeView is the node's scope as computed from scopeOf, a reading
+	// of ifaces (Node.scope).
 	scopeMu   sync.Mutex
-	scopeAt   time.Time
+	scopeOf   *[]net.Addr
 	scopeView scope
 
 	// localRelay is where the relay of this process listens, if it runs

@@ -538,7 +538,7 @@ func (n *Node) runPath(c *quic.Conn, t *tracked) {
 			}
 			// Kept, and pinged once the connection is authorized, only
 			// if this node could reach them anyway (disco.go, "Scope").
-			cands = n.scope(time.Now()).admitted(cands)
+			cands = n.scope().admitted(cands)
 			p.mu.Lock()
 			changed := !slices.Equal(p.remote, cands)
 			// The peer no longer offers the address our direct path
@@ -691,7 +691,7 @@ func (n *Node) receiveDisco(b []byte, from netip.AddrPort, via *Socket) {
 	now := time.Now()
 	switch m.typ {
 	case frameDiscoPing:
-		if !n.scope(now).admits(from.Addr()) {
+		if !n.scope().admits(from.Addr()) {
 			return
 		}
 		secret, newAddr := p.pinged(b, m, from)
@@ -754,12 +754,8 @@ func (n *Node) candidates() []netip.AddrPort {
 		add(local)
 		return out
 	}
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return out
-	}
 	lo := n.loopbackScoped()
-	for _, a := range interfaceCandidates(addrs, local.Port(), lo, !lo || n.relayServesBeyondLoopback()) {
+	for _, a := range interfaceCandidates(*n.interfaceAddrs(), local.Port(), lo, !lo || n.relayServesBeyondLoopback()) {
 		add(a)
 	}
 	return out
@@ -785,6 +781,24 @@ func interfaceCandidates(ifaddrs []net.Addr, port uint16, loopback, beyond bool)
 	return out
 }
 
+// interfaceAddrs is the node's last reading of its interface addresses
+// (Node.ifaces); before the monitor's first, it reads them itself.
+func (n *Node) interfaceAddrs() *[]net.Addr {
+	if a := n.ifaces.Load(); a != nil {
+		return a
+	}
+	return n.readInterfaces()
+}
+
+// readInterfaces reads the interface addresses into Node.ifaces and
+// returns them; a failed read leaves none (no interface candidates, and
+// private ranges out of scope), as the next reading may not.
+func (n *Node) readInterfaces() *[]net.Addr {
+	addrs, _ := net.InterfaceAddrs()
+	n.ifaces.Store(&addrs)
+	return &addrs
+}
+
 // loopbackScoped reports whether the node's relay is on loopback: then it
 // meets only peers on this machine.
 func (n *Node) loopbackScoped() bool {
@@ -792,15 +806,15 @@ func (n *Node) loopbackScoped() bool {
 	return !home.IsZero() && home.Addr.Addr().IsLoopback()
 }
 
-// scope is the node's scope at now (disco.go, "Scope"), its interfaces
-// read again at most every scopeRefresh.
-func (n *Node) scope(now time.Time) scope {
+// scope is the node's scope (disco.go, "Scope"), computed again only
+// when the monitor has read the interfaces again.
+func (n *Node) scope() scope {
 	lo := n.loopbackScoped()
+	addrs := n.interfaceAddrs()
 	n.scopeMu.Lock()
 	defer n.scopeMu.Unlock()
-	if n.scopeAt.IsZero() || now.Sub(n.scopeAt) >= scopeRefresh || now.Before(n.scopeAt) {
-		addrs, _ := net.InterfaceAddrs()
-		n.scopeView, n.scopeAt = newScope(lo, addrs), now
+	if n.scopeOf != addrs {
+		n.scopeView, n.scopeOf = newScope(lo, *addrs), addrs
 	}
 	s := n.scopeView
 	s.loopback = lo
