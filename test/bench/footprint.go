@@ -10,7 +10,11 @@ package main
 // its two parts: RssAnon (the Go heap, stacks and runtime) and RssFile
 // (the pages of the binary and of the C library that are mapped in:
 // clean, shared between processes of the same binary, and the first pages
-// the kernel reclaims under pressure).
+// the kernel reclaims under pressure). Then, over -footprint-window more of
+// the same rest, what each costs the machine while it waits: how often its
+// threads are woken (on a laptop or a board on batteries, each wake-up
+// takes a core out of its sleep state) and the CPU time they run, from the
+// kernel's scheduler statistics (threadTimes).
 
 import (
 	"flag"
@@ -20,7 +24,10 @@ import (
 	"time"
 )
 
-var footprintSettle = flag.Duration("footprint-settle", 10*time.Second, "idle time before the footprint rows are read")
+var (
+	footprintSettle = flag.Duration("footprint-settle", 10*time.Second, "idle time before the footprint rows are read")
+	footprintWindow = flag.Duration("footprint-window", 10*time.Second, "idle time over which the wake-ups and CPU time of the idle agent and socksd are counted, after the settle")
+)
 
 // Targets of issue 16, KiB.
 const (
@@ -33,8 +40,24 @@ type memFigure struct {
 	rss, anon, file int64
 }
 
+// idleCost is what an idle process cost over a window: threads put on a
+// CPU, and their CPU time.
+type idleCost struct {
+	wakes  int64
+	cpu    time.Duration
+	window time.Duration
+}
+
+// perSecond and perMinute scale the window's counts.
+func (c idleCost) perSecond() float64 { return float64(c.wakes) / c.window.Seconds() }
+func (c idleCost) perMinute() time.Duration {
+	return time.Duration(float64(c.cpu) * float64(time.Minute) / float64(c.window))
+}
+
 type footprintResult struct {
 	agent, socksd memFigure
+	agentIdle     idleCost
+	socksdIdle    idleCost
 	path          string // the idle connection's path, per `tunnel status`
 }
 
@@ -118,6 +141,9 @@ func (b *bench) footprint() (footprintResult, error) {
 	if r.socksd, err = memOf(socksd.pid()); err != nil {
 		return r, err
 	}
+	if r.agentIdle, r.socksdIdle, err = idleCosts(dev, socksd, *footprintWindow); err != nil {
+		return r, err
+	}
 	save := b.deviceID
 	b.deviceID = devID // pathOf looks for this device's peer
 	r.path, err = b.pathOf(t)
@@ -131,7 +157,42 @@ func (b *bench) footprint() (footprintResult, error) {
 	}{{"agent", r.agent}, {"socksd", r.socksd}} {
 		progress("footprint: idle %-6s RSS %s (anon %s, file %s), path %s", f.role, mib(f.m.rss), mib(f.m.anon), mib(f.m.file), r.path)
 	}
+	for _, f := range []struct {
+		role string
+		c    idleCost
+	}{{"agent", r.agentIdle}, {"socksd", r.socksdIdle}} {
+		progress("footprint: idle %-6s %d wake-ups and %s of CPU in %s", f.role, f.c.wakes, f.c.cpu.Round(time.Microsecond), f.c.window)
+	}
 	return r, nil
+}
+
+// idleCosts counts what the agent and the socksd cost over window, both
+// at once.
+func idleCosts(agent, socksd *proc, window time.Duration) (a, s idleCost, err error) {
+	read := func() (v [4]int64, err error) {
+		if v[0], v[1], err = threadTimes(agent.pid()); err != nil {
+			return v, err
+		}
+		v[2], v[3], err = threadTimes(socksd.pid())
+		return v, err
+	}
+	before, err := read()
+	if err != nil {
+		return a, s, err
+	}
+	time.Sleep(window)
+	for _, p := range []*proc{agent, socksd} {
+		if err := p.alive(); err != nil {
+			return a, s, err
+		}
+	}
+	after, err := read()
+	if err != nil {
+		return a, s, err
+	}
+	a = idleCost{cpu: time.Duration(after[0] - before[0]), wakes: after[1] - before[1], window: window}
+	s = idleCost{cpu: time.Duration(after[2] - before[2]), wakes: after[3] - before[3], window: window}
+	return a, s, nil
 }
 
 // memOf reads VmRSS, RssAnon and RssFile of pid, KiB.
@@ -154,4 +215,11 @@ func (f footprintResult) rows(row func(measure string, cells []string, target st
 		[]string{dash, dash, dash, cell(f.agent, agentRSSTarget), dash}, "≤ 12 MiB")
 	row(fmt.Sprintf("idle socksd RSS: 1 idle client connection, after %s", settle),
 		[]string{dash, dash, dash, cell(f.socksd, socksdRSSTarget), dash}, "≤ 16 MiB")
+	if f.agentIdle.window > 0 {
+		cost := func(c idleCost) string {
+			return fmt.Sprintf("%.1f/s · %.1f ms", c.perSecond(), float64(c.perMinute())/float64(time.Millisecond))
+		}
+		row(fmt.Sprintf("… wake-ups (threads put on a CPU) per second · CPU per minute, idle, over the next %s: agent · socksd", f.agentIdle.window),
+			[]string{dash, dash, dash, cost(f.agentIdle) + " · " + cost(f.socksdIdle), dash}, "")
+	}
 }

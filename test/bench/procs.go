@@ -242,6 +242,36 @@ func statusKiB(pid int, names ...string) ([]int64, error) {
 	return out, nil
 }
 
+// threadTimes sums, over pid's threads, the time they ran and the times
+// they were put on a CPU (/proc/PID/task/TID/schedstat: run ns, wait ns,
+// timeslices; the kernel's scheduler statistics, in nanoseconds, where
+// utime and stime count whole clock ticks). Of an idle process, the
+// timeslices are its wake-ups.
+func threadTimes(pid int) (runNs, timeslices int64, err error) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
+		if err != nil {
+			continue // the thread exited meanwhile
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 3 {
+			return 0, 0, fmt.Errorf("odd /proc/%d/task/%s/schedstat: %q", pid, t.Name(), b)
+		}
+		run, err1 := strconv.ParseInt(f[0], 10, 64)
+		n, err2 := strconv.ParseInt(f[2], 10, 64)
+		if err := errors.Join(err1, err2); err != nil {
+			return 0, 0, fmt.Errorf("/proc/%d/task/%s/schedstat: %w", pid, t.Name(), err)
+		}
+		runNs += run
+		timeslices += n
+	}
+	return runNs, timeslices, nil
+}
+
 // statFields returns the fields of /proc/PID/stat after the command name
 // (index 0 is the state, field 3 of proc(5)).
 func statFields(pid int) ([]string, error) {

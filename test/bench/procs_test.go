@@ -4,7 +4,9 @@ package main
 
 import (
 	"os"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // statusKiB reads the fields asked for, in their order, from this
@@ -23,5 +25,46 @@ func TestStatusKiB(t *testing.T) {
 	}
 	if _, err := statusKiB(os.Getpid(), "VmRSS", "NoSuchField"); err == nil {
 		t.Fatal("a missing field was not an error")
+	}
+}
+
+// threadTimes sums this process's threads: the CPU time it reports grows
+// by about the work done (as getrusage counts it), and a thread that
+// sleeps and wakes counts the wake-ups.
+func TestThreadTimes(t *testing.T) {
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			t.Fatal(err)
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	run0, n0, err := threadTimes(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpu0 := cpu()
+	for range 20 {
+		time.Sleep(time.Millisecond) // a wake-up each
+	}
+	sum := 0
+	for start := time.Now(); cpu()-cpu0 < 200*time.Millisecond && time.Since(start) < 20*time.Second; {
+		for i := range 100000 {
+			sum += i
+		}
+	}
+	run1, n1, err := threadTimes(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	used, ran := cpu()-cpu0, time.Duration(run1-run0)
+	if n1-n0 < 20 {
+		t.Fatalf("threads put on a CPU %d times over 20 sleeps; want at least 20", n1-n0)
+	}
+	if ran < used*3/4 || ran > used*5/4+20*time.Millisecond {
+		t.Fatalf("threads ran %s while getrusage counted %s (sum %d): want about the same", ran, used, sum)
+	}
+	if _, _, err := threadTimes(1 << 30); err == nil {
+		t.Fatal("no error for a process that does not exist")
 	}
 }
