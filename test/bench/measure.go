@@ -577,6 +577,10 @@ func streamOnce(t *target, payload []byte, handshakes chan struct{}) error {
 
 // ---- 4: relay memory ----
 
+// trimSettle is a rest long enough for a role's trim after work to have
+// come (idleStreams).
+const trimSettle = 5 * time.Second
+
 type idleStreamResult struct {
 	n   int
 	rss []rssFigure // before and after only
@@ -594,6 +598,13 @@ func (r idleStreamResult) perStream() string {
 
 // idleStreams holds cfg.idleStreams relayed streams open and idle and
 // reports the memory it costs the relay, the socksd and the agent.
+//
+// Both readings come after trimSettle at rest: a role gives back the
+// garbage of a burst of work at the end of the first quiet 2 s tick after
+// it (cmd/roles/memtrim.go), so 2–4 s after the work. A reading before
+// that trim and one after it would count the garbage of the work before
+// (the concurrent streams, or opening these) against the streams, either
+// way: one round-sixteen table read -28.5 KiB per stream for the agent.
 func (b *bench) idleStreams() (idleStreamResult, error) {
 	t := b.relayed
 	r := idleStreamResult{n: cfg.idleStreams}
@@ -601,7 +612,7 @@ func (b *bench) idleStreams() (idleStreamResult, error) {
 		role string
 		p    *proc
 	}{{"relay", b.relay}, {"socksd", t.socksd}, {"agent", b.device}}
-	time.Sleep(2 * time.Second)
+	time.Sleep(trimSettle)
 	r.rss = make([]rssFigure, len(watch))
 	for i, w := range watch {
 		v, err := rssKiB(w.p.pid())
@@ -632,7 +643,7 @@ func (b *bench) idleStreams() (idleStreamResult, error) {
 		}
 		_ = c.SetDeadline(time.Time{})
 	}
-	time.Sleep(3 * time.Second)
+	time.Sleep(trimSettle)
 	for i, w := range watch {
 		v, err := rssKiB(w.p.pid())
 		if err != nil {
