@@ -215,11 +215,12 @@ func (f footprintResult) rows(row func(measure string, cells []string, target st
 		[]string{dash, dash, dash, cell(f.agent, agentRSSTarget), dash}, "≤ 12 MiB")
 	row(fmt.Sprintf("idle socksd RSS: 1 idle client connection, after %s", settle),
 		[]string{dash, dash, dash, cell(f.socksd, socksdRSSTarget), dash}, "≤ 16 MiB")
-	if f.agentIdle.window > 0 {
-		cost := func(c idleCost) string {
-			return fmt.Sprintf("%.1f/s · %.1f ms", c.perSecond(), float64(c.perMinute())/float64(time.Millisecond))
+	cost := func(c idleCost) string {
+		if c.window <= 0 {
+			return dash
 		}
-		row(fmt.Sprintf("… wake-ups (threads put on a CPU) per second · CPU per minute, idle, over the next %s: agent · socksd", f.agentIdle.window),
-			[]string{dash, dash, dash, cost(f.agentIdle) + " · " + cost(f.socksdIdle), dash}, "")
+		return fmt.Sprintf("%.1f/s · %.1f ms", c.perSecond(), float64(c.perMinute())/float64(time.Millisecond))
 	}
+	row(fmt.Sprintf("… wake-ups (threads put on a CPU) per second · CPU per minute, idle, over the next %s: agent · socksd", f.agentIdle.window),
+		[]string{dash, dash, dash, cost(f.agentIdle) + " · " + cost(f.socksdIdle), dash}, "")
 }

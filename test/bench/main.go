@@ -110,6 +110,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench: counts must be positive")
 		os.Exit(2)
 	}
+	if *footprintSettle < 0 || *footprintWindow <= 0 {
+		fmt.Fprintln(os.Stderr, "bench: -footprint-settle must not be negative, and -footprint-window must be positive")
+		os.Exit(2)
+	}
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
