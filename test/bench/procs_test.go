@@ -4,9 +4,10 @@ package main
 
 import (
 	"os"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tunnel-dev/tunnel/cmd/roles/procs"
 )
 
 // statusKiB reads the fields asked for, in their order, from this
@@ -29,16 +30,10 @@ func TestStatusKiB(t *testing.T) {
 }
 
 // threadTimes sums this process's threads: the CPU time it reports grows
-// by about the work done (as getrusage counts it), and a thread that
+// by about the work done (as procs.CPUTime, getrusage, counts it), and a thread that
 // sleeps and wakes counts the wake-ups.
 func TestThreadTimes(t *testing.T) {
-	cpu := func() time.Duration {
-		var ru syscall.Rusage
-		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-			t.Fatal(err)
-		}
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
+	cpu := procs.CPUTime
 	run0, n0, err := threadTimes(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
