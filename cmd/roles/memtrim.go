@@ -79,6 +79,14 @@ func trimAfterBursts(ctx context.Context, tick <-chan time.Time, measure func() 
 	}
 }
 
+// trimEvery runs trimAfterBursts on a trimTick ticker of its own until
+// ctx ends.
+func trimEvery(ctx context.Context, measure func() uint64, r trimRule, free func()) {
+	t := time.NewTicker(trimTick)
+	defer t.Stop()
+	trimAfterBursts(ctx, t.C, measure, r, free)
+}
+
 // freeAll collects twice, so that what sync.Pools held goes too, and gives
 // the free pages back to the system.
 func freeAll() {
@@ -96,12 +104,8 @@ func freeAll() {
 func TrimAfterWork() (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		t := time.NewTicker(trimTick)
-		defer t.Stop()
-		cpu := func() uint64 { return uint64(procs.CPUTime() / time.Microsecond) }
-		trimAfterBursts(ctx, t.C, cpu, workTrim, freeAll)
-	})
+	cpu := func() uint64 { return uint64(procs.CPUTime() / time.Microsecond) }
+	wg.Go(func() { trimEvery(ctx, cpu, workTrim, freeAll) })
 	return func() {
 		cancel()
 		wg.Wait()

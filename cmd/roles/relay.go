@@ -9,7 +9,6 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/rs/zerolog"
 
@@ -119,11 +118,7 @@ func StartRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
 	if shared != nil {
 		wg.Go(func() { shared.Run(ctx, registry.RefreshInterval) })
 	}
-	wg.Go(func() {
-		t := time.NewTicker(trimTick)
-		defer t.Stop()
-		trimAfterBursts(ctx, t.C, srv.Stats.Closed.Load, relayTrim, debug.FreeOSMemory)
-	})
+	wg.Go(func() { trimEvery(ctx, srv.Stats.Closed.Load, relayTrim, debug.FreeOSMemory) })
 	go func() {
 		r.err = srv.Serve(ctx)
 		cancel()
