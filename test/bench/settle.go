@@ -35,20 +35,25 @@ func (b *bench) settleStart() (end func() settleResult) {
 		{role: "socksd", col: b.relayed.name},
 	}
 	ps := []*proc{b.sDirect, b.device, b.sRelayed}
-	read := func(at func(f *settleFigure) *int64) {
-		for i, p := range ps {
-			v, err := rssKiB(p.pid())
-			if err != nil && r[i].err == nil {
-				r[i].err = err
-			}
-			*at(&r[i]) = v
+	// read is role i's RSS now; its first error is kept.
+	read := func(i int) int64 {
+		v, err := rssKiB(ps[i].pid())
+		if err != nil && r[i].err == nil {
+			r[i].err = err
 		}
+		return v
 	}
-	read(func(f *settleFigure) *int64 { return &f.before })
+	for i := range r {
+		r[i].before = read(i)
+	}
 	return func() settleResult {
-		read(func(f *settleFigure) *int64 { return &f.end })
+		for i := range r {
+			r[i].end = read(i)
+		}
 		time.Sleep(settleWait)
-		read(func(f *settleFigure) *int64 { return &f.later })
+		for i := range r {
+			r[i].later = read(i)
+		}
 		for _, f := range r {
 			if f.err != nil {
 				progress("%-15s %-6s RSS around the bulk rounds: %v", f.col, f.role, f.err)
