@@ -39,10 +39,14 @@ func watchNetlink(ctx context.Context, wg *sync.WaitGroup) (<-chan struct{}, err
 	wg.Go(func() {
 		defer stop()
 		// The messages themselves are not parsed: any of them only says
-		// "read the fingerprint again", which is what tells a change.
-		buf := make([]byte, 64<<10)
+		// "read the fingerprint again", which is what tells a change. So
+		// the buffer is small: a longer datagram is cut, and the read
+		// still takes all of it off the socket. (A 64 KiB one lived on
+		// this goroutine's stack and made it 128 KiB, for as long as the
+		// node runs.)
+		var buf [512]byte
 		for {
-			_, err := f.Read(buf)
+			_, err := f.Read(buf[:])
 			switch {
 			case err == nil:
 				notify()

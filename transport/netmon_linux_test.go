@@ -95,6 +95,21 @@ func TestWatchNetlinkNamespace(t *testing.T) {
 	expect("event", 5*time.Second)
 	run("-n", ns, "link", "set", "lo", "up")
 	expect("event", 5*time.Second)
+	// A link's message is longer than the reader's buffer: the read is
+	// cut, and the reader must go on. Once the link's messages are all
+	// told (quiet for a while), one more change must still be heard.
+	for quiet := false; !quiet; {
+		select {
+		case _, ok := <-lines:
+			if !ok {
+				t.Fatalf("watcher ended after the link came up: %s", stderr.String())
+			}
+		case <-time.After(300 * time.Millisecond):
+			quiet = true
+		}
+	}
+	run("-n", ns, "addr", "add", "192.0.2.8/32", "dev", "lo")
+	expect("event", 5*time.Second)
 }
 
 // TestWatchNetlinkChild is the watcher TestWatchNetlinkNamespace runs: it
