@@ -16,11 +16,22 @@ import (
 // which it freed.
 func trimRun(t *testing.T, r trimRule, counts []uint64) []int {
 	t.Helper()
-	calls := 0 // read by the watcher alone, once per tick
-	measure := func() uint64 {
-		n := counts[min(calls, len(counts)-1)]
-		calls++
-		return n
+	return trimRunGauges(t, []trimRule{r}, [][]uint64{counts})
+}
+
+// trimRunGauges is trimRun with one gauge per rule, gauge g reading
+// counts[g]; all have as many counts.
+func trimRunGauges(t *testing.T, rules []trimRule, counts [][]uint64) []int {
+	t.Helper()
+	ticks := len(counts[0]) - 1
+	reads := make([]int, len(rules)) // read by the watcher alone, once per tick
+	gauges := make([]trimGauge, len(rules))
+	for g, r := range rules {
+		gauges[g] = trimGauge{rule: r, measure: func() uint64 {
+			n := counts[g][min(reads[g], ticks)]
+			reads[g]++
+			return n
+		}}
 	}
 	var frees []int
 	tick := make(chan time.Time)
@@ -28,9 +39,9 @@ func trimRun(t *testing.T, r trimRule, counts []uint64) []int {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		trimAfterBursts(ctx, tick, measure, r, func() { frees = append(frees, calls-1) })
+		trimAfterBursts(ctx, tick, gauges, func() { frees = append(frees, reads[0]-1) })
 	}()
-	for range len(counts) - 1 {
+	for range ticks {
 		tick <- time.Time{}
 	}
 	cancel()
@@ -88,6 +99,59 @@ func TestTrimAfterWork(t *testing.T) {
 		if got := trimRun(t, workTrim, c.counts); !slices.Equal(got, c.want) {
 			t.Errorf("%s: counts %v: freed at ticks %v, want %v", c.name, c.counts, got, c.want)
 		}
+	}
+}
+
+// With the bytes allocated beside the CPU time, as TrimAfterWork reads
+// them: rest's slow garbage is trimmed once it adds up, but not while the
+// process works (either measure busy), and a trim for either starts both
+// counts again.
+func TestTrimAfterGarbage(t *testing.T) {
+	const ms, kib = 1000, 1 << 10
+	if garbageTrim.quiet != 64*kib || garbageTrim.enough != 256*kib {
+		t.Fatalf("garbageTrim = %+v; the cases below assume 64 KiB and 256 KiB", garbageTrim)
+	}
+	rules := []trimRule{workTrim, garbageTrim}
+	for _, c := range []struct {
+		name      string
+		cpu, heap []uint64 // CPU microseconds and bytes allocated so far, one per tick
+		want      []int
+	}{
+		{"rest, garbage under the bar",
+			[]uint64{0, 1 * ms, 2 * ms, 3 * ms, 4 * ms},
+			[]uint64{0, 5 * kib, 10 * kib, 15 * kib, 20 * kib}, nil},
+		{"rest, garbage adds up",
+			[]uint64{0, 1 * ms, 2 * ms, 3 * ms, 4 * ms, 5 * ms, 6 * ms},
+			[]uint64{0, 60 * kib, 120 * kib, 180 * kib, 240 * kib, 300 * kib, 360 * kib}, []int{5}},
+		{"garbage made fast is work: trimmed once it stops",
+			[]uint64{0, 1 * ms, 2 * ms, 3 * ms, 4 * ms},
+			[]uint64{0, 1024 * kib, 2048 * kib, 2050 * kib, 2052 * kib}, []int{3}},
+		{"garbage made while the CPU works waits for rest",
+			[]uint64{0, 100 * ms, 200 * ms, 300 * ms, 301 * ms},
+			[]uint64{0, 100 * kib, 200 * kib, 300 * kib, 310 * kib}, []int{4}},
+		{"a trim for work starts the garbage count again",
+			[]uint64{0, 300 * ms, 300 * ms, 301 * ms, 302 * ms, 303 * ms, 304 * ms, 305 * ms},
+			[]uint64{0, 200 * kib, 210 * kib, 270 * kib, 330 * kib, 390 * kib, 450 * kib, 510 * kib}, []int{2, 7}},
+	} {
+		if got := trimRunGauges(t, rules, [][]uint64{c.cpu, c.heap}); !slices.Equal(got, c.want) {
+			t.Errorf("%s: CPU %v, heap %v: freed at ticks %v, want %v", c.name, c.cpu, c.heap, got, c.want)
+		}
+	}
+}
+
+// heapAllocated reads what the runtime counts. The runtime counts a
+// span's objects when the span is handed out, so the last ones may not be
+// counted yet: half is enough.
+func TestHeapAllocated(t *testing.T) {
+	read := heapAllocated()
+	before := read()
+	sink := make([][]byte, 0, 64)
+	for range 64 {
+		sink = append(sink, make([]byte, 16<<10))
+	}
+	runtime.KeepAlive(sink)
+	if after := read(); after < before+1<<19 {
+		t.Fatalf("heap allocated: %d bytes before, %d after allocating 1 MiB", before, after)
 	}
 }
 

@@ -118,7 +118,7 @@ func StartRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
 	if shared != nil {
 		wg.Go(func() { shared.Run(ctx, registry.RefreshInterval) })
 	}
-	wg.Go(func() { trimEvery(ctx, srv.Stats.Closed.Load, relayTrim, debug.FreeOSMemory) })
+	wg.Go(func() { trimEvery(ctx, []trimGauge{{srv.Stats.Closed.Load, relayTrim}}, debug.FreeOSMemory) })
 	go func() {
 		r.err = srv.Serve(ctx)
 		cancel()
