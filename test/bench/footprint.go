@@ -14,7 +14,10 @@ package main
 // the same rest, what each costs the machine while it waits: how often its
 // threads are woken (on a laptop or a board on batteries, each wake-up
 // takes a core out of its sleep state) and the CPU time they run, from the
-// kernel's scheduler statistics (threadTimes).
+// kernel's scheduler statistics (threadTimes), and their RSS again at its
+// end: rest makes a little garbage, which the roles trim once it adds up
+// (cmd/roles, garbageTrim), so a figure that still grows at the end of the
+// window is not the role's steady size.
 
 import (
 	"flag"
@@ -56,9 +59,11 @@ func (c idleCost) perMinute() time.Duration {
 
 type footprintResult struct {
 	agent, socksd memFigure
-	agentIdle     idleCost
-	socksdIdle    idleCost
-	path          string // the idle connection's path, per `tunnel status`
+	// agentLater and socksdLater are read at the end of the window.
+	agentLater, socksdLater memFigure
+	agentIdle               idleCost
+	socksdIdle              idleCost
+	path                    string // the idle connection's path, per `tunnel status`
 }
 
 func (b *bench) footprint() (footprintResult, error) {
@@ -144,6 +149,12 @@ func (b *bench) footprint() (footprintResult, error) {
 	if r.agentIdle, r.socksdIdle, err = idleCosts(dev, socksd, *footprintWindow); err != nil {
 		return r, err
 	}
+	if r.agentLater, err = memOf(dev.pid()); err != nil {
+		return r, err
+	}
+	if r.socksdLater, err = memOf(socksd.pid()); err != nil {
+		return r, err
+	}
 	save := b.deviceID
 	b.deviceID = devID // pathOf looks for this device's peer
 	r.path, err = b.pathOf(t)
@@ -163,6 +174,7 @@ func (b *bench) footprint() (footprintResult, error) {
 	}{{"agent", r.agentIdle}, {"socksd", r.socksdIdle}} {
 		progress("footprint: idle %-6s %d wake-ups and %s of CPU in %s", f.role, f.c.wakes, f.c.cpu.Round(time.Microsecond), f.c.window)
 	}
+	progress("footprint: RSS %s later: agent %s, socksd %s", *footprintWindow, mib(r.agentLater.rss), mib(r.socksdLater.rss))
 	return r, nil
 }
 
@@ -223,4 +235,8 @@ func (f footprintResult) rows(row func(measure string, cells []string, target st
 	}
 	row(fmt.Sprintf("… wake-ups (threads put on a CPU) per second · CPU per minute, idle, over the next %s: agent · socksd", f.agentIdle.window),
 		[]string{dash, dash, dash, cost(f.agentIdle) + " · " + cost(f.socksdIdle), dash}, "")
+	if f.agentIdle.window > 0 {
+		row(fmt.Sprintf("… RSS MiB at the end of those %s: agent · socksd", f.agentIdle.window),
+			[]string{dash, dash, dash, fmt.Sprintf("%.1f · %.1f", float64(f.agentLater.rss)/1024, float64(f.socksdLater.rss)/1024), dash}, "")
+	}
 }
