@@ -73,8 +73,6 @@ package transport
 // The relay reads none of them: a payload is opaque to it.
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/binary"
 )
 
@@ -141,27 +139,4 @@ func parseDisco(b []byte) (discoMsg, bool) {
 		txid: binary.BigEndian.Uint64(b[25:33]),
 		rcvd: counts{binary.BigEndian.Uint64(b[33:41]), binary.BigEndian.Uint64(b[41:49])},
 	}, true
-}
-
-// frameMACLen is the MAC that ends a ping, a pong, a keep and a kept
-// frame: HMAC-SHA256 truncated to 16 bytes.
-const frameMACLen = 16
-
-// appendFrameMAC appends the MAC of b[start:] under key.
-func appendFrameMAC(b []byte, start int, key []byte) []byte {
-	mac := hmac.New(sha256.New, key)
-	mac.Write(b[start:])
-	return mac.Sum(b)[:len(b)+frameMACLen]
-}
-
-// frameMACValid checks the MAC that ends frame b under key.
-func frameMACValid(b, key []byte) bool {
-	body := len(b) - frameMACLen
-	if body < 0 {
-		return false
-	}
-	mac := hmac.New(sha256.New, key)
-	mac.Write(b[:body])
-	var sum [sha256.Size]byte
-	return hmac.Equal(mac.Sum(sum[:0])[:frameMACLen], b[body:])
 }

@@ -57,8 +57,6 @@ package transport
 // registration holds.
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/binary"
 	"net/netip"
 	"time"
@@ -167,16 +165,15 @@ func parseKept(b []byte, l Lease) (seq uint64, ok bool) {
 	return binary.BigEndian.Uint64(b[9:17]), true
 }
 
+// leaseKeyLabel starts what a lease's key is derived from.
+const leaseKeyLabel = "tunnel lease key"
+
 // leaseKeyOf derives the key of lease l (its Key field unread) from the
 // relay's lease secret.
 func leaseKeyOf(secret []byte, l Lease) LeaseKey {
-	mac := hmac.New(sha256.New, secret)
-	mac.Write([]byte("tunnel lease key"))
-	var fields [8 + 32 + 1 + 8]byte
-	mac.Write(appendLeaseFields(fields[:0], l, 0))
-	var k LeaseKey
-	copy(k[:], mac.Sum(nil))
-	return k
+	var msg [len(leaseKeyLabel) + 8 + 32 + 1 + 8]byte
+	sum := frameHMAC(secret, appendLeaseFields(append(msg[:0], leaseKeyLabel...), l, 0))
+	return LeaseKey(sum[:len(LeaseKey{})])
 }
 
 // leasing is what a relay checks keeps with; Listen sets it, once.
