@@ -37,16 +37,17 @@ import (
 //     measure is CPU time, since any work that grows the heap costs CPU.
 //
 // And rest itself makes garbage, slowly: an agent or a socksd with an idle
-// connection allocates about 2.5 KiB a second (its heartbeats' MACs, the
-// addresses it offers, quic-go's keep-alives). No collection comes for it:
-// the heap is far from the 4 MiB at which the collector first runs, and
-// the runtime's two-minute forced collection counts only from a first one.
-// The idle CPU adding up to workTrim's quarter second trimmed it, after
-// about four minutes: an idle agent grew from 12.1 MiB to 12.7 by then,
-// and went between 13.0 and 13.6 after, the collector's own pages (about
-// 1.1 MiB, paid once whatever starts it) included (BENCHMARKS.md, round
-// eighteen). Its second measure is the bytes allocated, so that a role at
-// rest comes to its resting size within seconds and holds it.
+// connection allocated about 2.5 KiB a second (0.7 once its frame MACs
+// stopped allocating: the addresses it offers, quic-go's keep-alives). No
+// collection comes for it: the heap is far from the 4 MiB at which the
+// collector first runs, and the runtime's two-minute forced collection
+// counts only from a first one. The idle CPU adding up to workTrim's
+// quarter second trimmed it, after about four minutes: an idle agent grew
+// from 12.1 MiB to 12.7 by then, and went between 13.0 and 13.9 after, the
+// collector's own pages (about 1.1 MiB, paid once whatever starts it)
+// included (BENCHMARKS.md, round eighteen). Its second measure is the bytes
+// allocated, so that a role at rest comes to its resting size within
+// seconds and holds it.
 //
 // So once a measure has grown by enough and then every measure stood
 // (nearly) still for a whole tick, the process collects twice (the second
