@@ -14,10 +14,11 @@ import (
 // A burst of work grows a process's heap for a moment, and the Go runtime
 // gives the pages back to the system slowly once the garbage is collected.
 // A process at rest makes little garbage, so it is not collected for
-// minutes (below), and what sync.Pools hold survives one collection more. So a role that has just done something big
-// and then rests keeps its peak size for minutes: a machine with little
-// memory, and a user reading RSS, should see the role's real size soon
-// after the work is over. Two kinds of burst:
+// minutes (below), and what sync.Pools hold survives one collection more.
+// So a role that has just done something big and then rests keeps its
+// peak size for minutes: a machine with little memory, and a user reading
+// RSS, should see the role's real size soon after the work is over. Two
+// kinds of burst:
 //
 //   - A relay at rest holds its idle devices' registrations, a few KiB each
 //     (relaymem_test.go), and no connection for a leased device. Making a
@@ -55,7 +56,7 @@ import (
 // A steady load never stands still for a tick and never pays for it: its
 // pages are reused. The cost, two collections of a small heap and the
 // release, comes at most once per tick, and only after work that cost far
-// more, or after a minute or two of rest.
+// more, or after minutes of rest.
 const trimTick = 2 * time.Second
 
 // trimRule says when a measure that only grows calls for a trim: when it
@@ -72,8 +73,8 @@ var (
 	// a few milliseconds (a 1 GiB transfer costs each side about 1.7 s).
 	workTrim = trimRule{quiet: uint64(trimTick / 100 / time.Microsecond), enough: uint64(250 * time.Millisecond / time.Microsecond)}
 	// garbageTrim counts bytes allocated: rest makes a few KiB a tick, and
-	// 256 KiB of garbage (under two minutes of an idle agent's) is worth a
-	// trim costing about a millisecond.
+	// 256 KiB of garbage (some minutes of an idle agent's) is worth a trim,
+	// two collections of a heap of about a MiB.
 	garbageTrim = trimRule{quiet: 64 << 10, enough: 256 << 10}
 )
 
