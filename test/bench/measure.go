@@ -578,8 +578,50 @@ func streamOnce(t *target, payload []byte, handshakes chan struct{}) error {
 // ---- 4: relay memory ----
 
 // trimSettle is a rest long enough for a role's trim after work to have
-// come (idleStreams).
-const trimSettle = 5 * time.Second
+// come (idleStreams), if the work ended when the rest began. rssStill and
+// rssSettleMax bound the wait when it had not: the readings are taken once
+// no role's RSS moved by more than rssStillKiB for rssStill, longer than a
+// trim's 2 s tick, so the trim of work still ending came before them. (A
+// trim after work gives back MiBs; rest's garbage grows a role by a few
+// KiB a second.)
+const (
+	trimSettle   = 5 * time.Second
+	rssStill     = 3 * time.Second
+	rssStillKiB  = 256
+	rssSettleMax = 30 * time.Second
+)
+
+// settledRSS waits at least trimSettle, then until the RSS of every one of
+// pids has stood still for rssStill (or rssSettleMax has passed, which it
+// says), and returns their RSS, KiB.
+func settledRSS(pids []int) ([]int64, error) {
+	const every = 250 * time.Millisecond
+	start := time.Now()
+	last := make([]int64, len(pids))
+	moved := make([]time.Time, len(pids))
+	for {
+		now := time.Now()
+		still := now.Sub(start) >= trimSettle
+		for i, pid := range pids {
+			v, err := rssKiB(pid)
+			if err != nil {
+				return nil, err
+			}
+			if d := v - last[i]; d > rssStillKiB || d < -rssStillKiB {
+				last[i], moved[i] = v, now
+			}
+			still = still && now.Sub(moved[i]) >= rssStill
+		}
+		if still {
+			return last, nil
+		}
+		if now.Sub(start) >= rssSettleMax {
+			progress("RSS still moving after %s; reading it as it is", rssSettleMax)
+			return last, nil
+		}
+		time.Sleep(every)
+	}
+}
 
 type idleStreamResult struct {
 	n   int
@@ -599,12 +641,14 @@ func (r idleStreamResult) perStream() string {
 // idleStreams holds cfg.idleStreams relayed streams open and idle and
 // reports the memory it costs the relay, the socksd and the agent.
 //
-// Both readings come after trimSettle at rest: a role gives back the
+// Both readings come after a rest (settledRSS): a role gives back the
 // garbage of a burst of work at the end of the first quiet 2 s tick after
 // it (cmd/roles/memtrim.go), so 2–4 s after the work. A reading before
 // that trim and one after it would count the garbage of the work before
 // (the concurrent streams, or opening these) against the streams, either
-// way: one round-sixteen table read -28.5 KiB per stream for the agent.
+// way: one round-sixteen table read -28.5 KiB per stream for the agent,
+// and one of round eighteen -46.1 for the socksd, whose trim after the
+// busy neighbour's download came more than 5 s after the part began.
 func (b *bench) idleStreams() (idleStreamResult, error) {
 	t := b.relayed
 	r := idleStreamResult{n: cfg.idleStreams}
@@ -612,14 +656,17 @@ func (b *bench) idleStreams() (idleStreamResult, error) {
 		role string
 		p    *proc
 	}{{"relay", b.relay}, {"socksd", t.socksd}, {"agent", b.device}}
-	time.Sleep(trimSettle)
+	pids := make([]int, len(watch))
+	for i, w := range watch {
+		pids[i] = w.p.pid()
+	}
+	before, err := settledRSS(pids)
+	if err != nil {
+		return r, err
+	}
 	r.rss = make([]rssFigure, len(watch))
 	for i, w := range watch {
-		v, err := rssKiB(w.p.pid())
-		if err != nil {
-			return r, err
-		}
-		r.rss[i] = rssFigure{role: w.role, before: v}
+		r.rss[i] = rssFigure{role: w.role, before: before[i]}
 	}
 	var conns []net.Conn
 	defer func() {
@@ -643,12 +690,12 @@ func (b *bench) idleStreams() (idleStreamResult, error) {
 		}
 		_ = c.SetDeadline(time.Time{})
 	}
-	time.Sleep(trimSettle)
+	after, err := settledRSS(pids)
+	if err != nil {
+		return r, err
+	}
 	for i, w := range watch {
-		v, err := rssKiB(w.p.pid())
-		if err != nil {
-			return r, err
-		}
+		v := after[i]
 		r.rss[i].after = v
 		progress("%d idle relayed streams: %-6s RSS %s → %s: %+.1f KiB per stream", r.n, w.role, mib(r.rss[i].before), mib(v), float64(v-r.rss[i].before)/float64(r.n))
 	}

@@ -63,3 +63,43 @@ func TestThreadTimes(t *testing.T) {
 		t.Fatal("no error for a process that does not exist")
 	}
 }
+
+// settledRSS reads only once the RSS has stood still for rssStill: while
+// this process's RSS grows in steps, it waits, and its reading comes at
+// least rssStill after the last step. (A lower bound only: a slow machine
+// makes it later, never earlier.)
+func TestSettledRSSWaitsForStillness(t *testing.T) {
+	const steps, step = 8, 8 << 20
+	var lastStep time.Time
+	var held [][]byte
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		time.Sleep(trimSettle - time.Second)
+		for range steps {
+			b := make([]byte, step)
+			for i := 0; i < len(b); i += 4096 {
+				b[i] = 1 // touched, so resident
+			}
+			held = append(held, b)
+			lastStep = time.Now()
+			time.Sleep(300 * time.Millisecond)
+		}
+	}()
+	v, err := settledRSS([]int{os.Getpid()})
+	read := time.Now()
+	<-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v[0] <= 0 {
+		t.Fatalf("RSS %d KiB", v[0])
+	}
+	if got := read.Sub(lastStep); got < rssStill {
+		t.Fatalf("read %v after the RSS last moved; want at least %v", got, rssStill)
+	}
+	if _, err := settledRSS([]int{1 << 30}); err == nil {
+		t.Fatal("a process that does not exist: no error")
+	}
+	_ = held
+}
