@@ -217,7 +217,9 @@ func memOf(pid int) (memFigure, error) {
 }
 
 // rows adds the footprint rows to the table, in the direct column (the
-// idle connection goes direct once punched; the path is in the label).
+// idle connection goes direct once punched; the path is in the label). It
+// is called for a footprint measured, over a window main has checked is
+// positive.
 func (f footprintResult) rows(row func(measure string, cells []string, target string)) {
 	cell := func(m memFigure, target int64) string {
 		return fmt.Sprintf("%.1f MiB %s (anon %.1f + file %.1f)", float64(m.rss)/1024, check(m.rss <= target), float64(m.anon)/1024, float64(m.file)/1024)
@@ -228,15 +230,10 @@ func (f footprintResult) rows(row func(measure string, cells []string, target st
 	row(fmt.Sprintf("idle socksd RSS: 1 idle client connection, after %s", settle),
 		[]string{dash, dash, dash, cell(f.socksd, socksdRSSTarget), dash}, "≤ 16 MiB")
 	cost := func(c idleCost) string {
-		if c.window <= 0 {
-			return dash
-		}
 		return fmt.Sprintf("%.1f/s · %.1f ms", c.perSecond(), float64(c.perMinute())/float64(time.Millisecond))
 	}
 	row(fmt.Sprintf("… wake-ups (threads put on a CPU) per second · CPU per minute, idle, over the next %s: agent · socksd", f.agentIdle.window),
 		[]string{dash, dash, dash, cost(f.agentIdle) + " · " + cost(f.socksdIdle), dash}, "")
-	if f.agentIdle.window > 0 {
-		row(fmt.Sprintf("… RSS MiB at the end of those %s: agent · socksd", f.agentIdle.window),
-			[]string{dash, dash, dash, fmt.Sprintf("%.1f · %.1f", float64(f.agentLater.rss)/1024, float64(f.socksdLater.rss)/1024), dash}, "")
-	}
+	row(fmt.Sprintf("… RSS MiB at the end of those %s: agent · socksd", f.agentIdle.window),
+		[]string{dash, dash, dash, fmt.Sprintf("%.1f · %.1f", float64(f.agentLater.rss)/1024, float64(f.socksdLater.rss)/1024), dash}, "")
 }
