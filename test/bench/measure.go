@@ -597,7 +597,10 @@ const (
 func settledRSS(pids []int) ([]int64, error) {
 	const every = 250 * time.Millisecond
 	start := time.Now()
-	last := make([]int64, len(pids))
+	// ref is each one's RSS when it last moved by more than rssStillKiB
+	// (at moved); cur is its latest reading, which is what is returned.
+	ref := make([]int64, len(pids))
+	cur := make([]int64, len(pids))
 	moved := make([]time.Time, len(pids))
 	for {
 		now := time.Now()
@@ -607,17 +610,18 @@ func settledRSS(pids []int) ([]int64, error) {
 			if err != nil {
 				return nil, err
 			}
-			if d := v - last[i]; d > rssStillKiB || d < -rssStillKiB {
-				last[i], moved[i] = v, now
+			cur[i] = v
+			if d := v - ref[i]; d > rssStillKiB || d < -rssStillKiB {
+				ref[i], moved[i] = v, now
 			}
 			still = still && now.Sub(moved[i]) >= rssStill
 		}
 		if still {
-			return last, nil
+			return cur, nil
 		}
 		if now.Sub(start) >= rssSettleMax {
 			progress("RSS still moving after %s; reading it as it is", rssSettleMax)
-			return last, nil
+			return cur, nil
 		}
 		time.Sleep(every)
 	}
